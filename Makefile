@@ -1,0 +1,76 @@
+# logitlab: `make repro` and `make test` are all a new user needs (`make help` lists the rest).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_COMPILE_BYTECODE := 1
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: help setup repro test test-slow check params sweep ui server server-stop serve bench lint format typecheck clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python python3.11
+	touch $@
+
+setup: $(VENV)/.synced ## Create .venv from uv.lock (once; again when the lock changes)
+
+repro: setup ## Set up, then run the pipeline: dvc repro
+	$(VENV)/bin/dvc repro
+
+test: setup ## Set up, then run the test suite (fast and pipeline tests)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup ## Long tests: fault injection, tracking server, browser (CI runs them too)
+	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
+
+check: lint typecheck ## ruff lint + format check + mypy
+
+params: setup ## Recompose params.yaml from conf/ (as dvc exp run does)
+	$(PY) -c "from logitlab.config import write_params; write_params('params.yaml')"
+
+sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
+	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
+
+ui: setup ## MLflow UI on the project's store at http://127.0.0.1:$(PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT)
+
+server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)
+	bash scripts/server.sh start
+
+server-stop: ## Stop the tracking server and its PostgreSQL
+	bash scripts/server.sh stop
+
+bench: setup ## Benchmarks: our solvers vs scikit-learn vs the bare matvec floor
+	$(PY) tests/benchmarks/bench_fit.py
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: setup ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+typecheck: setup ## mypy on src/
+	$(VENV)/bin/mypy src
+
+clean: ## Remove pipeline outputs, sweep dirs and caches (keeps mlflow.db)
+	rm -rf data/raw/dataset.parquet data/raw/schema.json data/interim data/processed models \
+		reports/figures multirun outputs .cache

@@ -1,0 +1,95 @@
+"""Hydra callbacks: the sweep's MLflow parent run is made before the jobs start and finished after.
+
+Hydra calls `on_multirun_start`/`on_multirun_end` in the launching process, whatever the launcher, so the
+store, the experiment and the parent run exist before any (possibly parallel) job tries to use them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from logitlab import config
+
+log = logging.getLogger(__name__)
+
+# The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
+open_sweep: dict[str, Any] = {}
+
+
+def raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+class TrackingCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+        cfg = _mlflow_cfg(config)
+        if not cfg.enabled:
+            return
+        from logitlab import tracking
+
+        tracker = tracking.connect(cfg)
+        if tracker is None:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        parent = tracking.start_sweep(tracker, sweep_dir, list(config.hydra.overrides.task))
+        open_sweep.update(tracker=tracker, parent=parent, sweep_dir=sweep_dir)
+        log.info("sweep parent run %s in experiment '%s' (%s)", parent, tracker.experiment_name, tracker.uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not open_sweep:
+            return
+        from logitlab import tracking
+
+        sweep_cfg = config.sweep_config(_section(config, "sweep"))
+        summary = tracking.finish_sweep(
+            open_sweep["tracker"],
+            open_sweep["parent"],
+            sweep_cfg,
+            register=_mlflow_cfg(config).register,
+            out_dir=open_sweep["sweep_dir"] / "summary",
+        )
+        open_sweep.clear()
+        best = "none" if summary.best_value is None else f"{summary.best_value:.4f} (run {summary.best_run_id})"
+        log.info(
+            "sweep finished: %d jobs finished, %d failed; best %s = %s; parent run %s",
+            summary.finished,
+            summary.failed,
+            sweep_cfg.metric,
+            best,
+            summary.parent_run_id,
+        )
+        if summary.finished == 0 and summary.failed > 0:
+            raise SystemExit(1)
+
+
+def _section(cfg: DictConfig, name: str) -> Any:
+    return OmegaConf.to_container(cfg[name], resolve=True)
+
+
+def _mlflow_cfg(cfg: DictConfig) -> config.MlflowConfig:
+    return config.mlflow_config(_section(cfg, "mlflow"))
+
+
+def end_open_sweep(status: str, reason: str) -> None:
+    """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
+    that escaped the jobs."""
+    if not open_sweep:
+        return
+    from logitlab import tracking
+
+    tracking.end_sweep_early(open_sweep["tracker"], open_sweep["parent"], status, reason)
+    log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, open_sweep["parent"], status)
+    open_sweep.clear()
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"

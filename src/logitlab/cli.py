@@ -1,0 +1,44 @@
+"""The edge between a user and the code: one clear line for a user's mistake, a traceback only for bugs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from logitlab.errors import LogitlabError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def debug() -> bool:
+    return os.environ.get("LOGITLAB_DEBUG", "") not in ("", "0", "false")
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def setup_logging() -> None:
+    """Plain `logging` for the stage commands (Hydra configures its own for sweeps)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    for noisy in ("alembic", "mlflow.store.db.utils", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_guarded(entry: Callable[[], object]) -> None:
+    """Run a command's body; a `LogitlabError` ends it with one line and exit 2 (traceback if LOGITLAB_DEBUG=1)."""
+    try:
+        entry()
+    except LogitlabError as err:
+        if debug():
+            raise
+        fail(str(err))
+    except KeyboardInterrupt:
+        if debug():
+            raise
+        fail("interrupted", EXIT_INTERRUPTED)

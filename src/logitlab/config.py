@@ -1,0 +1,322 @@
+"""The config schema and where config comes from.
+
+`conf/` (Hydra) is the source of truth; `params.yaml` is that tree composed, which DVC stages read and DVC
+recomposes on `dvc exp run -S`. Both paths go through `validate`, so a typo'd key or an out-of-range value
+is refused the same way wherever it comes from, with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from logitlab.errors import ConfigError
+
+SECTIONS = ("data", "preprocess", "features", "model", "mlflow", "sweep", "seed")
+
+
+def project_root() -> Path:
+    """The repository root: DVC_ROOT when DVC runs us (it points queued experiments at the parent
+    repository, so every worker tracks into the same store), else the nearest parent with a dvc.yaml."""
+    if env_root := os.environ.get("LOGITLAB_ROOT") or os.environ.get("DVC_ROOT"):
+        return Path(env_root).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "dvc.yaml").is_file() and (candidate / "conf").is_dir():
+            return candidate
+    return here
+
+
+# --------------------------------------------------------------------------------------------- schema
+@dataclass(frozen=True)
+class MakeClassificationData:
+    name: str
+    source: str
+    n_samples: int = 1000
+    n_features: int = 2
+    n_informative: int = 2
+    n_redundant: int = 0
+    n_clusters_per_class: int = 1
+    class_sep: float = 1.0
+    flip_y: float = 0.01
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class MoonsData:
+    name: str
+    source: str
+    n_samples: int = 1000
+    noise: float = 0.2
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class CirclesData:
+    name: str
+    source: str
+    n_samples: int = 1000
+    noise: float = 0.1
+    factor: float = 0.5
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class BreastCancerData:
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CsvData:
+    name: str
+    source: str
+    path: str
+    target: str | int
+    header: bool = True
+    positive_label: Any = None
+    negative_label: Any = None
+    na_values: list[str] = field(default_factory=list)
+    drop: list[str | int] = field(default_factory=list)
+    sep: str = ","
+
+
+DATA_SOURCES: dict[str, type] = {
+    "make_classification": MakeClassificationData,
+    "moons": MoonsData,
+    "circles": CirclesData,
+    "breast_cancer": BreastCancerData,
+    "csv": CsvData,
+}
+
+DataConfig = MakeClassificationData | MoonsData | CirclesData | BreastCancerData | CsvData
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    test_size: float = 0.2
+    val_size: float = 0.2
+    scaler: str = "standard"
+    numeric_impute: str = "median"
+    max_categories: int = 50
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    degree: int = 1
+    interaction_only: bool = False
+    include: list[str] | None = None
+    max_features: int = 20000
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment_name: str = "logitlab"
+    required: bool = True
+    log_model: bool = True
+    register: bool = True
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    metric: str = "val_accuracy"
+    direction: str = "maximize"
+
+
+# -------------------------------------------------------------------------------------------- checks
+def _fail(key: str, expected: str, got: Any) -> ConfigError:
+    return ConfigError(f"config key '{key}': expected {expected}, got {got!r}")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check one value against a dataclass field's type; ints are accepted where floats are expected."""
+    kinds = [a.strip() for a in str(annotation).split("|")]
+    if value is None:
+        if "None" in kinds or "Any" in kinds:
+            return None
+        raise _fail(key, f"a value of type {annotation}", value)
+    for kind in kinds:
+        if kind == "Any":
+            return value
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind == "str" and isinstance(value, str):
+            return value
+        if kind.startswith("list") and isinstance(value, list | tuple):
+            return list(value)
+    raise _fail(key, f"a value of type {annotation}", value)
+
+
+def _build(section: str, schema: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise _fail(section, "a mapping of keys", raw)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"config key '{section}.{unknown[0]}' is unknown; {section} takes: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, spec in fields.items():
+        key = f"{section}.{name}"
+        if name not in raw:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"config key '{key}' is missing; set it, e.g. {key}=...")
+            continue
+        if raw[name] == "???":
+            raise ConfigError(f"config key '{key}' is missing; set it, e.g. {key}=...")
+        values[name] = _coerce(key, raw[name], spec.type)
+    return schema(**values)
+
+
+def _check_range(key: str, ok: bool, expected: str, got: Any) -> None:
+    if not ok:
+        raise _fail(key, expected, got)
+
+
+def data_config(raw: Any) -> DataConfig:
+    if not isinstance(raw, dict) or "source" not in raw:
+        raise ConfigError("config key 'data.source' is missing; pick a data set, e.g. data=synthetic")
+    source = raw["source"]
+    if source not in DATA_SOURCES:
+        raise _fail("data.source", f"one of {', '.join(DATA_SOURCES)}", source)
+    cfg = _build("data", DATA_SOURCES[source], raw)
+    if hasattr(cfg, "n_samples"):
+        _check_range("data.n_samples", cfg.n_samples >= 10, "an integer >= 10", cfg.n_samples)
+    if isinstance(cfg, CsvData) and cfg.positive_label is not None and cfg.negative_label is not None:
+        raise ConfigError("config keys 'data.positive_label' and 'data.negative_label': set one, not both")
+    return cfg
+
+
+def preprocess_config(raw: Any) -> PreprocessConfig:
+    cfg = _build("preprocess", PreprocessConfig, raw)
+    _check_range("preprocess.test_size", 0 < cfg.test_size < 1, "a fraction in (0, 1)", cfg.test_size)
+    _check_range("preprocess.val_size", 0 < cfg.val_size < 1, "a fraction in (0, 1)", cfg.val_size)
+    _check_range(
+        "preprocess.val_size",
+        cfg.test_size + cfg.val_size < 1,
+        f"test_size + val_size < 1 (test_size is {cfg.test_size})",
+        cfg.val_size,
+    )
+    _check_range("preprocess.scaler", cfg.scaler in ("standard", "minmax", "none"), "standard|minmax|none", cfg.scaler)
+    _check_range("preprocess.numeric_impute", cfg.numeric_impute in ("median", "mean"), "median|mean", cfg.numeric_impute)
+    _check_range("preprocess.max_categories", cfg.max_categories >= 2, "an integer >= 2", cfg.max_categories)
+    return cfg
+
+
+def features_config(raw: Any) -> FeaturesConfig:
+    cfg = _build("features", FeaturesConfig, raw)
+    _check_range("features.degree", 1 <= cfg.degree <= 10, "an integer from 1 to 10", cfg.degree)
+    _check_range("features.max_features", cfg.max_features >= 1, "an integer >= 1", cfg.max_features)
+    return cfg
+
+
+def mlflow_config(raw: Any) -> MlflowConfig:
+    return _build("mlflow", MlflowConfig, raw)
+
+
+def sweep_config(raw: Any) -> SweepConfig:
+    cfg = _build("sweep", SweepConfig, raw)
+    _check_range("sweep.direction", cfg.direction in ("maximize", "minimize"), "maximize|minimize", cfg.direction)
+    return cfg
+
+
+def model_params(raw: Any, seed: int) -> dict[str, Any]:
+    """The estimator's keyword arguments: the `model` section plus `random_state` from `seed`.
+
+    The estimator owns its parameter checks; here they run early and their message gets the `model.` prefix.
+    """
+    from logitlab.model import LogisticRegression
+
+    if not isinstance(raw, dict):
+        raise _fail("model", "a mapping of estimator parameters", raw)
+    allowed = set(LogisticRegression().get_params()) - {"random_state", "warm_start"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"config key 'model.{unknown[0]}' is unknown; model takes: {', '.join(sorted(allowed))}")
+    params = {**raw, "random_state": seed}
+    try:
+        LogisticRegression(**params)._check_params()
+    except ValueError as err:
+        raise ConfigError(f"config key 'model.{_param_named_in(str(err), params)}': {err}") from None
+    return params
+
+
+def _param_named_in(message: str, params: dict[str, Any]) -> str:
+    named = [p for p in params if f"'{p}'" in message or message.startswith(f"{p} ") or f" {p}=" in message]
+    return max(named, key=len) if named else "?"
+
+
+def seed_value(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise _fail("seed", "a non-negative integer", raw)
+    return raw
+
+
+# ------------------------------------------------------------------------------------------- sources
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """Read params.yaml (as DVC wrote it) into a plain dict; unknown top-level sections are refused."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"params file '{file}' not found; run `make params` to compose it from conf/")
+    try:
+        params = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file '{file}' is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"params file '{file}': expected a mapping of sections")
+    unknown = sorted(set(params) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"config key '{unknown[0]}' is unknown; the sections are: {', '.join(SECTIONS)}")
+    return params
+
+
+def section(params: dict[str, Any], name: str) -> Any:
+    if name not in params:
+        raise ConfigError(f"config section '{name}' is missing from params.yaml; run `make params`")
+    return params[name]
+
+
+def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Compose conf/ with Hydra's compose API, resolved to plain data, as DVC does for params.yaml."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf = Path(config_dir) if config_dir else project_root() / "conf"
+    try:
+        with initialize_config_dir(str(conf.resolve()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(one_line(str(err))) from None
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+def write_params(path: str | os.PathLike[str], overrides: list[str] | None = None) -> None:
+    """Write params.yaml exactly as `dvc exp run` does (DVC's own compose_and_dump), atomically."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from logitlab.io import atomic_path
+
+    root = project_root()
+    with atomic_path(path) as tmp:
+        compose_and_dump(tmp, str(root / "conf"), None, "config", str(root / "hydra_plugins"), list(overrides or []))
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())

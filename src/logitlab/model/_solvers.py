@@ -1,0 +1,282 @@
+"""Solvers, update rules and learning-rate schedules, all driven by one `BinaryLogisticLoss`.
+
+Every solver runs epochs (iterations for Newton and L-BFGS) and hands a consistent
+(coef, objective, optimality) triple to a `TrainingMonitor`, which records it and decides when to stop.
+L1 penalties are handled by proximal (soft-threshold) steps in the first-order solvers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from logitlab.model._loss import BinaryLogisticLoss
+from logitlab.model._monitor import TrainingMonitor
+
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+LBFGS_MEMORY = 10
+ARMIJO_C1 = 1e-4
+MAX_LINE_SEARCH_HALVINGS = 40
+
+
+@dataclass
+class Problem:
+    """The data, the smooth loss and the L1 strength: everything a solver needs to know."""
+
+    loss: BinaryLogisticLoss
+    X: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray  # sample weights normalised to sum to 1
+    l1_strength: float = 0.0
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def objective_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+        """Full objective (smooth part + L1) and the gradient of the smooth part."""
+        value, grad = self.loss.loss_gradient(coef, self.X, self.y, self.weights)
+        return value + self.l1_penalty(coef), grad
+
+    def l1_penalty(self, coef: np.ndarray) -> float:
+        if self.l1_strength == 0.0:
+            return 0.0
+        return self.l1_strength * float(np.abs(coef[: self.n_features]).sum())
+
+    def optimality(self, coef: np.ndarray, grad: np.ndarray) -> float:
+        """Max-norm of the minimum-norm subgradient: the gradient itself when there is no L1 term."""
+        if self.l1_strength == 0.0:
+            return float(np.abs(grad).max())
+        residual = grad.copy()
+        weights, grad_w = coef[: self.n_features], grad[: self.n_features]
+        nonzero = weights != 0
+        residual[: self.n_features] = np.where(
+            nonzero,
+            grad_w + self.l1_strength * np.sign(weights),
+            np.maximum(np.abs(grad_w) - self.l1_strength, 0.0),
+        )
+        return float(np.abs(residual).max())
+
+    def prox(self, candidate: np.ndarray, step: float | np.ndarray) -> np.ndarray:
+        """Soft-threshold the weights (not the intercept) by ``l1_strength * step``."""
+        if self.l1_strength == 0.0:
+            return candidate
+        threshold = self.l1_strength * (step[: self.n_features] if isinstance(step, np.ndarray) else step)
+        weights = candidate[: self.n_features]
+        candidate[: self.n_features] = np.sign(weights) * np.maximum(np.abs(weights) - threshold, 0.0)
+        return candidate
+
+
+def learning_rate_at(schedule: str, base: float, epoch: int, max_iter: int) -> float:
+    """Learning rate of 0-based `epoch`.
+
+    inverse_scaling: base / sqrt(1 + epoch); step: halved every max_iter // 10 epochs;
+    cosine: base * (1 + cos(pi * epoch / max_iter)) / 2, annealing towards 0 at max_iter.
+    """
+    if schedule == "constant":
+        return base
+    if schedule == "inverse_scaling":
+        return base / math.sqrt(1 + epoch)
+    if schedule == "step":
+        return base * 0.5 ** (epoch // max(1, max_iter // 10))
+    return base * 0.5 * (1 + math.cos(math.pi * epoch / max_iter))
+
+
+class UpdateRule:
+    """Plain (proximal) gradient step ``prox(w - lr * g)``; subclasses add state."""
+
+    def __init__(self, momentum: float = 0.0) -> None:
+        self.momentum = momentum
+
+    def propose(self, coef: np.ndarray, grad: np.ndarray, lr: float) -> tuple[np.ndarray, float | np.ndarray]:
+        """Return the point to soft-threshold and the step size the threshold scales with."""
+        return coef - lr * grad, lr
+
+    def step(self, problem: Problem, coef: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
+        candidate, step_size = self.propose(coef, grad, lr)
+        new_coef = problem.prox(candidate, step_size)
+        self.record(new_coef - coef)
+        return new_coef
+
+    def record(self, displacement: np.ndarray) -> None:
+        """Remember the actual (post-prox) move, so momentum keeps the proximal fixed point exact."""
+
+
+class Momentum(UpdateRule):
+    """Heavy ball: ``w + mu * (w - w_prev) - lr * g``."""
+
+    def __init__(self, momentum: float = 0.0) -> None:
+        super().__init__(momentum)
+        self.velocity: np.ndarray | float = 0.0
+
+    def propose(self, coef, grad, lr):
+        return coef + self.momentum * self.velocity - lr * grad, lr
+
+    def record(self, displacement):
+        self.velocity = displacement
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum in the gradient-at-current-point form of Bengio et al. (2013)."""
+
+    def propose(self, coef, grad, lr):
+        mu = self.momentum
+        return coef + mu * mu * self.velocity - (1 + mu) * lr * grad, (1 + mu) * lr
+
+
+class Adam(UpdateRule):
+    """Adam with fixed betas (0.9, 0.999) and epsilon 1e-8; L1 uses the per-coordinate step as metric."""
+
+    def __init__(self, momentum: float = 0.0) -> None:
+        super().__init__(momentum)
+        self.first: np.ndarray | float = 0.0
+        self.second: np.ndarray | float = 0.0
+        self.t = 0
+
+    def propose(self, coef, grad, lr):
+        self.t += 1
+        self.first = ADAM_BETA1 * self.first + (1 - ADAM_BETA1) * grad
+        self.second = ADAM_BETA2 * self.second + (1 - ADAM_BETA2) * grad * grad
+        first_hat = self.first / (1 - ADAM_BETA1**self.t)
+        second_hat = self.second / (1 - ADAM_BETA2**self.t)
+        step_size = lr / (np.sqrt(second_hat) + ADAM_EPSILON)
+        return coef - step_size * first_hat, step_size
+
+
+UPDATE_RULES: dict[str, type[UpdateRule]] = {
+    "plain": UpdateRule,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adam": Adam,
+}
+
+
+def gradient_descent(
+    problem: Problem,
+    coef: np.ndarray,
+    monitor: TrainingMonitor,
+    rule: UpdateRule,
+    learning_rate: float,
+    schedule: str,
+) -> np.ndarray:
+    """Full-batch (proximal) gradient descent: one ``X @ w`` and one ``X.T @ r`` per epoch.
+
+    The objective recorded for an epoch is the one of the iterate the epoch starts from.
+    """
+    for epoch in range(monitor.max_iter):
+        objective, grad = problem.objective_gradient(coef)
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+            break
+        coef = rule.step(problem, coef, grad, learning_rate_at(schedule, learning_rate, epoch, monitor.max_iter))
+    return coef
+
+
+def stochastic_gradient_descent(
+    problem: Problem,
+    coef: np.ndarray,
+    monitor: TrainingMonitor,
+    rule: UpdateRule,
+    learning_rate: float,
+    schedule: str,
+    batch_size: int,
+    rng: np.random.RandomState,
+) -> np.ndarray:
+    """Mini-batch (``batch_size=1``: per-sample) proximal gradient steps on a fresh permutation per epoch.
+
+    Each batch gradient is an unbiased estimate of the full gradient: the normalised weights of the batch
+    are scaled by ``n_samples / batch_size``. The objective and optimality are evaluated on the full data
+    after every epoch.
+    """
+    X, y, loss = problem.X, problem.y, problem.loss
+    n_samples = X.shape[0]
+    for epoch in range(monitor.max_iter):
+        order = rng.permutation(n_samples)
+        X_epoch, y_epoch, weights_epoch = X[order], y[order], problem.weights[order] * n_samples
+        lr = learning_rate_at(schedule, learning_rate, epoch, monitor.max_iter)
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            weights_batch = weights_epoch[start:stop] / (stop - start)
+            grad = loss.gradient(coef, X_epoch[start:stop], y_epoch[start:stop], weights_batch)
+            coef = rule.step(problem, coef, grad, lr)
+        objective, grad = problem.objective_gradient(coef)
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+            break
+    return coef
+
+
+def _backtracking(
+    problem: Problem, coef: np.ndarray, objective: float, grad: np.ndarray, direction: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Armijo backtracking from step 1; None when no step decreases the objective enough."""
+    slope = float(grad @ direction)
+    step = 1.0
+    for _ in range(MAX_LINE_SEARCH_HALVINGS):
+        trial = coef + step * direction
+        trial_objective, trial_grad = problem.objective_gradient(trial)
+        if trial_objective <= objective + ARMIJO_C1 * step * slope:
+            return trial, trial_objective, trial_grad
+        step *= 0.5
+    return None
+
+
+def newton(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
+    """Damped Newton: solve ``H d = -g`` with the loss object's Hessian, then Armijo backtracking."""
+    loss, X, y, weights = problem.loss, problem.X, problem.y, problem.weights
+    objective, _ = problem.objective_gradient(coef)
+    for _ in range(monitor.max_iter):
+        grad, hessian = loss.gradient_hessian(coef, X, y, weights)
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+            break
+        try:
+            direction = np.linalg.solve(hessian, -grad)
+        except np.linalg.LinAlgError:  # singular without a penalty: take the least-squares step
+            direction = np.linalg.lstsq(hessian, -grad, rcond=None)[0]
+        if not float(grad @ direction) < 0:
+            direction = -grad
+        accepted = _backtracking(problem, coef, objective, grad, direction)
+        if accepted is None:
+            break
+        coef, objective, _ = accepted
+    return coef
+
+
+def lbfgs(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
+    """L-BFGS: two-loop recursion over the last 10 curvature pairs, Armijo backtracking from step 1."""
+    pairs: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=LBFGS_MEMORY)
+    objective, grad = problem.objective_gradient(coef)
+    for _ in range(monitor.max_iter):
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+            break
+        direction = -_two_loop(grad, pairs)
+        if not pairs:  # no curvature yet: a first step of unit max-norm
+            direction /= max(1.0, float(np.abs(grad).max()))
+        accepted = _backtracking(problem, coef, objective, grad, direction)
+        if accepted is None:
+            break
+        new_coef, objective, new_grad = accepted
+        s, g_diff = new_coef - coef, new_grad - grad
+        curvature = float(s @ g_diff)
+        if curvature > 1e-10 * float(g_diff @ g_diff):
+            pairs.append((s, g_diff, 1.0 / curvature))
+        coef, grad = new_coef, new_grad
+    return coef
+
+
+def _two_loop(grad: np.ndarray, pairs: deque[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """Approximate inverse Hessian times ``grad`` (Nocedal & Wright, algorithm 7.4)."""
+    q = grad.copy()
+    alphas = []
+    for s, g_diff, rho in reversed(pairs):
+        alpha = rho * float(s @ q)
+        q -= alpha * g_diff
+        alphas.append(alpha)
+    if pairs:
+        s, g_diff, _ = pairs[-1]
+        q *= float(s @ g_diff) / float(g_diff @ g_diff)
+    for (s, g_diff, rho), alpha in zip(pairs, reversed(alphas), strict=True):
+        beta = rho * float(g_diff @ q)
+        q += (alpha - beta) * s
+    return q

@@ -1,0 +1,386 @@
+"""`LogisticRegression`: a from-scratch binary logistic regression with scikit-learn's objective."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+
+from logitlab.errors import LogitlabError
+from logitlab.model import _persistence
+from logitlab.model._loss import BinaryLogisticLoss, expit
+from logitlab.model._monitor import EarlyStopping, TrainingMonitor
+from logitlab.model._solvers import (
+    UPDATE_RULES,
+    Problem,
+    gradient_descent,
+    lbfgs,
+    newton,
+    stochastic_gradient_descent,
+)
+
+logger = logging.getLogger("logitlab.model")
+
+PENALTIES = (None, "l2", "l1", "elasticnet")
+SOLVERS = ("gd", "minibatch", "sgd", "newton", "lbfgs")
+FIRST_ORDER_SOLVERS = ("gd", "minibatch", "sgd")
+LR_SCHEDULES = ("constant", "inverse_scaling", "step", "cosine")
+INITS = ("zeros", "random")
+DTYPES = ("float64", "float32")
+RANDOM_INIT_SCALE = 0.01
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise LogitlabError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _check_number(name: str, value: Any, kind: type, low: float, high: float, closed: str = "both") -> None:
+    """Raise unless `value` is a `kind` (bools excluded) in the interval; `closed` names the included ends."""
+    if isinstance(value, bool) or not isinstance(value, kind) or np.isnan(value):
+        raise LogitlabError(f"{name} must be {'an integer' if kind is Integral else 'a real number'}; got {value!r}")
+    above = value >= low if closed in ("both", "left") else value > low
+    below = value <= high if closed in ("both", "right") else value < high
+    if not (above and below):
+        left, right = "[" if closed in ("both", "left") else "(", "]" if closed in ("both", "right") else ")"
+        raise LogitlabError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
+
+
+class LogisticRegression(ClassifierMixin, BaseEstimator):
+    """Binary logistic regression minimising scikit-learn's objective with the solver of your choice.
+
+    Objective: ``sum_i s_i log-loss_i / sum_i s_i + penalty(w) / (C * sum_i s_i)`` with ``s`` the sample
+    weights times the class weights (all ones by default), penalty ``||w||^2 / 2`` (l2), ``||w||_1`` (l1) or
+    ``(1 - l1_ratio) ||w||^2 / 2 + l1_ratio ||w||_1`` (elasticnet); the intercept is not penalised.
+
+    Parameters
+    ----------
+    penalty : {None, "l2", "l1", "elasticnet"}, default="l2"
+    C : float > 0, default=1.0
+        Inverse regularisation strength.
+    l1_ratio : float in [0, 1], default=0.5
+        Elastic-net mixing; used only with ``penalty="elasticnet"``.
+    solver : {"gd", "minibatch", "sgd", "newton", "lbfgs"}, default="lbfgs"
+        "newton" and "lbfgs" support only None and "l2" penalties.
+    update : {"plain", "momentum", "nesterov", "adam"}, default="plain"
+        Update rule of the first-order solvers. Adam uses betas (0.9, 0.999) and epsilon 1e-8.
+    learning_rate : float > 0, default=0.1
+    lr_schedule : {"constant", "inverse_scaling", "step", "cosine"}, default="constant"
+        Per epoch: lr / sqrt(1 + epoch); halving every max_iter // 10 epochs; cosine annealing to 0.
+    momentum : float in [0, 1), default=0.9
+        For ``update="momentum"`` and ``"nesterov"``.
+    batch_size : int >= 1, default=32
+        For ``solver="minibatch"``; "sgd" always uses 1.
+    max_iter : int >= 1, default=100
+        Epochs (iterations for "newton" and "lbfgs").
+    tol : float >= 0, default=1e-4
+        Stop when the max-norm of the gradient (of the minimum-norm subgradient with L1) is below it;
+        0 runs exactly ``max_iter`` epochs. Also the improvement early stopping asks for.
+    early_stopping : bool, default=False
+        Stop when the validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
+        the best parameters. Validates on ``fit(X_val=, y_val=)`` or on a stratified hold-out.
+    validation_fraction : float in (0, 1), default=0.1
+    n_iter_no_change : int >= 1, default=5
+    fit_intercept : bool, default=True
+    class_weight : dict, "balanced" or None, default=None
+    init : {"zeros", "random"}, default="zeros"
+        "random" draws weights from N(0, 0.01^2) with ``random_state``.
+    warm_start : bool, default=False
+    threshold : float in [0, 1], default=0.5
+        ``predict`` returns ``classes_[1]`` where ``predict_proba(X)[:, 1] >= threshold``.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of all computations.
+    random_state : int, RandomState or None, default=None
+        Seeds init, the hold-out split and the shuffling; a fixed int gives bit-identical fits.
+    verbose : int >= 0, default=0
+        > 0 logs progress (logger "logitlab.model") and shows a tqdm bar on an interactive stderr outside CI.
+    """
+
+    def __init__(
+        self,
+        penalty: str | None = "l2",
+        *,
+        C: float = 1.0,
+        l1_ratio: float = 0.5,
+        solver: str = "lbfgs",
+        update: str = "plain",
+        learning_rate: float = 0.1,
+        lr_schedule: str = "constant",
+        momentum: float = 0.9,
+        batch_size: int = 32,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 5,
+        fit_intercept: bool = True,
+        class_weight: dict | str | None = None,
+        init: str = "zeros",
+        warm_start: bool = False,
+        threshold: float = 0.5,
+        dtype: str = "float64",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.penalty = penalty
+        self.C = C
+        self.l1_ratio = l1_ratio
+        self.solver = solver
+        self.update = update
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.init = init
+        self.warm_start = warm_start
+        self.threshold = threshold
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        """Validate every hyperparameter; the only place that does."""
+        _check_choice("penalty", self.penalty, PENALTIES)
+        _check_choice("solver", self.solver, SOLVERS)
+        _check_choice("update", self.update, tuple(UPDATE_RULES))
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("init", self.init, INITS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_number("C", self.C, Real, 0, np.inf, closed="neither")
+        _check_number("l1_ratio", self.l1_ratio, Real, 0, 1)
+        _check_number("learning_rate", self.learning_rate, Real, 0, np.inf, closed="neither")
+        _check_number("momentum", self.momentum, Real, 0, 1, closed="left")
+        _check_number("batch_size", self.batch_size, Integral, 1, np.inf)
+        _check_number("max_iter", self.max_iter, Integral, 1, np.inf)
+        _check_number("tol", self.tol, Real, 0, np.inf, closed="left")
+        _check_number("validation_fraction", self.validation_fraction, Real, 0, 1, closed="neither")
+        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1, np.inf)
+        _check_number("threshold", self.threshold, Real, 0, 1)
+        _check_number("verbose", self.verbose, Integral, 0, np.inf)
+        for name in ("early_stopping", "fit_intercept", "warm_start"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise LogitlabError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+            raise LogitlabError(f"class_weight must be a dict, 'balanced' or None; got {self.class_weight!r}")
+        if self.solver not in FIRST_ORDER_SOLVERS and self.penalty in ("l1", "elasticnet"):
+            raise LogitlabError(
+                f"solver={self.solver!r} does not support penalty={self.penalty!r}: the L1 term is not "
+                f"smooth; use solver='gd', 'minibatch' or 'sgd' (proximal steps) or penalty='l2'"
+            )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+    ) -> LogisticRegression:
+        """Fit on (X, y); validation data, if given, fills `val_history_` (and drives early stopping)."""
+        self._check_params()
+        dtype = np.dtype(self.dtype)
+        previous = self._warm_start_coef()
+        X, y = validate_data(self, X, y, dtype=dtype)
+        check_classification_targets(y)
+        target_type = type_of_target(y, input_name="y", raise_unknown=True)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if target_type != "binary":
+            raise LogitlabError(
+                f"Only binary classification is supported. The type of the target is {target_type}: "
+                f"y has {classes.size} classes {classes[:5].tolist()}, LogisticRegression needs exactly two"
+            )
+        if classes.size != 2:
+            raise LogitlabError(
+                f"y has 1 class ({classes[0]!r}); LogisticRegression needs samples of exactly two classes"
+            )
+        self.classes_ = classes
+        y_encoded = y_encoded.astype(dtype)
+        sample_weight = self._combined_weights(X, y, y_encoded, sample_weight, dtype)
+        rng = check_random_state(self.random_state)
+        coef = self._initial_coef(previous, X.shape[1], dtype, rng)
+        X, y_encoded, sample_weight, validation = self._validation_split(
+            X, y_encoded, sample_weight, X_val, y_val, dtype, rng
+        )
+        problem = self._problem(X, y_encoded, sample_weight)
+        monitor = self._monitor(validation)
+        if self.verbose > 0:
+            logger.info("fitting %s on %d samples x %d features", self, X.shape[0], X.shape[1])
+        try:
+            with np.errstate(all="ignore"):
+                coef = self._solve(problem, coef, monitor, rng)
+        finally:
+            monitor.close()
+        if monitor.stopped_early and monitor.early_stopping.best_coef is not None:
+            coef = monitor.early_stopping.best_coef
+        self._set_fitted(coef, X.shape[1], monitor)
+        if not monitor.converged and not monitor.stopped_early and self.tol > 0:
+            warnings.warn(
+                f"LogisticRegression(solver={self.solver!r}) did not converge in max_iter={self.max_iter} "
+                f"epochs: optimality {monitor.optimality:.3g} > tol={self.tol:g}; increase max_iter"
+                + (" or tune learning_rate" if self.solver in FIRST_ORDER_SOLVERS else "")
+                + ", or scale the data",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _warm_start_coef(self) -> np.ndarray | None:
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return None
+        return np.concatenate([self.coef_.ravel(), self.intercept_]) if self.fit_intercept else self.coef_.ravel()
+
+    def _combined_weights(self, X, y, y_encoded, sample_weight, dtype) -> np.ndarray:
+        """Sample weights times class weights, as scikit-learn combines them; both classes need weight."""
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
+        if self.class_weight is not None:
+            per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y, sample_weight=sample_weight)
+            sample_weight = sample_weight * per_class[y_encoded.astype(np.intp)].astype(dtype)
+        for label, encoded in zip(self.classes_, (0, 1), strict=True):
+            if not sample_weight[y_encoded == encoded].sum() > 0:
+                raise LogitlabError(
+                    f"every sample of class {label!r} has zero weight (sample_weight x class_weight); "
+                    "both classes need positive weight"
+                )
+        return sample_weight
+
+    def _initial_coef(self, previous, n_features: int, dtype: np.dtype, rng) -> np.ndarray:
+        n_params = n_features + int(self.fit_intercept)
+        if previous is not None:
+            if previous.size != n_params:
+                raise LogitlabError(
+                    f"warm_start: the previous fit has {previous.size} parameters but X with "
+                    f"fit_intercept={self.fit_intercept} needs {n_params}; refit with warm_start=False"
+                )
+            return previous.astype(dtype)
+        if self.init == "random":
+            coef = np.zeros(n_params, dtype=dtype)
+            coef[:n_features] = rng.normal(0.0, RANDOM_INIT_SCALE, size=n_features)
+            return coef
+        return np.zeros(n_params, dtype=dtype)
+
+    def _validation_split(self, X, y, sample_weight, X_val, y_val, dtype, rng):
+        """Return the training part and the validation set (X_val, y_val) or None."""
+        if (X_val is None) != (y_val is None):
+            raise LogitlabError("X_val and y_val must be passed together")
+        if X_val is not None:
+            X_val = check_array(X_val, dtype=dtype, input_name="X_val")
+            if X_val.shape[1] != X.shape[1]:
+                raise LogitlabError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
+            y_val = np.asarray(y_val).ravel()
+            if y_val.shape[0] != X_val.shape[0]:
+                raise LogitlabError(f"X_val has {X_val.shape[0]} samples but y_val has {y_val.shape[0]}")
+            unknown = np.setdiff1d(y_val, self.classes_)
+            if unknown.size:
+                raise LogitlabError(f"y_val has labels not seen in y: {unknown[:5].tolist()}")
+            return X, y, sample_weight, (X_val, (y_val == self.classes_[1]).astype(dtype))
+        if not self.early_stopping:
+            return X, y, sample_weight, None
+        try:
+            train, val = train_test_split(
+                np.arange(X.shape[0]), test_size=self.validation_fraction, stratify=y, random_state=rng
+            )
+        except ValueError as exc:
+            raise LogitlabError(
+                f"early_stopping cannot hold out validation_fraction={self.validation_fraction} of "
+                f"{X.shape[0]} samples stratified by class: {exc}"
+            ) from exc
+        return X[train], y[train], sample_weight[train], (X[val], y[val])
+
+    def _problem(self, X, y, sample_weight) -> Problem:
+        """Normalise the weights to sum to 1 and scale the penalty by 1 / (C * sum(weights)), as sklearn."""
+        total = float(sample_weight.sum())
+        strength = 0.0 if self.penalty is None else 1.0 / (self.C * total)
+        l1_share = {None: 0.0, "l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
+        loss = BinaryLogisticLoss(self.fit_intercept, l2_strength=(1 - l1_share) * strength)
+        return Problem(loss, X, y, sample_weight / sample_weight.dtype.type(total), l1_share * strength)
+
+    def _monitor(self, validation) -> TrainingMonitor:
+        if self.solver in FIRST_ORDER_SOLVERS:
+            hint = (
+                f"learning_rate={self.learning_rate:g} is too large; try a smaller one, "
+                f"e.g. {self.learning_rate / 10:g}"
+            )
+        else:
+            hint = f"solver={self.solver!r} met non-finite values; check X for extreme values or scale it"
+        validation_loss = None
+        if validation is not None:
+            X_val, y_val = validation
+            unpenalised = BinaryLogisticLoss(self.fit_intercept)
+            uniform = np.full(X_val.shape[0], 1.0 / X_val.shape[0], dtype=X_val.dtype)
+
+            def validation_loss(coef: np.ndarray) -> float:
+                return unpenalised.loss(coef, X_val, y_val, uniform)
+
+        stopping = EarlyStopping(self.n_iter_no_change, self.tol) if self.early_stopping else None
+        return TrainingMonitor(self.max_iter, self.tol, hint, validation_loss, stopping, self.verbose)
+
+    def _solve(self, problem: Problem, coef: np.ndarray, monitor: TrainingMonitor, rng) -> np.ndarray:
+        if self.solver == "newton":
+            return newton(problem, coef, monitor)
+        if self.solver == "lbfgs":
+            return lbfgs(problem, coef, monitor)
+        rule = UPDATE_RULES[self.update](self.momentum)
+        if self.solver == "gd":
+            return gradient_descent(problem, coef, monitor, rule, self.learning_rate, self.lr_schedule)
+        batch_size = 1 if self.solver == "sgd" else self.batch_size
+        return stochastic_gradient_descent(
+            problem, coef, monitor, rule, self.learning_rate, self.lr_schedule, batch_size, rng
+        )
+
+    def _set_fitted(self, coef: np.ndarray, n_features: int, monitor: TrainingMonitor) -> None:
+        self.coef_ = coef[:n_features].reshape(1, -1).copy()
+        self.intercept_ = coef[n_features:].copy() if self.fit_intercept else np.zeros(1, dtype=coef.dtype)
+        self.n_iter_ = monitor.n_iter
+        self.converged_ = monitor.converged
+        self.cost_history_ = [float(value) for value in monitor.cost_history]
+        self.val_history_ = [float(value) for value in monitor.val_history]
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Raw score ``X @ coef_ + intercept_``, shape (n_samples,)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=self.coef_.dtype)
+        return X @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2)."""
+        score = self.decision_function(X)
+        return np.column_stack([expit(-score), expit(score)])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``classes_[1]`` where its probability is at least `threshold`, else ``classes_[0]``."""
+        positive = self.predict_proba(X)[:, 1] >= self.threshold
+        return self.classes_[positive.astype(np.intp)]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``<path>.npz`` (arrays) and ``<path>.json`` (params, classes, histories, checksum)."""
+        check_is_fitted(self)
+        _persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LogisticRegression:
+        """Read a model written by `save`; raise `ModelFileError` if a file is missing or not intact."""
+        return _persistence.load(cls, path)

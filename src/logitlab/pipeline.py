@@ -1,0 +1,199 @@
+"""The five stage functions in one process, for sweeps: upstream results memoised by content hash.
+
+A sweep over `model.*` ingests, preprocesses and feature-engineers once per distinct upstream config:
+each upstream result lives in `<root>/.cache/logitlab/<stage>/<key>/`, where the key hashes the stage's
+params, its input's key and the stage's source code. Entries are published by an atomic directory rename,
+so parallel workers computing the same entry never see half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from logitlab import config, io, sources
+from logitlab.scoring import ScoringPipeline
+from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
+from logitlab.transforms import PolynomialExpander, Preprocessor
+
+log = logging.getLogger(__name__)
+
+SPLITS = preprocess.SPLITS
+
+
+@dataclass
+class JobResult:
+    metrics: dict[str, Any]
+    pipeline: ScoringPipeline
+    history: pd.DataFrame
+    out_dir: Path  # holds model/ and reports/
+    raw_example: pd.DataFrame
+    data_hash: str
+    cache: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated config, as the sweep and tests use it."""
+
+    data: config.DataConfig
+    preprocess: config.PreprocessConfig
+    features: config.FeaturesConfig
+    model: dict[str, Any]
+    mlflow: config.MlflowConfig
+    sweep: config.SweepConfig
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Config:
+        seed = config.seed_value(config.section(params, "seed"))
+        return cls(
+            data=config.data_config(config.section(params, "data")),
+            preprocess=config.preprocess_config(config.section(params, "preprocess")),
+            features=config.features_config(config.section(params, "features")),
+            model=config.model_params(config.section(params, "model"), seed),
+            mlflow=config.mlflow_config(config.section(params, "mlflow")),
+            sweep=config.sweep_config(config.section(params, "sweep")),
+            seed=seed,
+        )
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _code_hash(*modules: Any) -> str:
+    return _digest(*(hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in modules))
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Memo:
+    """A content-addressed cache of stage results under `<root>/.cache/logitlab`."""
+
+    def __init__(self, root: Path) -> None:
+        self.base = root / ".cache" / "logitlab"
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.base / stage / key
+
+    def publish(self, stage: str, key: str, write: Any) -> Path:
+        """Run `write(tmp_dir)` and rename the directory into place; a concurrent twin's result wins."""
+        final = self.entry(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            write(tmp)
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+
+def _ingest(cfg: Config, root: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+    source_hash = ""
+    if isinstance(cfg.data, config.CsvData):
+        csv = sources.resolve_input(cfg.data.path, root)
+        source_hash = _file_hash(csv) if csv.is_file() else "missing"
+    key = _digest("ingest", asdict(cfg.data), source_hash, _code_hash(ingest, sources))
+    entry = memo.entry("ingest", key)
+    status["ingest"] = "hit" if entry.is_dir() else "miss"
+    if status["ingest"] == "miss":
+        frame, schema = ingest.run(cfg.data, root)
+
+        def write(tmp: Path) -> None:
+            io.write_parquet(tmp / ingest.RAW.name, frame)
+            io.write_json(tmp / ingest.SCHEMA.name, schema)
+
+        entry = memo.publish("ingest", key, write)
+    return key, entry
+
+
+def _preprocess(cfg: Config, parent_key: str, parent: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+    key = _digest("preprocess", parent_key, asdict(cfg.preprocess), cfg.seed, _code_hash(preprocess))
+    entry = memo.entry("preprocess", key)
+    status["preprocess"] = "hit" if entry.is_dir() else "miss"
+    if status["preprocess"] == "miss":
+        splits, pre, report = preprocess.run(io.read_parquet(parent / ingest.RAW.name), cfg.preprocess, cfg.seed)
+
+        def write(tmp: Path) -> None:
+            for name, frame in splits.items():
+                io.write_parquet(tmp / f"{name}.parquet", frame)
+            io.write_json(tmp / preprocess.STATE.name, pre.to_dict())
+            io.write_json(tmp / "report.json", report)
+
+        entry = memo.publish("preprocess", key, write)
+    return key, entry
+
+
+def _features(cfg: Config, parent_key: str, parent: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+    key = _digest("features", parent_key, asdict(cfg.features), _code_hash(feature_engineer))
+    entry = memo.entry("features", key)
+    status["features"] = "hit" if entry.is_dir() else "miss"
+    if status["features"] == "miss":
+        splits = {name: io.read_parquet(parent / f"{name}.parquet") for name in SPLITS}
+        out, expander, report = feature_engineer.run(splits, cfg.features)
+
+        def write(tmp: Path) -> None:
+            for name, frame in out.items():
+                io.write_parquet(tmp / f"{name}.parquet", frame)
+            io.write_json(tmp / feature_engineer.STATE.name, expander.to_dict())
+            io.write_json(tmp / "report.json", report)
+
+        entry = memo.publish("features", key, write)
+    return key, entry
+
+
+def run_job(cfg: Config, out_dir: Path, root: Path | None = None) -> JobResult:
+    """ingest -> preprocess -> feature-engineer (memoised) -> train -> evaluate, reports under `out_dir`."""
+    root = root or config.project_root()
+    memo = Memo(root)
+    status: dict[str, str] = {}
+    raw_key, raw_dir = _ingest(cfg, root, memo, status)
+    pre_key, pre_dir = _preprocess(cfg, raw_key, raw_dir, memo, status)
+    _, feat_dir = _features(cfg, pre_key, pre_dir, memo, status)
+    log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in status.items()))
+
+    splits = {name: io.read_parquet(feat_dir / f"{name}.parquet") for name in SPLITS}
+    model = train.run(splits["train"], splits["val"], cfg.model)
+    pipeline = ScoringPipeline(
+        Preprocessor.from_dict(io.read_json(pre_dir / preprocess.STATE.name)),
+        PolynomialExpander.from_dict(io.read_json(feat_dir / feature_engineer.STATE.name)),
+        model,
+        io.read_json(raw_dir / ingest.SCHEMA.name)["labels"],
+    )
+    pipeline.save(out_dir / "model")
+    history = train.cost_history(model)
+    reports_dir = out_dir / "reports"
+    io.write_csv(reports_dir / train.COST_HISTORY.name, history)
+    interim_test = io.read_parquet(pre_dir / "test.parquet")
+    metrics = evaluate.write_reports(reports_dir, pipeline, splits, interim_test, history)
+    raw_example = io.read_parquet(raw_dir / ingest.RAW.name).drop(columns=[sources.TARGET]).head(5)
+    return JobResult(metrics, pipeline, history, out_dir, raw_example, data_hash(splits), status)
+
+
+def data_hash(splits: dict[str, pd.DataFrame]) -> str:
+    """A short content hash of the model's input tables (tagged on runs to tell data versions apart)."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        digest.update(name.encode())
+        digest.update(pd.util.hash_pandas_object(splits[name], index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

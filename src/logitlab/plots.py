@@ -1,0 +1,133 @@
+"""Figures for DVC and MLflow: deterministic PNGs (no timestamps), drawn with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from logitlab.io import atomic_path  # noqa: E402
+
+FIGURES = ("loss_curve", "roc", "precision_recall", "confusion", "calibration", "coefficients", "decision_boundary")
+
+
+def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _figure(draw: Callable[[Axes], None], title: str, size: tuple[float, float] = (6, 4.5)) -> Figure:
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(history: pd.DataFrame) -> Figure:
+    def draw(ax: Axes) -> None:
+        ax.plot(history["epoch"], history["train_loss"], label="train")
+        if history["val_loss"].notna().any():
+            ax.plot(history["epoch"], history["val_loss"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+
+    return _figure(draw, "Loss per epoch")
+
+
+def roc(curve: pd.DataFrame, auc: float) -> Figure:
+    def draw(ax: Axes) -> None:
+        ax.plot(curve["fpr"], curve["tpr"], label=f"AUC = {auc:.3f}")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right")
+
+    return _figure(draw, "ROC (test)")
+
+
+def precision_recall(curve: pd.DataFrame) -> Figure:
+    def draw(ax: Axes) -> None:
+        ax.plot(curve["recall"], curve["precision"])
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_ylim(0, 1.05)
+
+    return _figure(draw, "Precision-recall (test)")
+
+
+def confusion(rows: pd.DataFrame, labels: tuple[str, str]) -> Figure:
+    matrix = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(matrix, (rows["actual"].to_numpy(), rows["predicted"].to_numpy()), 1)
+
+    def draw(ax: Axes) -> None:
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", color="black", fontsize=14)
+        ax.set_xticks([0, 1], labels)
+        ax.set_yticks([0, 1], labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+
+    return _figure(draw, "Confusion matrix (test)", (4.5, 4))
+
+
+def calibration(curve: pd.DataFrame) -> Figure:
+    def draw(ax: Axes) -> None:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+        ax.plot(curve["mean_predicted"], curve["fraction_positive"], marker="o", label="model")
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("fraction of positives")
+        ax.legend()
+
+    return _figure(draw, "Calibration (test)")
+
+
+def coefficients(table: pd.DataFrame, top: int = 30) -> Figure:
+    shown = table.reindex(table["coefficient"].abs().sort_values(ascending=False).index).head(top)[::-1]
+
+    def draw(ax: Axes) -> None:
+        colors = np.where(shown["coefficient"] >= 0, "tab:blue", "tab:red")
+        ax.barh(shown["feature"], shown["coefficient"], color=colors)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_xlabel("coefficient")
+
+    return _figure(draw, "Coefficients", (6, max(3.0, 0.25 * len(shown) + 1)))
+
+
+def decision_boundary(
+    points: pd.DataFrame, y: np.ndarray, proba_of: Callable[[pd.DataFrame], np.ndarray], title: str
+) -> Figure:
+    """Probability contours over the two input columns, with the 0.5 boundary and the points."""
+    a, b = points.columns[:2]
+    pad_a = 0.1 * float(np.ptp(points[a])) or 1.0
+    pad_b = 0.1 * float(np.ptp(points[b])) or 1.0
+    grid_a, grid_b = np.meshgrid(
+        np.linspace(points[a].min() - pad_a, points[a].max() + pad_a, 200),
+        np.linspace(points[b].min() - pad_b, points[b].max() + pad_b, 200),
+    )
+    grid = pd.DataFrame({a: grid_a.ravel(), b: grid_b.ravel()})
+    proba = proba_of(grid).reshape(grid_a.shape)
+
+    def draw(ax: Axes) -> None:
+        filled = ax.contourf(grid_a, grid_b, proba, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
+        ax.contour(grid_a, grid_b, proba, levels=[0.5], colors="black", linewidths=1.5)
+        ax.scatter(points[a], points[b], c=y, cmap="bwr", edgecolors="k", s=18)
+        ax.set_xlabel(str(a))
+        ax.set_ylabel(str(b))
+        ax.figure.colorbar(filled, ax=ax, label="P(positive)")
+
+    return _figure(draw, title, (6, 5))

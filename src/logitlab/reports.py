@@ -1,0 +1,74 @@
+"""Metrics and curve data from a fitted model and the processed splits: the numbers DVC and MLflow show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+from logitlab.model import LogisticRegression
+from logitlab.sources import TARGET
+
+
+def split_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame.drop(columns=[TARGET]), frame[TARGET].to_numpy()
+
+
+def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame]) -> dict[str, float | int]:
+    """Accuracy on every split; ranking, probability and confusion metrics on the test split."""
+    result: dict[str, float | int] = {}
+    for name, frame in splits.items():
+        X, y = split_xy(frame)
+        proba = model.predict_proba(X)[:, 1]
+        predicted = (proba >= model.threshold).astype(np.int64)
+        result[f"{name}_accuracy"] = float(skm.accuracy_score(y, predicted))
+        result[f"{name}_log_loss"] = float(skm.log_loss(y, proba, labels=[0, 1]))
+        if name == "train":
+            continue
+        result[f"{name}_roc_auc"] = float(skm.roc_auc_score(y, proba))
+        if name == "test":
+            tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+            result.update(
+                test_precision=float(skm.precision_score(y, predicted, zero_division=0)),
+                test_recall=float(skm.recall_score(y, predicted, zero_division=0)),
+                test_f1=float(skm.f1_score(y, predicted, zero_division=0)),
+                test_tn=int(tn),
+                test_fp=int(fp),
+                test_fn=int(fn),
+                test_tp=int(tp),
+            )
+    result["n_iter"] = int(model.n_iter_)
+    result["converged"] = int(bool(model.converged_))
+    result["final_train_loss"] = float(model.cost_history_[-1])
+    return {key: round(value, 10) if isinstance(value, float) else value for key, value in result.items()}
+
+
+def curves(model: LogisticRegression, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """ROC, precision-recall and calibration curves and per-row confusion data of the test split."""
+    X, y = split_xy(test)
+    proba = model.predict_proba(X)[:, 1]
+    fpr, tpr, _ = skm.roc_curve(y, proba)
+    precision, recall, _ = skm.precision_recall_curve(y, proba)
+    n_bins = int(np.clip(len(y) // 20, 2, 10))
+    fraction, mean_predicted = calibration_curve(y, proba, n_bins=n_bins, strategy="quantile")
+    predicted = (proba >= model.threshold).astype(np.int64)
+    return {
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "pr": pd.DataFrame({"recall": recall, "precision": precision}),
+        "calibration": pd.DataFrame({"mean_predicted": mean_predicted, "fraction_positive": fraction}),
+        "confusion": pd.DataFrame({"actual": y, "predicted": predicted}),
+    }
+
+
+def coefficients(model: LogisticRegression, names: list[str]) -> pd.DataFrame:
+    coef = np.asarray(model.coef_, dtype=np.float64).ravel()
+    table = pd.DataFrame({"feature": ["(intercept)", *names], "coefficient": [float(model.intercept_[0]), *coef]})
+    return table
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    keys = ("train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss")
+    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

@@ -1,0 +1,76 @@
+"""Raw rows in, probabilities out: the fitted preprocessing, feature expansion and model as one unit.
+
+Saved as a directory of JSON + npz (no pickle): `model.npz`/`model.json` (the estimator's own format) and
+`transforms.json`. The evaluate stage, the sweep and the MLflow pyfunc model all score through this.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logitlab import io
+from logitlab.errors import ModelFileError
+from logitlab.model import LogisticRegression
+from logitlab.transforms import PolynomialExpander, Preprocessor
+
+MODEL_STEM = "model"
+TRANSFORMS = "transforms.json"
+
+
+@dataclass
+class ScoringPipeline:
+    preprocessor: Preprocessor
+    expander: PolynomialExpander
+    model: LogisticRegression
+    labels: dict[str, Any]
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.preprocessor.input_columns)
+
+    def features(self, raw: pd.DataFrame) -> pd.DataFrame:
+        return self.expander.transform(self.preprocessor.transform(raw))
+
+    def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each raw row."""
+        return self.model.predict_proba(self.features(raw))[:, 1]
+
+    def predict_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """`probability` of the positive class and the predicted `label` (the original label value)."""
+        proba = self.predict_proba(raw)
+        positive = proba >= self.model.threshold
+        names = np.where(positive, str(self.labels["positive"]), str(self.labels["negative"]))
+        return pd.DataFrame({"probability": proba, "label": names})
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        folder = Path(directory)
+        self.model.save(folder / MODEL_STEM)
+        io.write_json(
+            folder / TRANSFORMS,
+            {
+                "preprocessor": self.preprocessor.to_dict(),
+                "expander": self.expander.to_dict(),
+                "labels": self.labels,
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ScoringPipeline:
+        folder = Path(directory)
+        model = LogisticRegression.load(folder / MODEL_STEM)
+        try:
+            state = io.read_json(folder / TRANSFORMS)
+            return cls(
+                Preprocessor.from_dict(state["preprocessor"]),
+                PolynomialExpander.from_dict(state["expander"]),
+                model,
+                state["labels"],
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"'{folder / TRANSFORMS}' is not a valid transforms file ({err})") from None

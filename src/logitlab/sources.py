@@ -1,0 +1,140 @@
+"""Data sources: scikit-learn's generators and bundled sets, or a user's CSV, as one labelled frame.
+
+Every source returns features with string column names plus a `target` column of 0/1, and a description
+of where the labels came from (which original value is the positive class).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logitlab.config import (
+    BreastCancerData,
+    CirclesData,
+    CsvData,
+    DataConfig,
+    MakeClassificationData,
+    MoonsData,
+)
+from logitlab.errors import DataError
+
+TARGET = "target"
+
+
+def load(cfg: DataConfig, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The data set `cfg` names, as (frame with a 0/1 `target` column, label description)."""
+    if isinstance(cfg, CsvData):
+        return _from_csv(cfg, root)
+    X, y, names, labels = _generated(cfg)
+    frame = pd.DataFrame(X, columns=names)
+    frame[TARGET] = y.astype(np.int64)
+    return frame, {"negative": labels[0], "positive": labels[1]}
+
+
+def _generated(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[str], tuple[Any, Any]]:
+    from sklearn import datasets
+
+    if isinstance(cfg, MakeClassificationData):
+        X, y = datasets.make_classification(
+            n_samples=cfg.n_samples,
+            n_features=cfg.n_features,
+            n_informative=cfg.n_informative,
+            n_redundant=cfg.n_redundant,
+            n_clusters_per_class=cfg.n_clusters_per_class,
+            class_sep=cfg.class_sep,
+            flip_y=cfg.flip_y,
+            random_state=cfg.random_state,
+        )
+    elif isinstance(cfg, MoonsData):
+        X, y = datasets.make_moons(n_samples=cfg.n_samples, noise=cfg.noise, random_state=cfg.random_state)
+    elif isinstance(cfg, CirclesData):
+        X, y = datasets.make_circles(
+            n_samples=cfg.n_samples, noise=cfg.noise, factor=cfg.factor, random_state=cfg.random_state
+        )
+    elif isinstance(cfg, BreastCancerData):
+        bunch = datasets.load_breast_cancer()
+        # scikit-learn codes malignant as 0; the positive class here is the one to detect.
+        return bunch.data, 1 - bunch.target, list(bunch.feature_names), ("benign", "malignant")
+    else:  # pragma: no cover - config validation admits only the sources above
+        raise DataError(f"data.source: unknown source {cfg.source!r}")
+    return X, y, [f"x{i}" for i in range(X.shape[1])], (0, 1)
+
+
+def resolve_input(path: str, root: Path) -> Path:
+    file = Path(os.path.expanduser(path))
+    return file if file.is_absolute() else root / file
+
+
+def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    file = resolve_input(cfg.path, root)
+    if not file.is_file():
+        raise DataError(f"data.path: CSV file '{file}' not found")
+    try:
+        frame = pd.read_csv(
+            file,
+            header=0 if cfg.header else None,
+            sep=cfg.sep,
+            na_values=cfg.na_values or None,
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data.path: CSV file '{file}' is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"data.path: CSV file '{file}' cannot be parsed: {' '.join(str(err).split())}") from None
+    if frame.empty:
+        raise DataError(f"data.path: CSV file '{file}' has no data rows")
+    frame.columns = [str(c) for c in frame.columns]
+    target = str(cfg.target)
+    if target not in frame.columns:
+        shown = ", ".join(list(frame.columns)[:8]) + (" ..." if frame.shape[1] > 8 else "")
+        what = "column" if cfg.header else "column index"
+        raise DataError(f"data.target: {what} '{target}' not in '{file.name}' (columns: {shown})")
+    for dropped in cfg.drop:
+        if str(dropped) not in frame.columns:
+            raise DataError(f"data.drop: column '{dropped}' not in '{file.name}'")
+    labels = frame[target]
+    if labels.isna().any():
+        raise DataError(f"data.target: column '{target}' of '{file.name}' has {int(labels.isna().sum())} missing labels")
+    y, description = _binary_labels(labels, cfg, file.name)
+    features = frame.drop(columns=[target, *map(str, cfg.drop)])
+    if features.shape[1] == 0:
+        raise DataError(f"data: '{file.name}' has no feature columns besides the target '{target}'")
+    if not cfg.header:
+        features.columns = [f"x{c}" for c in features.columns]
+    if TARGET in features.columns:
+        raise DataError(f"data: '{file.name}' has a feature column named '{TARGET}', a reserved name; rename it")
+    features = features.copy()
+    features[TARGET] = y
+    return features.reset_index(drop=True), description
+
+
+def _binary_labels(labels: pd.Series, cfg: CsvData, filename: str) -> tuple[np.ndarray, dict[str, Any]]:
+    values = sorted(labels.unique().tolist(), key=str)
+    key = f"data.target: column '{cfg.target}' of '{filename}'"
+    if len(values) < 2:
+        raise DataError(f"{key} has one class ({values[0]!r}); binary classification needs two")
+    as_text = labels.astype(str)
+    for option in ("positive_label", "negative_label"):
+        wanted = getattr(cfg, option)
+        if wanted is not None and str(wanted) not in set(as_text):
+            raise DataError(f"data.{option}: {wanted!r} does not occur in {key[len('data.target: '):]} (values: {values[:6]})")
+    if cfg.positive_label is not None:
+        positive = as_text == str(cfg.positive_label)
+        others = sorted({str(v) for v in values} - {str(cfg.positive_label)})
+        return positive.to_numpy(np.int64), {"positive": cfg.positive_label, "negative": "|".join(others)}
+    if cfg.negative_label is not None:
+        negative = as_text == str(cfg.negative_label)
+        others = sorted({str(v) for v in values} - {str(cfg.negative_label)})
+        return (~negative).to_numpy(np.int64), {"positive": "|".join(others), "negative": cfg.negative_label}
+    if len(values) > 2:
+        raise DataError(
+            f"{key} has {len(values)} classes ({values[:6]}); set data.positive_label "
+            "(or data.negative_label) to make it binary"
+        )
+    negative, positive = values
+    return (as_text == str(positive)).to_numpy(np.int64), {"positive": positive, "negative": negative}

@@ -1,0 +1,81 @@
+"""Stage 5: metrics on every split, curve data for `dvc plots`, figures, and (when tracking is on) one
+MLflow run recording this repro."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from logitlab import config, io, plots, reports
+from logitlab.cli import run_guarded, setup_logging
+from logitlab.scoring import ScoringPipeline
+from logitlab.sources import TARGET
+from logitlab.stages import feature_engineer, ingest, preprocess, train
+
+log = logging.getLogger(__name__)
+
+METRICS = Path("reports/metrics.json")
+CURVES_DIR = Path("reports/plots")
+FIGURES_DIR = Path("reports/figures")
+
+
+def run(pipeline: ScoringPipeline, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    return reports.evaluate(pipeline.model, splits), reports.curves(pipeline.model, splits["test"])
+
+
+def write_reports(
+    out: Path,
+    pipeline: ScoringPipeline,
+    splits: dict[str, pd.DataFrame],
+    interim_test: pd.DataFrame,
+    history: pd.DataFrame,
+) -> dict[str, Any]:
+    """Write metrics.json, curve CSVs and figures under `out` (the same layout for DVC and for sweep jobs)."""
+    metrics, curves = run(pipeline, splits)
+    io.write_json(out / METRICS.name, metrics)
+    for name, table in curves.items():
+        io.write_csv(out / CURVES_DIR.name / f"{name}.csv", table)
+    coefs = reports.coefficients(pipeline.model, pipeline.expander.output_columns)
+    io.write_csv(out / "coefficients.csv", coefs)
+    figures = out / FIGURES_DIR.name
+    labels = (str(pipeline.labels["negative"]), str(pipeline.labels["positive"]))
+    plots.save(plots.loss_curve(history), figures / "loss_curve.png")
+    plots.save(plots.roc(curves["roc"], metrics["test_roc_auc"]), figures / "roc.png")
+    plots.save(plots.precision_recall(curves["pr"]), figures / "precision_recall.png")
+    plots.save(plots.confusion(curves["confusion"], labels), figures / "confusion.png")
+    plots.save(plots.calibration(curves["calibration"]), figures / "calibration.png")
+    plots.save(plots.coefficients(coefs), figures / "coefficients.png")
+    points = interim_test.drop(columns=[TARGET])
+    if points.shape[1] == 2:
+        degree = pipeline.expander.degree
+        proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
+        figure = plots.decision_boundary(points, interim_test[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})")
+        plots.save(figure, figures / "decision_boundary.png")
+    return metrics
+
+
+def main() -> None:
+    params = config.load_params()
+    mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
+    pipeline = ScoringPipeline.load(train.MODEL_DIR)
+    splits = {name: io.read_parquet(feature_engineer.OUT_DIR / f"{name}.parquet") for name in preprocess.SPLITS}
+    history = pd.read_csv(train.COST_HISTORY)
+    metrics = write_reports(Path("reports"), pipeline, splits, io.read_parquet(preprocess.OUT_DIR / "test.parquet"), history)
+    log.info("%s", reports.summary(metrics))
+    if mlflow_cfg.enabled:
+        from logitlab import tracking
+
+        from logitlab.pipeline import data_hash
+
+        example = io.read_parquet(ingest.RAW).drop(columns=[TARGET]).head(5)
+        tracking.log_repro(
+            params, mlflow_cfg, metrics, history, Path("reports"), train.MODEL_DIR, example, data_hash(splits)
+        )
+
+
+if __name__ == "__main__":
+    setup_logging()
+    run_guarded(main)

@@ -1,0 +1,75 @@
+"""Stage 2: stratified, seeded train/val/test split, then imputation, encoding and scaling fitted on train."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from logitlab import config, io
+from logitlab.cli import run_guarded, setup_logging
+from logitlab.errors import DataError
+from logitlab.sources import TARGET
+from logitlab.stages import ingest
+from logitlab.transforms import Preprocessor
+
+SPLITS = ("train", "val", "test")
+OUT_DIR = Path("data/interim")
+STATE = OUT_DIR / "preprocessor.json"
+REPORT = Path("reports/preprocess.json")
+
+
+def split(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int) -> dict[str, pd.DataFrame]:
+    """Stratified split; val_size and test_size are fractions of the whole data set."""
+    n = len(frame)
+    counts = frame[TARGET].value_counts()
+    smallest = int(counts.min())
+    n_test, n_val = math.ceil(cfg.test_size * n), math.ceil(cfg.val_size * n)
+    if smallest < 3 or n - n_test - n_val < 2 or n_test < 2 or n_val < 2:
+        raise DataError(
+            f"data set too small for the split: {n} rows ({smallest} in the smaller class) cannot give "
+            f"stratified train/val/test splits with preprocess.test_size={cfg.test_size} and "
+            f"preprocess.val_size={cfg.val_size}; each split needs both classes"
+        )
+    try:
+        rest, test = train_test_split(frame, test_size=cfg.test_size, random_state=seed, stratify=frame[TARGET])
+        train, val = train_test_split(
+            rest, test_size=cfg.val_size / (1 - cfg.test_size), random_state=seed, stratify=rest[TARGET]
+        )
+    except ValueError as err:
+        raise DataError(f"data set too small for the split with preprocess.test_size/val_size: {err}") from None
+    return {"train": train, "val": val, "test": test}
+
+
+def run(
+    raw: pd.DataFrame, cfg: config.PreprocessConfig, seed: int
+) -> tuple[dict[str, pd.DataFrame], Preprocessor, dict[str, Any]]:
+    parts = split(raw, cfg, seed)
+    features = parts["train"].drop(columns=[TARGET])
+    pre = Preprocessor(cfg.scaler, cfg.numeric_impute, cfg.max_categories).fit(features)
+    out = {}
+    for name, part in parts.items():
+        frame = pre.transform(part.drop(columns=[TARGET])).reset_index(drop=True)
+        frame[TARGET] = part[TARGET].to_numpy()
+        out[name] = frame
+    report = {**pre.report(), "rows": {name: int(len(part)) for name, part in parts.items()}}
+    return out, pre, report
+
+
+def main() -> None:
+    params = config.load_params()
+    cfg = config.preprocess_config(config.section(params, "preprocess"))
+    seed = config.seed_value(config.section(params, "seed"))
+    splits, pre, report = run(io.read_parquet(ingest.RAW), cfg, seed)
+    for name, frame in splits.items():
+        io.write_parquet(OUT_DIR / f"{name}.parquet", frame)
+    io.write_json(STATE, pre.to_dict())
+    io.write_json(REPORT, report)
+
+
+if __name__ == "__main__":
+    setup_logging()
+    run_guarded(main)

@@ -1,0 +1,102 @@
+"""`python -m logitlab.sweep [-m] key=value ...`: the pipeline as a Hydra app over conf/.
+
+Each job runs the five stage functions in process (upstream results memoised) inside an MLflow child run
+of the sweep's parent. A failed job is recorded FAILED and reported to the sweeper as NaN, so one bad
+learning rate does not end the sweep; a single run (no -m) with bad input ends with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from logitlab import callbacks, config, reports
+from logitlab.cli import EXIT_INTERRUPTED, debug, fail
+from logitlab.errors import LogitlabError
+from logitlab.pipeline import Config, JobResult, run_job
+
+log = logging.getLogger("logitlab.sweep")
+
+
+def job(cfg: DictConfig) -> float:
+    """One job: the sweep metric on success, NaN when the job failed (its run says why)."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(params, dict)
+    try:
+        return _job(params)
+    except LogitlabError as err:
+        if not callbacks.is_multirun():
+            raise
+        log.error("job %s failed: %s", HydraConfig.get().job.num, err)
+    except Exception:
+        if not callbacks.is_multirun():
+            raise
+        log.exception("job %s failed", HydraConfig.get().job.num)
+    return math.nan
+
+
+def _job(params: dict[str, Any]) -> float:
+    cfg = Config.from_params(params)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not cfg.mlflow.enabled:
+        return _report(cfg, run_job(cfg, out_dir))
+    from logitlab import tracking
+
+    tracker = tracking.connect(cfg.mlflow)
+    if tracker is None:
+        return _report(cfg, run_job(cfg, out_dir))
+
+    def tracked(run_id: str) -> JobResult:
+        result = run_job(cfg, out_dir)
+        tracking.log_results(
+            run_id,
+            params,
+            result.metrics,
+            result.history,
+            out_dir / "reports",
+            out_dir / "model" if cfg.mlflow.log_model else None,
+            result.raw_example,
+            tags={"data_hash": result.data_hash, "upstream_cache": json.dumps(result.cache, sort_keys=True)},
+        )
+        return result
+
+    return _report(cfg, tracking.job_run(tracker, tracked))
+
+
+def _report(cfg: Config, result: JobResult) -> float:
+    log.info("%s", reports.summary(result.metrics))
+    value = result.metrics.get(cfg.sweep.metric)
+    if value is None:
+        raise LogitlabError(f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {sorted(result.metrics)}")
+    return float(value)
+
+
+app = hydra.main(version_base=None, config_path=str(config.project_root() / "conf"), config_name="config")(job)
+
+
+def main() -> None:
+    try:
+        app()
+    except LogitlabError as err:
+        if debug():
+            raise
+        fail(str(err))
+    except KeyboardInterrupt:
+        callbacks.end_open_sweep("KILLED", "interrupted")
+        if debug():
+            raise
+        fail("interrupted", EXIT_INTERRUPTED)
+    finally:
+        callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The sweep's summary for its parent run: one row per job, as CSV/HTML, and metric-vs-param plots."""
+
+from __future__ import annotations
+
+from html import escape
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from logitlab import plots
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+SHOWN_METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss", "n_iter")
+
+
+def swept_params(runs: list[Run]) -> list[str]:
+    """The params whose value differs between jobs (what the sweep varied)."""
+    keys = sorted({k for r in runs for k in r.data.params})
+    return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+
+
+def table(runs: list[Run]) -> pd.DataFrame:
+    varied = swept_params(runs)
+    rows = []
+    for run in sorted(runs, key=lambda r: int(r.data.tags.get("hydra_job_num", "0"))):
+        row: dict[str, object] = {
+            "job": int(run.data.tags.get("hydra_job_num", "0")),
+            "run_id": run.info.run_id,
+            "status": run.info.status,
+        }
+        row.update({k: run.data.params.get(k) for k in varied})
+        row.update({m: run.data.metrics.get(m) for m in SHOWN_METRICS})
+        row["error"] = run.data.tags.get("error", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_html(frame: pd.DataFrame, metric: str) -> str:
+    body = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0, escape=True)
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Sweep</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{padding:4px 8px;"
+        "border-bottom:1px solid #ddd;text-align:right}</style>"
+        f"<h1>Sweep: {len(frame)} jobs, ranked by {escape(metric)}</h1>{body}"
+    )
+
+
+def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
+    """One panel per swept param: the metric of each finished job against that param's value."""
+    import matplotlib.pyplot as plt
+
+    ok = frame[frame["status"] == "FINISHED"]
+    varied = [c for c in frame.columns if "." in c]
+    if ok.empty or metric not in ok or not varied:
+        return
+    cols = min(3, len(varied))
+    rows = math.ceil(len(varied) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), squeeze=False)
+    for ax, param in zip(axes.ravel(), varied, strict=False):
+        values = pd.to_numeric(ok[param], errors="coerce")
+        if values.notna().all():
+            ax.scatter(values, ok[metric])
+            if values.min() > 0 and values.max() / values.min() >= 100:
+                ax.set_xscale("log")
+        else:
+            labels = ok[param].astype(str)
+            order = sorted(labels.unique())
+            ax.scatter([order.index(v) for v in labels], ok[metric])
+            ax.set_xticks(range(len(order)), order)
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric)
+    for ax in axes.ravel()[len(varied) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{metric} by swept parameter")
+    fig.tight_layout()
+    plots.save(fig, path)

@@ -1,0 +1,244 @@
+"""The fitted steps between a raw row and the model: preprocessing and feature expansion.
+
+Both are fitted on the training split only and kept as plain JSON-able state (no pickle), so the model
+directory can score raw rows anywhere: the DVC evaluate stage, the sweep, and the MLflow pyfunc model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logitlab.errors import DataError
+
+
+@dataclass
+class Preprocessor:
+    """Impute, one-hot encode, drop constant columns and scale, with statistics from the training split.
+
+    Unseen categories at transform time encode as all zeros; missing values take the training statistic.
+    """
+
+    scaler: str = "standard"
+    numeric_impute: str = "median"
+    max_categories: int = 50
+    numeric: dict[str, dict[str, float]] = field(default_factory=dict)
+    categorical: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    input_columns: list[str] = field(default_factory=list)
+    output_columns: list[str] = field(default_factory=list)
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        self.input_columns = list(frame.columns)
+        self.numeric, self.categorical, self.dropped = {}, {}, []
+        for name in frame.columns:
+            column = frame[name]
+            if column.isna().all():
+                raise DataError(f"column '{name}' has no values in the training split; drop it with data.drop")
+            if _is_numeric(column):
+                self._fit_numeric(name, column.astype(np.float64))
+            else:
+                self._fit_categorical(name, column)
+        self.output_columns = list(self.numeric)
+        for name, spec in self.categorical.items():
+            self.output_columns += [f"{name}={value}" for value in spec["categories"]]
+        if not self.output_columns:
+            raise DataError("every feature column is constant in the training split; nothing to learn from")
+        return self
+
+    def _fit_numeric(self, name: str, column: pd.Series) -> None:
+        values = column.to_numpy()
+        if np.isinf(values).any():
+            raise DataError(f"column '{name}' has infinite values; replace or drop them (data.na_values, data.drop)")
+        present = values[~np.isnan(values)]
+        fill = float(np.median(present) if self.numeric_impute == "median" else np.mean(present))
+        filled = np.where(np.isnan(values), fill, values)
+        if np.ptp(filled) == 0:
+            self.dropped.append(name)
+            return
+        if self.scaler == "standard":
+            shift, scale = float(filled.mean()), float(filled.std())
+        elif self.scaler == "minmax":
+            shift, scale = float(filled.min()), float(np.ptp(filled))
+        else:
+            shift, scale = 0.0, 1.0
+        self.numeric[name] = {
+            "fill": fill,
+            "shift": shift,
+            "scale": scale,
+            "missing": int(np.isnan(values).sum()),
+        }
+
+    def _fit_categorical(self, name: str, column: pd.Series) -> None:
+        text = column.dropna().astype(str)
+        counts = text.value_counts()
+        distinct = len(counts)
+        if distinct > self.max_categories or (distinct == len(text) and len(text) > 10):
+            raise DataError(
+                f"column '{name}' is text with {distinct} distinct values in {len(text)} rows (it looks like an "
+                f"ID); drop it with data.drop=[{name}] or raise preprocess.max_categories"
+            )
+        if distinct == 1 and not column.isna().any():
+            self.dropped.append(name)
+            return
+        # Most frequent value fills gaps; ties broken by value so the result is deterministic.
+        fill = sorted(counts[counts == counts.max()].index)[0]
+        self.categorical[name] = {
+            "fill": fill,
+            "categories": sorted(counts.index),
+            "missing": int(column.isna().sum()),
+        }
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.input_columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"column '{missing[0]}' is missing from the rows to score (expected {self.input_columns})")
+        out: dict[str, np.ndarray] = {}
+        for name, spec in self.numeric.items():
+            try:
+                values = frame[name].astype(np.float64).to_numpy()
+            except (TypeError, ValueError):
+                raise DataError(f"column '{name}' must be numeric") from None
+            if np.isinf(values).any():
+                raise DataError(f"column '{name}' has infinite values")
+            values = np.where(np.isnan(values), spec["fill"], values)
+            out[name] = (values - spec["shift"]) / spec["scale"]
+        for name, spec in self.categorical.items():
+            text = frame[name].astype(object).where(frame[name].notna(), spec["fill"]).astype(str)
+            for value in spec["categories"]:
+                out[f"{name}={value}"] = (text == value).to_numpy(np.float64)
+        return pd.DataFrame(out, index=frame.index, columns=self.output_columns)
+
+    def report(self) -> dict[str, Any]:
+        """What was done to each column, for the stage's report."""
+        return {
+            "scaled": {name: self.scaler for name in self.numeric} if self.scaler != "none" else {},
+            "imputed": {
+                name: spec["fill"]
+                for name, spec in {**self.numeric, **self.categorical}.items()
+                if spec["missing"] > 0
+            },
+            "one_hot": {name: spec["categories"] for name, spec in self.categorical.items()},
+            "dropped_constant": list(self.dropped),
+            "n_columns_in": len(self.input_columns),
+            "n_columns_out": len(self.output_columns),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scaler": self.scaler,
+            "numeric_impute": self.numeric_impute,
+            "max_categories": self.max_categories,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "dropped": self.dropped,
+            "input_columns": self.input_columns,
+            "output_columns": self.output_columns,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        return cls(**state)
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+@dataclass
+class PolynomialExpander:
+    """Polynomial and interaction terms of the chosen columns, named like `x0^2` and `x0 x1`.
+
+    Columns not in `include` pass through unchanged. Powers/products are of the preprocessed (scaled)
+    columns, which keeps higher degrees numerically tame.
+    """
+
+    degree: int = 1
+    interaction_only: bool = False
+    include: list[str] | None = None
+    max_features: int = 20000
+    input_columns: list[str] = field(default_factory=list)
+    terms: list[list[int]] = field(default_factory=list)
+    output_columns: list[str] = field(default_factory=list)
+
+    def fit(self, frame: pd.DataFrame) -> PolynomialExpander:
+        self.input_columns = list(frame.columns)
+        expanded = self._expanded_indices()
+        n_out = len(self.input_columns) + count_terms(len(expanded), self.degree, self.interaction_only)
+        if n_out > self.max_features:
+            megabytes = n_out * len(frame) * 8 / 2**20
+            raise DataError(
+                f"features.degree={self.degree} on {len(expanded)} columns makes {n_out} features "
+                f"(~{megabytes:,.0f} MB for the training split), over features.max_features={self.max_features}; "
+                "lower features.degree, list fewer columns in features.include, or raise features.max_features"
+            )
+        combos = itertools.combinations if self.interaction_only else itertools.combinations_with_replacement
+        self.terms = [list(c) for k in range(2, self.degree + 1) for c in combos(expanded, k)]
+        self.output_columns = self.input_columns + [self._name(term) for term in self.terms]
+        return self
+
+    def _expanded_indices(self) -> list[int]:
+        if self.include is None:
+            return list(range(len(self.input_columns)))
+        chosen = []
+        for name in self.include:
+            matches = [i for i, c in enumerate(self.input_columns) if c == name or c.startswith(f"{name}=")]
+            if not matches:
+                raise DataError(
+                    f"features.include: column '{name}' is not among the preprocessed columns "
+                    f"({', '.join(self.input_columns[:8])}{' ...' if len(self.input_columns) > 8 else ''})"
+                )
+            chosen += matches
+        return sorted(set(chosen))
+
+    def _name(self, term: list[int]) -> str:
+        parts = []
+        for index, group in itertools.groupby(term):
+            power = len(list(group))
+            name = self.input_columns[index]
+            parts.append(name if power == 1 else f"{name}^{power}")
+        return " ".join(parts)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        X = frame[self.input_columns].to_numpy(np.float64)
+        out = np.empty((X.shape[0], len(self.output_columns)), dtype=np.float64)
+        out[:, : X.shape[1]] = X
+        for j, term in enumerate(self.terms, start=X.shape[1]):
+            np.prod(X[:, term], axis=1, out=out[:, j])
+        return pd.DataFrame(out, index=frame.index, columns=self.output_columns)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "degree": self.degree,
+            "interaction_only": self.interaction_only,
+            "expanded_columns": [self.input_columns[i] for i in self._expanded_indices()],
+            "n_features_in": len(self.input_columns),
+            "n_features_out": len(self.output_columns),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "degree": self.degree,
+            "interaction_only": self.interaction_only,
+            "include": self.include,
+            "max_features": self.max_features,
+            "input_columns": self.input_columns,
+            "terms": self.terms,
+            "output_columns": self.output_columns,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> PolynomialExpander:
+        return cls(**state)
+
+
+def count_terms(n_columns: int, degree: int, interaction_only: bool) -> int:
+    """Number of terms of degree 2..degree over n_columns columns."""
+    if interaction_only:
+        return sum(math.comb(n_columns, k) for k in range(2, degree + 1))
+    return sum(math.comb(n_columns + k - 1, k) for k in range(2, degree + 1))
