@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logitlab import config
+from logitlab import config as settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TrackingCallback(Callback):
             return
         from logitlab import tracking
 
-        sweep_cfg = config.sweep_config(_section(config, "sweep"))
+        sweep_cfg = settings.sweep_config(_section(config, "sweep"))
         summary = tracking.finish_sweep(
             open_sweep["tracker"],
             open_sweep["parent"],
@@ -75,8 +75,8 @@ def _section(cfg: DictConfig, name: str) -> Any:
     return OmegaConf.to_container(cfg[name], resolve=True)
 
 
-def _mlflow_cfg(cfg: DictConfig) -> config.MlflowConfig:
-    return config.mlflow_config(_section(cfg, "mlflow"))
+def _mlflow_cfg(cfg: DictConfig) -> settings.MlflowConfig:
+    return settings.mlflow_config(_section(cfg, "mlflow"))
 
 
 def end_open_sweep(status: str, reason: str) -> None:

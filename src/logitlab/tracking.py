@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PARENT_FILE = "mlflow_parent.json"
 SWEEP_TAG = "logitlab.sweep_id"
+MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
@@ -118,6 +119,9 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     # Quiet, lean model logging: requirements are pinned explicitly, no progress bars in logs.
     os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for chatty in ("mlflow.utils.uv_utils", "mlflow.pyfunc", "mlflow.models.model", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "no pip in this venv": uv has none
     _check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +257,7 @@ def log_model(model_dir: Path, input_example: pd.DataFrame) -> None:
 
     example = input_example.reset_index(drop=True)
     output = ScoringPipeline.load(model_dir).predict_frame(example)
-    mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name="model",
         python_model=pyfunc_model.__file__,
         artifacts={"pipeline": str(model_dir)},
@@ -261,6 +265,7 @@ def log_model(model_dir: Path, input_example: pd.DataFrame) -> None:
         input_example=example,
         pip_requirements=pyfunc_model.requirements(),
     )
+    mlflow.set_tag(MODEL_ID_TAG, info.model_id)
 
 
 # ------------------------------------------------------------------------------------ DVC repro runs
@@ -463,7 +468,11 @@ def promote_champion(tracker: Tracker, best: Run, sweep: config.SweepConfig) -> 
     if not better:
         log.info("champion kept: %s=%.4f is not better than %.4f", sweep.metric, value, champion_value)
         return
-    version = mlflow.register_model(f"runs:/{best.info.run_id}/model", name)
+    model_id = best.data.tags.get(MODEL_ID_TAG)
+    if model_id is None:
+        log.info("best run %s has no logged model (mlflow.log_model=false): nothing to register", best.info.run_id)
+        return
+    version = mlflow.register_model(f"models:/{model_id}", name)
     client.set_registered_model_alias(name, "champion", version.version)
     client.set_model_version_tag(name, version.version, sweep.metric, str(value))
     log.info("registered %s version %s as champion (%s=%.4f)", name, version.version, sweep.metric, value)

@@ -72,19 +72,27 @@ class BinaryLogisticLoss:
         pointwise, _ = self._pointwise(coef, X, y)
         return float(weights @ pointwise) + self._penalty(coef)
 
+    def _pointwise_residual(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per-sample loss and the weighted residual ``weights * (p - y) = weights * s * expm1(-loss)``."""
+        pointwise, sign = self._pointwise(coef, X, y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return pointwise, weights * (sign * np.expm1(-pointwise))
+
     def loss_gradient(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[float, FloatArray]:
         """Loss and gradient from a single ``X @ w`` and a single ``X.T @ r``."""
-        pointwise, sign = self._pointwise(coef, X, y)
-        with np.errstate(over="ignore", invalid="ignore"):
-            residual = weights * (sign * np.expm1(-pointwise))
+        pointwise, residual = self._pointwise_residual(coef, X, y, weights)
         return float(weights @ pointwise) + self._penalty(coef), self._assemble_gradient(residual, coef, X)
 
     def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
-        return self.loss_gradient(coef, X, y, weights)[1]
+        return self._assemble_gradient(self._pointwise_residual(coef, X, y, weights)[1], coef, X)
 
-    def _hessian_weights(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray):
+    def _hessian_weights(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Gradient and the per-sample Hessian weights ``weights * p * (1 - p)``."""
         pointwise, sign = self._pointwise(coef, X, y)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):

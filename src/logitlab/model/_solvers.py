@@ -98,10 +98,10 @@ class UpdateRule:
     def step(self, problem: Problem, coef: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
         candidate, step_size = self.propose(coef, grad, lr)
         new_coef = problem.prox(candidate, step_size)
-        self.record(new_coef - coef)
+        self.record(coef, new_coef)
         return new_coef
 
-    def record(self, displacement: np.ndarray) -> None:
+    def record(self, coef: np.ndarray, new_coef: np.ndarray) -> None:
         """Remember the actual (post-prox) move, so momentum keeps the proximal fixed point exact."""
 
 
@@ -115,8 +115,8 @@ class Momentum(UpdateRule):
     def propose(self, coef, grad, lr):
         return coef + self.momentum * self.velocity - lr * grad, lr
 
-    def record(self, displacement):
-        self.velocity = displacement
+    def record(self, coef, new_coef):
+        self.velocity = new_coef - coef
 
 
 class Nesterov(Momentum):

@@ -48,10 +48,12 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 def _check_number(name: str, value: Any, kind: type, low: float, high: float, closed: str = "both") -> None:
     """Raise unless `value` is a `kind` (bools excluded) in the interval; `closed` names the included ends."""
-    if isinstance(value, bool) or not isinstance(value, kind) or np.isnan(value):
+    is_number = isinstance(value, kind) and not isinstance(value, bool)
+    if not is_number or np.isnan(float(value)):
         raise LogitlabError(f"{name} must be {'an integer' if kind is Integral else 'a real number'}; got {value!r}")
-    above = value >= low if closed in ("both", "left") else value > low
-    below = value <= high if closed in ("both", "right") else value < high
+    number = float(value)
+    above = number >= low if closed in ("both", "left") else number > low
+    below = number <= high if closed in ("both", "right") else number < high
     if not (above and below):
         left, right = "[" if closed in ("both", "left") else "(", "]" if closed in ("both", "right") else ")"
         raise LogitlabError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
@@ -234,13 +236,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 coef = self._solve(problem, coef, monitor, rng)
         finally:
             monitor.close()
-        if monitor.stopped_early and monitor.early_stopping.best_coef is not None:
-            coef = monitor.early_stopping.best_coef
+        if monitor.early_stopping is not None and monitor.early_stopping.best_coef is not None:
+            coef = monitor.early_stopping.best_coef  # as scikit-learn's MLP: keep the best validation epoch
         self._set_fitted(coef, X.shape[1], monitor)
         if not monitor.converged and not monitor.stopped_early and self.tol > 0:
             warnings.warn(
-                f"LogisticRegression(solver={self.solver!r}) did not converge in max_iter={self.max_iter} "
-                f"epochs: optimality {monitor.optimality:.3g} > tol={self.tol:g}; increase max_iter"
+                f"LogisticRegression(solver={self.solver!r}) did not converge after {monitor.n_iter} epochs "
+                f"(max_iter={self.max_iter}): optimality {monitor.optimality:.3g} > tol={self.tol:g}; increase max_iter"
                 + (" or tune learning_rate" if self.solver in FIRST_ORDER_SOLVERS else "")
                 + ", or scale the data",
                 ConvergenceWarning,
