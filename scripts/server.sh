@@ -16,8 +16,9 @@
 #
 # Settings (environment): PG_PORT (5433), MLFLOW_HOST (127.0.0.1), MLFLOW_PORT (5001),
 # MLFLOW_WORKERS (2), LOGITLAB_SERVER_ADMIN_USER / LOGITLAB_SERVER_ADMIN_PASSWORD
-# (override credentials.env), LOGITLAB_SERVER_START_TIMEOUT (90 s), PG_BIN (postgres
-# bin dir), LOGITLAB_PYTHON (python with mlflow; default <project>/.venv/bin/python).
+# (override credentials.env), LOGITLAB_SERVER_AUTH_CACHE_TTL (60 s; 0 = off),
+# LOGITLAB_SERVER_START_TIMEOUT (90 s), PG_BIN (postgres bin dir),
+# LOGITLAB_PYTHON (python with mlflow; default <project>/.venv/bin/python).
 # See docs/server.md.
 set -euo pipefail
 umask 077
@@ -65,6 +66,8 @@ load_settings() {
     MLFLOW_HOST="${MLFLOW_HOST:-127.0.0.1}"
     MLFLOW_PORT="${MLFLOW_PORT:-5001}"
     MLFLOW_WORKERS="${MLFLOW_WORKERS:-2}"
+    AUTH_CACHE_TTL="${LOGITLAB_SERVER_AUTH_CACHE_TTL:-60}"
+    [[ "$AUTH_CACHE_TTL" =~ ^[0-9]+$ ]] || die "LOGITLAB_SERVER_AUTH_CACHE_TTL must be a number of seconds"
     [[ "$PG_PORT" =~ ^[0-9]+$ ]] || die "PG_PORT must be a number, got '$PG_PORT'"
     [[ "$MLFLOW_PORT" =~ ^[0-9]+$ ]] || die "MLFLOW_PORT must be a number, got '$MLFLOW_PORT'"
     URL_HOST="$MLFLOW_HOST"
@@ -279,6 +282,8 @@ write_auth_ini() {
         echo "# admin_password is passed in MLFLOW_AUTH_ADMIN_PASSWORD, never written here"
         echo "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
         echo "grant_default_workspace_access = false"
+        echo "# seconds a verified password stays cached per worker (0 = off; MLflow default is 0)"
+        echo "auth_cache_ttl_seconds = $AUTH_CACHE_TTL"
     } >"$tmp"
     chmod 600 "$tmp"
     mv -f "$tmp" "$AUTH_INI"

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -44,9 +45,18 @@ def split(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int) -> dict[
     return {"train": train, "val": val, "test": test}
 
 
+def _refuse_infinite(raw: pd.DataFrame) -> None:
+    """Infinite values are a data error wherever they are (the split could hide them from the train fit)."""
+    numeric = raw.drop(columns=[TARGET]).select_dtypes("number")
+    bad = numeric.columns[np.isinf(numeric.to_numpy(np.float64)).any(axis=0)]
+    if len(bad):
+        raise DataError(f"column '{bad[0]}' has infinite values; replace or drop them (data.na_values, data.drop)")
+
+
 def run(
     raw: pd.DataFrame, cfg: config.PreprocessConfig, seed: int
 ) -> tuple[dict[str, pd.DataFrame], Preprocessor, dict[str, Any]]:
+    _refuse_infinite(raw)
     parts = split(raw, cfg, seed)
     features = parts["train"].drop(columns=[TARGET])
     pre = Preprocessor(cfg.scaler, cfg.numeric_impute, cfg.max_categories).fit(features)

@@ -1,0 +1,101 @@
+"""The config tree: params.yaml is conf/ composed, every group option composes, bad keys are refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from logitlab import config
+from logitlab.errors import ConfigError
+from logitlab.pipeline import Config
+
+from .conftest import REPO
+
+CONF = REPO / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_params_yaml_is_the_composed_conf() -> None:
+    assert config.load_params(REPO / "params.yaml") == config.compose(config_dir=CONF)
+
+
+def test_write_params_reproduces_params_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    config.write_params(tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in ("data", "preprocess", "features", "model", "mlflow") for o in options(g) if o != "csv"],
+)
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    cfg = Config.from_params(config.compose([f"{group}={option}"], config_dir=CONF))
+    assert cfg.seed == 42
+
+
+def test_csv_option_needs_path_and_target() -> None:
+    with pytest.raises(ConfigError, match=r"'data.path' is missing"):
+        Config.from_params(config.compose(["data=csv"], config_dir=CONF))
+
+
+def test_hparams_search_composes() -> None:
+    params = config.compose(["hparams_search=lr_penalty"], config_dir=CONF)
+    assert "hparams_search" not in params
+    Config.from_params(params)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.learnin_rate=0.1", "learnin_rate"),
+        ("data=nope", "data"),
+        ("+model.learnin_rate=0.1", "model.learnin_rate"),
+        ("+preprocess.test_sise=0.1", "preprocess.test_sise"),
+    ],
+)
+def test_unknown_keys_and_options_are_refused_by_name(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        Config.from_params(config.compose([override], config_dir=CONF))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.learning_rate=0", "model.learning_rate"),
+        ("model.learning_rate=-1", "model.learning_rate"),
+        ("model.max_iter=0", "model.max_iter"),
+        ("model.C=0", "model.C"),
+        ("model.batch_size=0", "model.batch_size"),
+        ("model.solver=adamw", "model.solver"),
+        ("model.max_iter=ten", "model.max_iter"),
+        ("preprocess.test_size=1.5", "preprocess.test_size"),
+        ("preprocess.test_size=0", "preprocess.test_size"),
+        ("preprocess.val_size=0.9", "preprocess.val_size"),
+        ("features.degree=0", "features.degree"),
+        ("features.degree=two", "features.degree"),
+        ("seed=-3", "seed"),
+        ("mlflow.enabled=maybe", "mlflow.enabled"),
+    ],
+)
+def test_out_of_range_or_wrong_type_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'{key}'"):
+        Config.from_params(config.compose([override], config_dir=CONF))
+
+
+def test_typo_in_params_yaml_names_the_key(tmp_path: Path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["features"]["degre"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"'features\.degre' is unknown"):
+        Config.from_params(config.load_params(tmp_path / "params.yaml"))
+
+
+def test_missing_params_file_says_how_to_make_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="make params"):
+        config.load_params(tmp_path / "params.yaml")

@@ -1,0 +1,225 @@
+"""Each stage function on its own, on generated data, user CSVs and the Sonar data set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+from logitlab import config
+from logitlab.errors import DataError
+from logitlab.pipeline import Config
+from logitlab.sources import TARGET
+from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
+from logitlab.scoring import ScoringPipeline
+
+from .conftest import REPO
+
+PRE = config.PreprocessConfig()
+RAW_FEATURES = config.FeaturesConfig()
+
+
+def csv_config(path: Path, **overrides: object) -> config.CsvData:
+    raw = {"name": "csv", "source": "csv", "path": str(path), "target": "label", **overrides}
+    return config.data_config(raw)
+
+
+def default_config(*overrides: str) -> Config:
+    return Config.from_params(config.compose(list(overrides), config_dir=REPO / "conf"))
+
+
+def fit_all(cfg: Config, root: Path = REPO) -> tuple[dict[str, pd.DataFrame], ScoringPipeline, dict]:
+    raw, schema = ingest.run(cfg.data, root)
+    interim, pre, _ = preprocess.run(raw, cfg.preprocess, cfg.seed)
+    processed, expander, _ = feature_engineer.run(interim, cfg.features)
+    model = train.run(processed["train"], processed["val"], cfg.model)
+    pipeline = ScoringPipeline(pre, expander, model, schema["labels"])
+    metrics, _ = evaluate.run(pipeline, processed)
+    return processed, pipeline, metrics
+
+
+# ------------------------------------------------------------------------------------------ ingest
+@pytest.mark.parametrize("option", ["synthetic", "moons", "circles", "breast_cancer"])
+def test_ingest_builtin_sources_give_binary_targets(option: str) -> None:
+    frame, schema = ingest.run(default_config(f"data={option}").data, REPO)
+    assert set(frame[TARGET].unique()) == {0, 1}
+    assert schema["n_rows"] == len(frame) and TARGET not in schema["columns"]
+
+
+def test_ingest_csv_with_header_and_positive_label(tmp_path: Path) -> None:
+    file = tmp_path / "d.csv"
+    file.write_text("id,a,b,label\n1,0.5,x,yes\n2,1.5,y,no\n3,,x,yes\n4,2.5,y,maybe\n")
+    frame, schema = ingest.run(csv_config(file, positive_label="yes", drop=["id"]), tmp_path)
+    assert list(frame.columns) == ["a", "b", TARGET]
+    assert frame[TARGET].tolist() == [1, 0, 1, 0]
+    assert schema["labels"] == {"positive": "yes", "negative": "maybe|no"}
+
+
+def test_ingest_csv_negative_label_and_na_values(tmp_path: Path) -> None:
+    file = tmp_path / "d.csv"
+    file.write_text("a;label\n?;a\n2;b\n3;c\n")
+    frame, _ = ingest.run(csv_config(file, sep=";", na_values=["?"], negative_label="a"), tmp_path)
+    assert frame["a"].isna().tolist() == [True, False, False]
+    assert frame[TARGET].tolist() == [0, 1, 1]
+
+
+def test_ingest_sonar_without_header(sonar: Path) -> None:
+    cfg = replace(default_config("data=sonar").data, path=str(sonar))
+    frame, schema = ingest.run(cfg, REPO)
+    assert frame.shape == (208, 61)
+    assert int(frame[TARGET].sum()) == 111 and schema["labels"]["positive"] == "M"
+
+
+@pytest.mark.parametrize(
+    "content,overrides,message",
+    [
+        (None, {}, "not found"),
+        ("", {}, "is empty"),
+        ("a,b\n", {}, "no data rows|target"),
+        ("a,b\n1,2\n", {}, r"data.target: column 'label' not in"),
+        ("a,label\n1,x\n2,x\n", {}, "one class"),
+        ("a,label\n1,x\n2,y\n3,z\n", {}, "3 classes"),
+        ("a,label\n1,x\n2,y\n", {"positive_label": "q"}, r"data.positive_label: 'q' does not occur"),
+        ("a,label\n1,x\n2,\n", {}, "missing labels"),
+    ],
+)
+def test_ingest_csv_errors_name_file_and_column(tmp_path: Path, content: str | None, overrides: dict, message: str) -> None:
+    file = tmp_path / "bad.csv"
+    if content is not None:
+        file.write_text(content)
+    with pytest.raises(DataError, match=message):
+        ingest.run(csv_config(file, **overrides), tmp_path)
+
+
+# -------------------------------------------------------------------------------------- preprocess
+def frame_of(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "cat": rng.choice(["red", "green", "blue"], size=n),
+            TARGET: np.arange(n) % 2,
+        }
+    )
+
+
+def test_split_is_stratified_seeded_and_sized() -> None:
+    raw = frame_of(100)
+    parts = preprocess.split(raw, PRE, seed=7)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 60, "val": 20, "test": 20}
+    assert all(part[TARGET].mean() == 0.5 for part in parts.values())
+    again = preprocess.split(raw, PRE, seed=7)
+    assert all(parts[k].index.equals(again[k].index) for k in parts)
+
+
+def test_preprocess_fits_on_train_only_imputes_encodes_and_drops_constants() -> None:
+    raw = frame_of(100)
+    raw.loc[::7, "num"] = np.nan
+    raw["const"] = 3.0
+    splits, pre, report = preprocess.run(raw, PRE, seed=1)
+    train_num = splits["train"]["num"]
+    assert abs(train_num.mean()) < 1e-12 and abs(train_num.std(ddof=0) - 1) < 1e-12
+    assert "const" in report["dropped_constant"] and "const" not in splits["train"]
+    assert report["one_hot"]["cat"] == ["blue", "green", "red"]
+    assert "num" in report["imputed"]
+    assert not any(frame.isna().any().any() for frame in splits.values())
+
+
+def test_unseen_category_encodes_as_zeros() -> None:
+    _, pre, _ = preprocess.run(frame_of(100), PRE, seed=1)
+    rows = pre.transform(pd.DataFrame({"num": [0.0], "cat": ["purple"]}))
+    assert rows.filter(like="cat=").to_numpy().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "column,values,message",
+    [
+        ("ids", lambda n: [f"user-{i}" for i in range(n)], "looks like an ID"),
+        ("empty", lambda n: [np.nan] * n, "no values"),
+        ("inf", lambda n: [np.inf] + [1.0] * (n - 1), "infinite"),
+    ],
+)
+def test_preprocess_refuses_unusable_columns_by_name(column: str, values, message: str) -> None:
+    raw = frame_of(100)
+    raw[column] = values(100)
+    with pytest.raises(DataError, match=rf"column '{column}'.*{message}|{message}.*"):
+        preprocess.run(raw, PRE, seed=1)
+
+
+def test_data_set_too_small_for_the_split() -> None:
+    with pytest.raises(DataError, match="too small for the split"):
+        preprocess.run(frame_of(5), PRE, seed=1)
+
+
+# -------------------------------------------------------------------------------- feature-engineer
+def test_polynomial_names_and_values() -> None:
+    splits = {name: pd.DataFrame({"x0": [1.0, 2.0], "x1": [3.0, 4.0], TARGET: [0, 1]}) for name in ("train", "val", "test")}
+    out, expander, report = feature_engineer.run(splits, config.FeaturesConfig(degree=2))
+    assert expander.output_columns == ["x0", "x1", "x0^2", "x0 x1", "x1^2"]
+    assert out["train"].loc[1, "x0 x1"] == 8.0 and out["train"].loc[1, "x1^2"] == 16.0
+    assert report["n_features_out"] == 5
+    only, _, _ = feature_engineer.run(splits, config.FeaturesConfig(degree=3, interaction_only=True))
+    assert list(only["train"].columns) == ["x0", "x1", "x0 x1", TARGET]
+    chosen, _, _ = feature_engineer.run(splits, config.FeaturesConfig(degree=3, include=["x1"]))
+    assert list(chosen["train"].columns) == ["x0", "x1", "x1^2", "x1^3", TARGET]
+
+
+def test_expansion_too_big_is_refused_before_allocating() -> None:
+    wide = pd.DataFrame(np.zeros((3, 200)), columns=[f"x{i}" for i in range(200)])
+    wide[TARGET] = [0, 1, 0]
+    splits = {"train": wide, "val": wide, "test": wide}
+    with pytest.raises(DataError, match=r"features.degree=4 .* features.max_features"):
+        feature_engineer.run(splits, config.FeaturesConfig(degree=4))
+
+
+def test_include_unknown_column() -> None:
+    splits = {n: pd.DataFrame({"x0": [1.0], TARGET: [0]}) for n in ("train", "val", "test")}
+    with pytest.raises(DataError, match="features.include: column 'nope'"):
+        feature_engineer.run(splits, config.FeaturesConfig(degree=2, include=["nope"]))
+
+
+# ---------------------------------------------------------------------------------- train/evaluate
+def test_default_pipeline_reaches_the_seed_guides_90_percent() -> None:
+    _, pipeline, metrics = fit_all(default_config())
+    assert metrics["test_accuracy"] == pytest.approx(0.9, abs=1e-12)
+    history = pipeline.model.cost_history_
+    assert len(history) == 1000 and all(b <= a for a, b in zip(history, history[1:], strict=False))
+    expected = {"train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss", "test_precision",
+                "test_recall", "test_f1", "test_tn", "test_fp", "test_fn", "test_tp"}
+    assert expected <= set(metrics)
+    assert metrics["test_tn"] + metrics["test_fp"] + metrics["test_fn"] + metrics["test_tp"] == 200
+
+
+def test_feature_engineering_makes_circles_separable() -> None:
+    _, _, linear = fit_all(default_config("data=circles"))
+    _, _, quadratic = fit_all(default_config("data=circles", "features.degree=2"))
+    assert linear["test_accuracy"] < 0.65
+    assert quadratic["test_accuracy"] > 0.97
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_sonar_within_one_and_a_half_points_of_scikit_learn(sonar: Path, degree: int) -> None:
+    cfg = default_config("data=sonar", "model=lbfgs", f"features.degree={degree}")
+    cfg = replace(cfg, data=replace(cfg.data, path=str(sonar)))
+    processed, _, ours = fit_all(cfg)
+    X, y = processed["train"].drop(columns=[TARGET]), processed["train"][TARGET]
+    reference = SkLogisticRegression(C=1.0, max_iter=10_000).fit(X, y)
+    Xt, yt = processed["test"].drop(columns=[TARGET]), processed["test"][TARGET]
+    theirs = reference.score(Xt, yt)
+    print(f"sonar degree {degree}: logitlab {ours['test_accuracy']:.4f}, scikit-learn {theirs:.4f}")
+    assert abs(ours["test_accuracy"] - theirs) <= 0.015
+
+
+def test_scoring_pipeline_round_trip_scores_raw_rows(tmp_path: Path) -> None:
+    cfg = default_config("data=moons", "features.degree=3")
+    raw, _ = ingest.run(cfg.data, REPO)
+    _, pipeline, _ = fit_all(cfg)
+    pipeline.save(tmp_path / "model")
+    loaded = ScoringPipeline.load(tmp_path / "model")
+    rows = raw.drop(columns=[TARGET]).head(20)
+    np.testing.assert_array_equal(loaded.predict_proba(rows), pipeline.predict_proba(rows))
+    assert set(loaded.predict_frame(rows)["label"]) <= {"0", "1"}
