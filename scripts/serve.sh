@@ -40,6 +40,7 @@ fi
 [[ -n "$PYTHON" && -x "$PYTHON" ]] || die "no python found; run \`make setup\` first"
 
 export DO_NOT_TRACK=1 MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 LOGITLAB_ROOT="$PROJECT_DIR"
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="${MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR:-false}"
 
 # Resolve the store and the model name the way the pipeline does, and check that a champion exists:
 # prints "<tracking uri>\t<model name>\t<version>", or one error line and exits 1.
