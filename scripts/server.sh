@@ -83,9 +83,9 @@ find_pg_bin() {
         echo "$PG_BIN"; return 0
     fi
     # Debian layout: /usr/lib/postgresql/<major>/bin; take the newest major.
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+    while IFS= read -r d; do
         [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" ]] && best="$d"
-    done
+    done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V)
     if [[ -z "$best" ]] && command -v pg_config >/dev/null 2>&1; then
         d="$(pg_config --bindir 2>/dev/null || true)"
         [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" ]] && best="$d"
@@ -155,7 +155,7 @@ load_credentials() {
     f_db="$(read_cred LOGITLAB_SERVER_DB_PASSWORD)"
     f_secret="$(read_cred LOGITLAB_SERVER_SECRET_KEY)"
     local changed=0
-    [[ -n "$f_user" ]] || { f_user=admin; changed=1; }
+    [[ -n "$f_user" ]] || { f_user="admin"; changed=1; }
     [[ -n "$f_pass" ]] || { f_pass="$(random_secret 18)"; changed=1; }
     [[ -n "$f_db" ]] || { f_db="$(random_secret 24)"; changed=1; }
     [[ -n "$f_secret" ]] || { f_secret="$(random_secret 32)"; changed=1; }
@@ -268,7 +268,13 @@ mlflow_pid() {  # prints the pid if our mlflow server runs
 }
 
 health_ok() {
-    curl -fsS --max-time 3 "http://$URL_HOST:$MLFLOW_PORT/health" >/dev/null 2>&1
+    local url="http://$URL_HOST:$MLFLOW_PORT/health"
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS --max-time 3 "$url" >/dev/null 2>&1
+    else
+        "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' \
+            "$url" >/dev/null 2>&1
+    fi
 }
 
 write_auth_ini() {
@@ -380,8 +386,8 @@ stop_mlflow() {
     fi
     info "stopping MLflow (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 30); do
+    local _
+    for _ in $(seq 1 30); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done

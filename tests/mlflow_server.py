@@ -112,14 +112,19 @@ class MlflowServer:
             "MLFLOW_TRACKING_PASSWORD": self.password,
         }
 
-    def run_script(self, command: str, *, extra_env: Mapping[str, str] | None = None,
-                   timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def run_script(
+        self, command: str, *, extra_env: Mapping[str, str] | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``scripts/server.sh COMMAND`` against this server's state dir."""
         env = dict(self.env)
         env.update(extra_env or {})
         return subprocess.run(
             ["bash", str(SERVER_SH), command],
-            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def stop(self) -> None:
@@ -164,14 +169,16 @@ def start_server(
     state_dir = Path(state_dir).resolve()
 
     base_env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
-    base_env.update({
-        "DO_NOT_TRACK": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-        "LOGITLAB_SERVER_DIR": str(state_dir),
-        "MLFLOW_HOST": "127.0.0.1",
-        "LOGITLAB_SERVER_START_TIMEOUT": str(start_timeout),
-    })
+    base_env.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DVC_NO_ANALYTICS": "1",
+            "LOGITLAB_SERVER_DIR": str(state_dir),
+            "MLFLOW_HOST": "127.0.0.1",
+            "LOGITLAB_SERVER_START_TIMEOUT": str(start_timeout),
+        }
+    )
     base_env.update(env or {})
 
     last = None
@@ -181,8 +188,11 @@ def start_server(
         run_env = dict(base_env, PG_PORT=str(pg_port), MLFLOW_PORT=str(mlflow_port))
         last = subprocess.run(
             ["bash", str(SERVER_SH), "start"],
-            env=run_env, capture_output=True, text=True,
-            timeout=start_timeout + 180, check=False,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=start_timeout + 180,
+            check=False,
         )
         if last.returncode == 0:
             break
@@ -191,8 +201,9 @@ def start_server(
     assert last is not None
     if last.returncode != 0:
         # leave nothing running behind a failed start
-        subprocess.run(["bash", str(SERVER_SH), "stop"], env=run_env, capture_output=True,
-                       text=True, timeout=120, check=False)
+        subprocess.run(
+            ["bash", str(SERVER_SH), "stop"], env=run_env, capture_output=True, text=True, timeout=120, check=False
+        )
         message = (
             f"scripts/server.sh start failed (exit {last.returncode})\n"
             f"--- stdout\n{last.stdout}\n--- stderr\n{last.stderr}\n"
@@ -204,8 +215,7 @@ def start_server(
 
     creds = read_credentials(state_dir / "credentials.env")
     username = run_env.get("LOGITLAB_SERVER_ADMIN_USER") or creds["LOGITLAB_SERVER_ADMIN_USER"]
-    password = (run_env.get("LOGITLAB_SERVER_ADMIN_PASSWORD")
-                or creds["LOGITLAB_SERVER_ADMIN_PASSWORD"])
+    password = run_env.get("LOGITLAB_SERVER_ADMIN_PASSWORD") or creds["LOGITLAB_SERVER_ADMIN_PASSWORD"]
     server = MlflowServer(
         uri=f"http://127.0.0.1:{mlflow_port}",
         username=username,

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlflow_server import MlflowServer, read_credentials, start_server  # noqa: E402
+from mlflow_server import MlflowServer, read_credentials, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -39,8 +39,7 @@ def server():
 
 def api(server: MlflowServer, method: str, path: str, auth=None, **kwargs) -> requests.Response:
     """One raw REST call to the server (never retried, bounded in time)."""
-    return requests.request(method, f"{server.uri}/api/2.0/mlflow/{path}", auth=auth,
-                            timeout=HTTP_TIMEOUT, **kwargs)
+    return requests.request(method, f"{server.uri}/api/2.0/mlflow/{path}", auth=auth, timeout=HTTP_TIMEOUT, **kwargs)
 
 
 def admin(server: MlflowServer) -> tuple[str, str]:
@@ -66,28 +65,32 @@ def _log_one_run(args: tuple[str, str, str, str, int]) -> str:
     import os
 
     uri, user, password, experiment_id, task = args
-    os.environ.update({
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_TRACKING_USERNAME": user,
-        "MLFLOW_TRACKING_PASSWORD": password,
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-    })
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": password,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(experiment_id, run_name=f"task-{task}", tags={"task": str(task)})
     run_id = run.info.run_id
-    client.log_batch(run_id, params=[Param("task", str(task)), Param("lr", f"0.{task + 1}"),
-                                     Param("pid", str(os.getpid()))])
+    client.log_batch(
+        run_id, params=[Param("task", str(task)), Param("lr", f"0.{task + 1}"), Param("pid", str(os.getpid()))]
+    )
     now = int(time.time() * 1000)
-    metrics = [Metric(name, metric_value(task, name, step), now, step)
-               for step in range(N_STEPS) for name in BATCH_METRICS]
+    metrics = [
+        Metric(name, metric_value(task, name, step), now, step) for step in range(N_STEPS) for name in BATCH_METRICS
+    ]
     for i in range(0, len(metrics), 100):  # several batches of 100
-        client.log_batch(run_id, metrics=metrics[i:i + 100])
+        client.log_batch(run_id, metrics=metrics[i : i + 100])
     for step in range(10):  # plus single-metric calls
         client.log_metric(run_id, "single", float(step), step=step)
     client.set_terminated(run_id, "FINISHED")
@@ -135,8 +138,7 @@ def test_parallel_logging_from_8_processes_loses_nothing(server, monkeypatch):
     experiment_id = client.create_experiment(f"parallel-{uuid.uuid4().hex[:8]}")
 
     ctx = multiprocessing.get_context("spawn")
-    args = [(server.uri, server.username, server.password, experiment_id, task)
-            for task in range(N_RUNS)]
+    args = [(server.uri, server.username, server.password, experiment_id, task) for task in range(N_RUNS)]
     started = time.monotonic()
     with ctx.Pool(processes=N_PROCS) as pool:
         result = pool.map_async(_log_one_run, args)
@@ -162,8 +164,10 @@ def test_parallel_logging_from_8_processes_loses_nothing(server, monkeypatch):
             assert r.data.metrics[name] == metric_value(task, name, N_STEPS - 1)
         single = client.get_metric_history(r.info.run_id, "single")
         assert sorted(m.step for m in single) == list(range(10))
-    print(f"\n{N_RUNS} runs x {len(BATCH_METRICS) * N_STEPS + 10} metrics from {N_PROCS} "
-          f"processes ({len(pids)} distinct) in {elapsed:.1f}s")
+    print(
+        f"\n{N_RUNS} runs x {len(BATCH_METRICS) * N_STEPS + 10} metrics from {N_PROCS} "
+        f"processes ({len(pids)} distinct) in {elapsed:.1f}s"
+    )
 
 
 @pytest.mark.timeout(180)
@@ -184,36 +188,42 @@ def test_second_user_can_read_but_not_write_first_users_run(server, monkeypatch)
     assert auth_client.get_user(user2).is_admin is False
 
     # a non-admin cannot create users
-    r = api(server, "POST", "users/create", auth=(user2, pw2),
-            json={"username": f"eve-{suffix}", "password": "x" * 16})
+    r = api(server, "POST", "users/create", auth=(user2, pw2), json={"username": f"eve-{suffix}", "password": "x" * 16})
     assert r.status_code == 403, r.text
 
     # user1 owns an experiment and a run
-    r = api(server, "POST", "experiments/create", auth=(user1, pw1),
-            json={"name": f"owned-by-{user1}"})
+    r = api(server, "POST", "experiments/create", auth=(user1, pw1), json={"name": f"owned-by-{user1}"})
     assert r.status_code == 200, r.text
     exp_id = r.json()["experiment_id"]
-    r = api(server, "POST", "runs/create", auth=(user1, pw1),
-            json={"experiment_id": exp_id, "start_time": int(time.time() * 1000)})
+    r = api(
+        server,
+        "POST",
+        "runs/create",
+        auth=(user1, pw1),
+        json={"experiment_id": exp_id, "start_time": int(time.time() * 1000)},
+    )
     assert r.status_code == 200, r.text
     run_id = r.json()["run"]["info"]["run_id"]
-    r = api(server, "POST", "runs/log-metric", auth=(user1, pw1),
-            json={"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 0, "step": 0})
+    r = api(
+        server,
+        "POST",
+        "runs/log-metric",
+        auth=(user1, pw1),
+        json={"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 0, "step": 0},
+    )
     assert r.status_code == 200, r.text
 
     # user2 may read (default_permission = READ) ...
     r = api(server, "GET", "runs/get", auth=(user2, pw2), params={"run_id": run_id})
     assert r.status_code == 200, r.text
     assert r.json()["run"]["data"]["metrics"][0]["key"] == "m"
-    r = api(server, "GET", "metrics/get-history", auth=(user2, pw2),
-            params={"run_id": run_id, "metric_key": "m"})
+    r = api(server, "GET", "metrics/get-history", auth=(user2, pw2), params={"run_id": run_id, "metric_key": "m"})
     assert r.status_code == 200, r.text
 
     # ... but not write: every write endpoint answers 403
     writes = [
         ("runs/log-metric", {"run_id": run_id, "key": "m", "value": 2.0, "timestamp": 0, "step": 1}),
-        ("runs/log-batch", {"run_id": run_id, "metrics": [
-            {"key": "m", "value": 3.0, "timestamp": 0, "step": 2}]}),
+        ("runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": 3.0, "timestamp": 0, "step": 2}]}),
         ("runs/set-tag", {"run_id": run_id, "key": "hijacked", "value": "yes"}),
         ("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "v"}),
         ("runs/update", {"run_id": run_id, "status": "KILLED"}),
@@ -227,7 +237,10 @@ def test_second_user_can_read_but_not_write_first_users_run(server, monkeypatch)
     # artifact upload into user1's run through the proxy is refused as well
     r = requests.put(
         f"{server.uri}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run_id}/artifacts/evil.txt",
-        data=b"x", auth=(user2, pw2), timeout=HTTP_TIMEOUT)
+        data=b"x",
+        auth=(user2, pw2),
+        timeout=HTTP_TIMEOUT,
+    )
     assert r.status_code == 403, r.text
 
     # the MLflow client surfaces the same refusal
@@ -247,8 +260,13 @@ def test_second_user_can_read_but_not_write_first_users_run(server, monkeypatch)
     # after the admin grants EDIT on the experiment, user2 may write
     use_identity(monkeypatch, server, server.username, server.password)
     auth_client.grant_user_permission(user2, "experiment", exp_id, "EDIT")
-    r = api(server, "POST", "runs/log-metric", auth=(user2, pw2),
-            json={"run_id": run_id, "key": "m", "value": 2.0, "timestamp": 0, "step": 1})
+    r = api(
+        server,
+        "POST",
+        "runs/log-metric",
+        auth=(user2, pw2),
+        json={"run_id": run_id, "key": "m", "value": 2.0, "timestamp": 0, "step": 1},
+    )
     assert r.status_code == 200, r.text
 
 

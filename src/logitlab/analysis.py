@@ -70,6 +70,13 @@ class RunData:
         "artifact_uri",
     )
 
+    def __repr__(self) -> str:
+        return (
+            f"RunData(run_id={self.run_id!r}, run_name={self.run_name!r}, status={self.status!r}, "
+            f"parent_run_id={self.parent_run_id!r}, params=<{len(self.params)}>, metrics=<{len(self.metrics)}>, "
+            f"history=<{len(self.history)} epochs>, tags=<{len(self.tags)}>)"
+        )
+
     def __getitem__(self, key: str) -> Any:
         if key not in self.KEYS:
             raise KeyError(key)
@@ -150,8 +157,11 @@ def _history(client: MlflowClient, run: Run) -> pd.DataFrame:
         if key not in run.data.metrics:
             continue
         points = client.get_metric_history(run.info.run_id, key)
-        # a re-logged step keeps its latest value
-        by_step = {p.step: p.value for p in sorted(points, key=lambda p: (p.step, p.timestamp))}
+        # a re-logged step keeps its latest value; step 0 is no epoch but a summary value (a sweep parent
+        # copies its best job's final metrics at step 0)
+        by_step = {p.step: p.value for p in sorted(points, key=lambda p: (p.step, p.timestamp)) if p.step >= 1}
+        if not by_step:
+            continue
         columns[key] = pd.Series(by_step, dtype="float64")
     if not columns:
         return pd.DataFrame(

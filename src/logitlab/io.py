@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,25 @@ from typing import Any
 import pandas as pd
 
 from logitlab.errors import DataError
+
+# Read once at import (single-threaded then): mkstemp makes 0600 files, outputs get the usual 0666 & ~umask.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_TMP_SUFFIX = re.compile(r"(\d+)\.[a-z0-9_]{8}\.tmp")  # <pid>.<mkstemp's 8 random chars>.tmp
+
+
+def _remove_orphans(target: Path) -> None:
+    """Remove temp files of `target` left by writers that were killed (SIGKILL cannot run `finally`)."""
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        match = _TMP_SUFFIX.fullmatch(tmp.name[len(target.name) + 2 :])
+        if match is None:
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's process)
 
 
 @contextlib.contextmanager
@@ -23,13 +44,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_orphans(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

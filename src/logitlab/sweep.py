@@ -58,7 +58,6 @@ def _job(params: dict[str, Any]) -> float:
         result = run_job(cfg, out_dir)
         tracking.log_results(
             run_id,
-            params,
             result.metrics,
             result.history,
             out_dir / "reports",
@@ -68,7 +67,7 @@ def _job(params: dict[str, Any]) -> float:
         )
         return result
 
-    return _report(cfg, tracking.job_run(tracker, tracked))
+    return _report(cfg, tracking.job_run(tracker, params, tracked))
 
 
 def _report(cfg: Config, result: JobResult) -> float:

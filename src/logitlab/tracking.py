@@ -171,9 +171,16 @@ def git_tags(cwd: Path | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def tracked_run(
-    tracker: Tracker, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+    tracker: Tracker,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    parent_run_id: str | None = None,
 ) -> Iterator[str]:
-    """A run that always ends: FINISHED, FAILED (with the error as a tag) or KILLED on interrupt."""
+    """A run that always ends: FINISHED, FAILED (with the error as a tag) or KILLED on interrupt.
+
+    Params and the resolved config are logged first, so a failed run still shows what it was.
+    """
     import mlflow
 
     all_tags = dict(tags)
@@ -181,6 +188,7 @@ def tracked_run(
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=run_name, tags=all_tags)
     try:
+        _log_params(run.info.run_id, params)
         yield run.info.run_id
     except (KeyboardInterrupt, SystemExit):
         _end(run.info.run_id, "KILLED", "interrupted")
@@ -190,6 +198,24 @@ def tracked_run(
         raise
     else:
         mlflow.end_run("FINISHED")
+
+
+def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    import yaml
+    from mlflow.entities import Param
+
+    client = tracker_client()
+    items = [Param(k, v[:6000]) for k, v in sorted(flatten(params).items())]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+    client.log_text(run_id, yaml.safe_dump(dict(params), sort_keys=False), "config.yaml")
+
+
+def tracker_client() -> MlflowClient:
+    """A client on the URI `connect` set."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
 
 
 def _end(run_id: str, status: str, reason: str) -> None:
@@ -207,7 +233,6 @@ def _end(run_id: str, status: str, reason: str) -> None:
 
 def log_results(
     run_id: str,
-    params: Mapping[str, Any],
     metrics: Mapping[str, float | int],
     history: pd.DataFrame,
     artifacts_dir: Path,
@@ -215,18 +240,10 @@ def log_results(
     input_example: pd.DataFrame,
     tags: Mapping[str, str] | None = None,
 ) -> None:
-    """Params, final metrics, per-epoch losses (batched), artifacts, the resolved config and the pyfunc model."""
-    import yaml
-    from mlflow.entities import RunTag
+    """Final metrics, per-epoch losses (batched: one call per 1000 points), artifacts and the pyfunc model."""
+    from mlflow.entities import Metric, RunTag
 
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    client = mlflow.tracking.MlflowClient()
-    flat = flatten(params)
-    param_items = [Param(k, v[:6000]) for k, v in sorted(flat.items())]
-    for start in range(0, len(param_items), 100):
-        client.log_batch(run_id, params=param_items[start : start + 100])
+    client = tracker_client()
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if _finite(v)]
     for column in ("train_loss", "val_loss"):
@@ -238,7 +255,6 @@ def log_results(
     if tags:
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
     client.log_artifacts(run_id, str(artifacts_dir))
-    client.log_text(run_id, yaml.safe_dump(dict(params), sort_keys=False), "config.yaml")
     if model_dir is not None:
         log_model(model_dir, input_example)
 
@@ -292,10 +308,9 @@ def log_repro(
     if exp := os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = exp
     name = os.environ.get("DVC_EXP_NAME") or "dvc-repro"
-    with tracked_run(tracker, name, tags) as run_id:
+    with tracked_run(tracker, name, tags, params) as run_id:
         log_results(
             run_id,
-            params,
             metrics,
             history,
             reports_dir,
@@ -320,7 +335,7 @@ def dvc_stage_tags(lock_file: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------- sweeps
-def job_run(tracker: Tracker, result_fn: Callable[[str], JobResult]) -> JobResult:
+def job_run(tracker: Tracker, params: Mapping[str, Any], result_fn: Callable[[str], JobResult]) -> JobResult:
     """Run one sweep job inside a child run of the sweep's parent (or a top-level run for a single run)."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -336,7 +351,7 @@ def job_run(tracker: Tracker, result_fn: Callable[[str], JobResult]) -> JobResul
     if parent:
         tags[SWEEP_TAG] = parent["sweep_id"]
     name = overrides.replace(" ", ",")[:200] or "defaults"
-    with tracked_run(tracker, name, tags, parent["run_id"] if parent else None) as run_id:
+    with tracked_run(tracker, name, tags, params, parent["run_id"] if parent else None) as run_id:
         result: JobResult = result_fn(run_id)
         return result
 

@@ -1,0 +1,325 @@
+"""Fault injection with real processes: SIGKILL during `dvc repro`, SIGINT/SIGTERM during sweeps and single runs.
+
+What a killed or interrupted command must leave behind: no half-written file at an output path, no stray
+temporary file that git or DVC would pick up, no MLflow run stuck RUNNING after SIGINT/SIGTERM, and a next
+run that just works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from .conftest import BASE_ENV, logitlab, run, store_uri
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"
+OUTPUT_DIRS = ("data/raw", "data/interim", "data/processed", "models", "reports")
+TMP_NAME = re.compile(r"^\..+\.tmp$")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def set_params(project: Path, **updates: object) -> None:
+    """Edit params.yaml (`data__n_samples=...` -> data.n_samples) and commit it, as a user changing the config."""
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    for dotted, value in updates.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    run(["git", "commit", "-q", "-am", "params"], project)
+
+
+def output_files(project: Path) -> list[Path]:
+    files = []
+    for name in OUTPUT_DIRS:
+        folder = project / name
+        if folder.is_dir():
+            files += [p for p in folder.rglob("*") if p.is_file() and "external" not in p.parts]
+    return sorted(files)
+
+
+def stray_temps(project: Path) -> list[str]:
+    return [str(p.relative_to(project)) for p in output_files(project) if TMP_NAME.match(p.name)]
+
+
+def check_intact(project: Path) -> None:
+    """Every output file that exists is complete: it parses with the reader its format needs."""
+    from logitlab.model import LogisticRegression
+    from logitlab.scoring import ScoringPipeline
+
+    for path in output_files(project):
+        if TMP_NAME.match(path.name):
+            continue  # a temp file of a killed writer: never at an output path (checked after recovery)
+        where = path.relative_to(project)
+        if path.suffix == ".parquet":
+            assert len(pd.read_parquet(path)) > 0, where
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".csv":
+            assert len(pd.read_csv(path)) > 0, where
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                assert set(arrays.files) == {"coef", "intercept"}, where
+        elif path.suffix == ".png":
+            data = path.read_bytes()
+            assert data.startswith(PNG_SIGNATURE) and data.rstrip(b"\0").endswith(PNG_END), where
+    models = project / "models"
+    if (models / "model.json").is_file():
+        LogisticRegression.load(models / "model")  # checks the npz against the sha256 in model.json
+    if (models / "model.json").is_file() and (models / "transforms.json").is_file():
+        ScoringPipeline.load(models)
+
+
+def digests(project: Path) -> dict[str, str]:
+    return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest() for p in output_files(project)}
+
+
+def lock_outs(project: Path) -> dict[str, dict[str, str]]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))
+    return {name: {o["path"]: o["md5"] for o in stage.get("outs", [])} for name, stage in lock["stages"].items()}
+
+
+def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`dvc repro`, doing what DVC tells a user when a killed DVC left its rwlock behind (DVC itself drops the
+    entries of dead PIDs and only asks for `rm .dvc/tmp/rwlock` if the file is corrupt)."""
+    done = run(["dvc", "repro", *args], project, check=False)
+    if done.returncode != 0 and "rwlock" in (done.stdout + done.stderr).lower():
+        print(f"dvc repro refused after a kill, removing .dvc/tmp/rwlock as it says: {done.stderr[-500:]}")
+        (project / ".dvc" / "tmp" / "rwlock").unlink(missing_ok=True)
+        done = run(["dvc", "repro", *args], project, check=False)
+    assert done.returncode == 0, f"dvc repro {' '.join(args)} failed after a kill:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+# ------------------------------------------------------------------------------------- atomic writes
+def test_sigkill_inside_atomic_write_keeps_old_content_and_next_write_removes_the_temp(tmp_path: Path) -> None:
+    """A writer killed between writing the temp file and the rename leaves the old content in place; the next
+    write of the same file cleans the orphaned temp file up; outputs get the usual umask permissions."""
+    target = tmp_path / "out" / "metrics.json"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from logitlab import io\n"
+            "io.write_json(sys.argv[1], {'old': 1})\n"
+            "with io.atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_text('{\"new\": ')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+            str(target),
+        ],
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads(target.read_text()) == {"old": 1}
+    orphans = [p.name for p in target.parent.iterdir() if p.name != target.name]
+    assert len(orphans) == 1 and TMP_NAME.match(orphans[0]), orphans
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom logitlab import io\nio.write_json(sys.argv[1], {'new': 2})", str(target)],
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(target.read_text()) == {"new": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name], "the orphaned temp file is still there"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.slow
+def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recovers(project: Path) -> None:
+    """`dvc repro -f` killed (SIGKILL, whole process group) at seeded random moments, 5 times: each time every
+    output file that exists is complete, and a final `dvc repro` gives outputs identical to an uninterrupted run
+    with no temp file left in the workspace, in git's view or in a DVC-tracked directory."""
+    set_params(project, data__n_samples=100000, model__max_iter=5, mlflow__enabled=False)
+    started = time.monotonic()
+    dvc_repro(project)
+    uninterrupted = time.monotonic() - started
+    reference, reference_lock = digests(project), lock_outs(project)
+    assert any(p.startswith("models/") for p in reference)
+
+    rng = random.Random(20261128)
+    hit_stages = []
+    for attempt in range(5):
+        log = project.parent / f"repro-{attempt}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                ["dvc", "repro", "-f"], cwd=project, env=BASE_ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            time.sleep(rng.uniform(0.3, 0.95 * uninterrupted))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        stages = re.findall(r"Running stage '([\w-]+)'", log.read_text())
+        hit_stages.append(stages[-1] if stages else "(startup)")
+        check_intact(project)
+        yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))
+    print(f"uninterrupted repro {uninterrupted:.1f}s; kills landed in: {hit_stages}")
+
+    dvc_repro(project)
+    check_intact(project)
+    assert stray_temps(project) == []
+    assert digests(project) == reference
+    assert lock_outs(project) == reference_lock
+    status = run(["dvc", "status"], project)
+    assert "up to date" in status.stdout, status.stdout
+    untracked = run(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout.splitlines()
+    assert [line for line in untracked if line.startswith("??")] == [], untracked
+
+
+# --------------------------------------------------------------------------------- SIGINT / SIGTERM
+SLOW_JOB = ["model.max_iter=20000", "data.n_samples=20000"]
+RUNS_SQL = """
+    SELECT r.run_uuid, r.status, p.value FROM runs r
+    LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId'
+"""
+
+
+def runs_in_store(project: Path) -> list[tuple[str, str, str | None]]:
+    """(run id, status, parent id) read straight from the SQLite file, read-only (never creates the store)."""
+    db = project / "mlflow.db"
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return list(conn.execute(RUNS_SQL))
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def interrupt(proc: subprocess.Popen[bytes], how: str) -> float:
+    """SIGINT to the process group (Ctrl-C in a terminal), SIGTERM to the main process (`kill`, a scheduler)."""
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return time.monotonic() - sent
+
+
+def start(project: Path, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "logitlab.sweep", *args],
+            cwd=project,
+            env=BASE_ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def signal_project(module_project: Path) -> Path:
+    # Fill the memo cache for the slow jobs' data once, so each test reaches training quickly.
+    logitlab(["sweep", *SLOW_JOB, "model.max_iter=1", "mlflow.enabled=false"], module_project)
+    return module_project
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("launcher", "how"),
+    [("basic", "SIGINT"), ("basic", "SIGTERM"), ("joblib", "SIGINT"), ("joblib", "SIGTERM")],
+)
+def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_project: Path, launcher: str, how: str) -> None:
+    project = signal_project
+    sweep_dir = project / "multirun" / f"interrupt-{launcher}-{how}"
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    running_wanted = 2 if launcher == "joblib" else 1
+    log = project.parent / f"{launcher}-{how}.log"
+    proc = start(project, ["-m", *parallel, f"hydra.sweep.dir={sweep_dir}", "model.learning_rate=0.1,0.2", *SLOW_JOB], log)
+
+    parent_file = sweep_dir / "mlflow_parent.json"
+    wait_for(lambda: parent_file.is_file() or proc.poll() is not None, 120, "the sweep's parent run")
+    assert proc.poll() is None, log.read_text()
+    parent = json.loads(parent_file.read_text())["run_id"]
+
+    def children() -> list[tuple[str, str, str | None]]:
+        return [r for r in runs_in_store(project) if r[2] == parent]
+
+    wait_for(lambda: sum(r[1] == "RUNNING" for r in children()) >= running_wanted or proc.poll() is not None, 120, "running jobs")
+    assert proc.poll() is None, log.read_text()
+    time.sleep(1.0)
+    took = interrupt(proc, how)
+    output = log.read_text()
+
+    assert proc.returncode not in (0, None), output[-3000:]
+    assert took < 30, f"the sweep took {took:.1f}s to exit after {how}"
+    assert "Traceback" not in output, output[-5000:]
+    statuses = {run_id: status for run_id, status, _ in runs_in_store(project)}
+    assert statuses[parent] == "KILLED"
+    kids = children()
+    assert len(kids) >= running_wanted
+    assert {status for _, status, _ in kids} == {"KILLED"}, kids
+
+    # A rerun into the same store: a new parent, every run FINISHED.
+    rerun_dir = project / "multirun" / f"rerun-{launcher}-{how}"
+    logitlab(
+        ["sweep", "-m", *parallel, f"hydra.sweep.dir={rerun_dir}", "model.learning_rate=0.1,0.2", "mlflow.log_model=false"],
+        project,
+    )
+    new_parent = json.loads((rerun_dir / "mlflow_parent.json").read_text())["run_id"]
+    assert new_parent != parent
+    rows = runs_in_store(project)
+    assert {status for run_id, status, _ in rows if run_id == new_parent} == {"FINISHED"}
+    assert sorted(status for _, status, p in rows if p == new_parent) == ["FINISHED", "FINISHED"]
+    assert "RUNNING" not in {status for _, status, _ in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_interrupted_single_run_ends_killed(signal_project: Path, how: str) -> None:
+    project = signal_project
+    before = {r[0] for r in runs_in_store(project)}
+    log = project.parent / f"single-{how}.log"
+    proc = start(project, [f"hydra.run.dir={project / 'outputs' / how}", *SLOW_JOB], log)
+
+    def new_running() -> list[str]:
+        return [r[0] for r in runs_in_store(project) if r[0] not in before and r[1] == "RUNNING"]
+
+    wait_for(lambda: bool(new_running()) or proc.poll() is not None, 120, "the run to start")
+    assert proc.poll() is None, log.read_text()
+    (run_id,) = new_running()
+    time.sleep(1.0)
+    took = interrupt(proc, how)
+    output = log.read_text()
+    assert proc.returncode not in (0, None), output[-3000:]
+    assert took < 30, f"the run took {took:.1f}s to exit after {how}"
+    assert "Traceback" not in output, output[-5000:]
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(store_uri(project)).get_run(run_id).info.status == "KILLED"

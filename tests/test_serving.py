@@ -1,0 +1,244 @@
+"""`make serve` (scripts/serve.sh): the registered champion behind `mlflow models serve`, for real.
+
+One project copy runs a real sweep; the script serves `models:/circles@champion` on a free 127.0.0.1 port
+from the copy's own store, and the probabilities it returns for raw rows must be the pipeline's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import BASE_ENV, logitlab, run, store_uri
+
+pytestmark = pytest.mark.slow
+
+NAME = "circles"  # the sweep's experiment, under which it registers its best model
+SWEEP = ["sweep", "-m", "data=circles", "model.learning_rate=0.1,1", "features.degree=1,2"]
+START_TIMEOUT = 90  # seconds for the server to answer /ping
+TOL = 1e-9
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    return {**BASE_ENV, "LOGITLAB_PYTHON": sys.executable, **extra}
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def swept(module_project: Path) -> Path:
+    logitlab(SWEEP, module_project)
+    return module_project
+
+
+@pytest.fixture(scope="module")
+def champion(swept: Path) -> dict[str, Any]:
+    """The champion's version, run and the job directory (model/ and reports/) that produced it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri(swept), registry_uri=store_uri(swept))
+    version = client.get_model_version_by_alias(NAME, "champion")
+    run_ = client.get_run(version.run_id)
+    parent_id = run_.data.tags["mlflow.parentRunId"]
+    sweep_dirs = [
+        f.parent
+        for f in swept.glob("multirun/*/*/mlflow_parent.json")
+        if json.loads(f.read_text())["run_id"] == parent_id
+    ]
+    assert len(sweep_dirs) == 1, sweep_dirs
+    job_dir = sweep_dirs[0] / run_.data.tags["hydra_job_num"]
+    assert (job_dir / "model").is_dir() and (job_dir / "reports" / "metrics.json").is_file()
+    return {"version": version, "run": run_, "job_dir": job_dir}
+
+
+@pytest.fixture(scope="module")
+def server(swept: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    port = free_port()
+    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(swept / "scripts" / "serve.sh")],
+            cwd=swept,
+            env=serve_env(PORT=str(port), MODEL_NAME=NAME),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: teardown ends mlflow and uvicorn together
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"serve.sh exited {proc.returncode}:\n{log_file.read_text()[-4000:]}")
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no answer on {url}/ping in {START_TIMEOUT} s:\n{log_file.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield {"url": url, "log": log_file, "proc": proc}
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def job_config(job_dir: Path) -> Any:
+    from logitlab.pipeline import Config
+
+    return Config.from_params(yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()))
+
+
+def raw_rows(project: Path, job_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The raw frame the sweep ingested (its memoised ingest output), its test split as the preprocess
+    stage cut it (features, target), with the same config and seed."""
+    from logitlab.sources import TARGET
+    from logitlab.stages import preprocess
+
+    raws = sorted(project.glob(".cache/logitlab/ingest/*/dataset.parquet"))
+    assert len(raws) == 1, raws  # one data set in this sweep
+    raw = pd.read_parquet(raws[0])
+    cfg = job_config(job_dir)
+    test = preprocess.split(raw, cfg.preprocess, cfg.seed)["test"]
+    return raw.drop(columns=[TARGET]), test.drop(columns=[TARGET]), test[TARGET]
+
+
+def evaluate_stage_proba(project: Path, pipeline: Any) -> np.ndarray:
+    """What the evaluate stage scored: the model on the processed (feature-engineered) test split."""
+    from logitlab.sources import TARGET
+
+    wanted = [*pipeline.expander.output_columns, TARGET]
+    tables = [pd.read_parquet(f) for f in sorted(project.glob(".cache/logitlab/features/*/test.parquet"))]
+    matching = [t for t in tables if list(t.columns) == wanted]
+    assert len(matching) == 1, [list(t.columns) for t in tables]
+    return np.asarray(pipeline.model.predict_proba(matching[0].drop(columns=[TARGET]))[:, 1])
+
+
+def invoke(url: str, rows: pd.DataFrame) -> pd.DataFrame:
+    # Python's float repr round-trips exactly (pandas' to_json stops at 15 digits)
+    payload = {"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}}
+    response = requests.post(f"{url}/invocations", json=payload, timeout=60)
+    assert response.status_code == 200, response.text[:2000]
+    return pd.DataFrame(response.json()["predictions"])
+
+
+def pyfunc_predict(project: Path, rows: pd.DataFrame, tmp: Path) -> pd.DataFrame:
+    """`mlflow.pyfunc.load_model('models:/circles@champion').predict(rows)` in a clean process."""
+    rows.to_parquet(tmp / "rows.parquet")
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model('models:/{NAME}@champion')\n"
+        "model.predict(pd.read_parquet(sys.argv[1])).to_parquet(sys.argv[2])\n"
+    )
+    env = {"MLFLOW_TRACKING_URI": store_uri(project), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    run([sys.executable, "-c", code, str(tmp / "rows.parquet"), str(tmp / "out.parquet")], project, env=env)
+    return pd.read_parquet(tmp / "out.parquet")
+
+
+# -------------------------------------------------------------------------------------------- tests
+@pytest.mark.timeout(300)
+def test_served_champion_scores_raw_rows_like_the_pipeline(
+    swept: Path, champion: dict[str, Any], server: Any, tmp_path: Path
+) -> None:
+    from logitlab.scoring import ScoringPipeline
+
+    job_dir = champion["job_dir"]
+    raw, test_x, test_y = raw_rows(swept, job_dir)
+    rows = pd.concat([raw.head(5), test_x], ignore_index=True)  # the logged input example + the test split
+    served = invoke(server["url"], rows)
+    assert list(served.columns) == ["probability", "label"] and len(served) == len(rows)
+    served_p = served["probability"].to_numpy(dtype=np.float64)
+
+    pipeline = ScoringPipeline.load(job_dir / "model")
+    expected = pipeline.predict_frame(rows)
+    np.testing.assert_allclose(served_p, expected["probability"].to_numpy(), rtol=0, atol=TOL)
+    assert served["label"].astype(str).tolist() == expected["label"].tolist()
+
+    from_registry = pyfunc_predict(swept, rows, tmp_path)
+    np.testing.assert_allclose(served_p, from_registry["probability"].to_numpy(), rtol=0, atol=TOL)
+
+    # the evaluate stage's own scores of the test split, and its per-row predictions (plots/confusion.csv)
+    served_test = served_p[5:]
+    np.testing.assert_allclose(served_test, evaluate_stage_proba(swept, pipeline), rtol=0, atol=TOL)
+    confusion = pd.read_csv(job_dir / "reports" / "plots" / "confusion.csv")
+    assert confusion["actual"].tolist() == test_y.tolist()
+    positive = str(pipeline.labels["positive"])
+    assert (served["label"].astype(str)[5:] == positive).astype(int).tolist() == confusion["predicted"].tolist()
+    # and the accuracy the run logged follows from the served labels
+    accuracy = float(np.mean((served_test >= pipeline.model.threshold).astype(int) == test_y.to_numpy()))
+    assert accuracy == pytest.approx(champion["run"].data.metrics["test_accuracy"], abs=1e-9)
+    assert json.loads((job_dir / "reports" / "metrics.json").read_text())["test_accuracy"] == pytest.approx(accuracy)
+
+
+@pytest.mark.timeout(120)
+def test_server_reports_which_model_it_serves(server: Any, champion: dict[str, Any]) -> None:
+    log = server["log"].read_text()
+    assert f"models:/{NAME}@champion (version {champion['version'].version})" in log
+    assert "127.0.0.1" in log
+
+
+@pytest.mark.timeout(120)
+def test_bad_input_is_a_client_error_not_a_crash(server: Any) -> None:
+    response = requests.post(
+        f"{server['url']}/invocations", json={"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}}, timeout=60
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:500])
+    assert requests.get(f"{server['url']}/ping", timeout=10).status_code == 200
+    assert server["proc"].poll() is None
+
+
+@pytest.mark.timeout(120)
+def test_no_champion_is_one_line_error(project: Path, swept: Path) -> None:
+    script = str(project / "scripts" / "serve.sh")
+    # a fresh copy: no store at all; default model name (the default config's experiment)
+    done = run(["bash", script], project, env=serve_env(PORT=str(free_port())), check=False, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("run a sweep first: make sweep"), done.stderr
+    assert "synthetic" in lines[0] and store_uri(project) in lines[0]
+    # a store with a champion of another name
+    env = serve_env(PORT=str(free_port()), MLFLOW_TRACKING_URI=store_uri(swept))
+    done = run(["bash", script], project, env=env, check=False, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no model 'synthetic' with alias 'champion'" in lines[0], done.stderr
+    assert "run a sweep first: make sweep" in lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_bad_port_is_refused(project: Path) -> None:
+    done = run(["bash", str(project / "scripts" / "serve.sh")], project, env=serve_env(PORT="http"), check=False)
+    assert done.returncode == 1 and done.stderr.strip() == "serve.sh: error: PORT must be a number, got 'http'"

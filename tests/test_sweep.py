@@ -1,0 +1,180 @@
+"""Real Hydra multiruns tracked in a real MLflow SQLite store: parent, children, histories, models, Optuna."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from logitlab.scoring import ScoringPipeline
+
+from .conftest import logitlab, make_project, store_uri
+
+pytestmark = pytest.mark.timeout(900)
+
+FAST = ["model.max_iter=300", "model.tol=0"]
+
+
+def sweep(project: Path, *overrides: str, check: bool = True):
+    return logitlab(["sweep", "-m", *overrides], project, check=check)
+
+
+def runs_of(project: Path, experiment: str) -> tuple[MlflowClient, list, list]:
+    client = MlflowClient(store_uri(project))
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment} missing"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("logitlab.entry") == "sweep parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def job_dirs(project: Path) -> list[Path]:
+    return sorted(p.parent for p in (project / "multirun").glob("*/*/*/reports"))
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("basic") / "project")
+    sweep(project, "data=circles", "model.learning_rate=0.1,1", "features.degree=1,2", *FAST)
+    return project
+
+
+def test_one_parent_one_finished_child_per_job(basic_sweep: Path) -> None:
+    client, parents, children = runs_of(basic_sweep, "circles")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    default = client.search_runs(["0"])
+    assert default == [], "nothing may land in the Default experiment"
+
+
+def test_children_carry_params_metrics_histories_tags_and_artifacts(basic_sweep: Path) -> None:
+    client, _, children = runs_of(basic_sweep, "circles")
+    for child in children:
+        data = child.data
+        assert {"model.learning_rate", "features.degree", "data.name", "seed"} <= set(data.params)
+        assert {"train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss"} <= set(data.metrics)
+        n_iter = int(data.metrics["n_iter"])
+        for key in ("train_loss", "val_loss"):
+            history = client.get_metric_history(child.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(1, n_iter + 1)), key
+        assert {"git_commit", "git_dirty", "data_hash", "hydra_overrides", "logitlab.sweep_id"} <= set(data.tags)
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"config.yaml", "metrics.json", "coefficients.csv", "figures", "plots"} <= artifacts
+        figures = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "figures")}
+        assert {"loss_curve.png", "roc.png", "precision_recall.png", "confusion.png", "calibration.png",
+                "coefficients.png", "decision_boundary.png"} <= figures
+
+
+def test_parent_carries_best_child_table_and_comparison(basic_sweep: Path) -> None:
+    client, parents, children = runs_of(basic_sweep, "circles")
+    parent = parents[0]
+    best = max(children, key=lambda r: r.data.metrics["val_accuracy"])
+    assert parent.data.metrics["val_accuracy"] == best.data.metrics["val_accuracy"]
+    assert parent.data.params["features.degree"] == best.data.params["features.degree"] == "2"
+    assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
+    names = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert {"sweep_table.csv", "sweep_table.html", "sweep_comparison.png"} <= names
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/sweep_table.csv"))
+    assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+
+
+def test_logged_model_scores_raw_rows_like_the_evaluate_stage(basic_sweep: Path) -> None:
+    mlflow.set_tracking_uri(store_uri(basic_sweep))
+    _, _, children = runs_of(basic_sweep, "circles")
+    for job in job_dirs(basic_sweep):
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        child = next(c for c in children if c.data.tags["hydra_job_num"] == job.name)
+        pipeline = ScoringPipeline.load(job / "model")
+        raw = pd.DataFrame({"x0": np.linspace(-1, 1, 25), "x1": np.linspace(1, -1, 25)})
+        served = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model").predict(raw)
+        np.testing.assert_allclose(served["probability"].to_numpy(), pipeline.predict_proba(raw), rtol=0, atol=1e-12)
+        metrics = json.loads((job / "reports" / "metrics.json").read_text())
+        assert metrics["test_accuracy"] == child.data.metrics["test_accuracy"], overrides
+
+
+def test_upstream_stages_run_once_per_distinct_config(basic_sweep: Path) -> None:
+    cache = basic_sweep / ".cache" / "logitlab"
+    assert len(list((cache / "ingest").iterdir())) == 1
+    assert len(list((cache / "preprocess").iterdir())) == 1
+    assert len(list((cache / "features").iterdir())) == 2  # degree 1 and 2; learning rate is downstream
+
+
+def test_best_model_is_registered_as_champion_and_moves_only_when_beaten(basic_sweep: Path) -> None:
+    client = MlflowClient(store_uri(basic_sweep))
+    champion = client.get_model_version_by_alias("circles", "champion")
+    _, parents, _ = runs_of(basic_sweep, "circles")
+    assert champion.run_id == parents[0].data.tags["best_run_id"]
+    sweep(basic_sweep, "data=circles", "model.learning_rate=0.1", "features.degree=1", *FAST)  # worse
+    assert client.get_model_version_by_alias("circles", "champion").version == champion.version
+
+
+def test_a_diverging_job_fails_alone(project: Path) -> None:
+    done = sweep(project, "data=moons", "model.learning_rate=0.5,1e7", *FAST)
+    assert "diverged" in done.stdout + done.stderr
+    _, parents, children = runs_of(project, "moons")
+    by_lr = {c.data.params["model.learning_rate"]: c for c in children}
+    assert by_lr["0.5"].info.status == "FINISHED"
+    failed = by_lr["10000000.0"]
+    assert failed.info.status == "FAILED"
+    assert "learning_rate" in failed.data.tags["error"] and "smaller" in failed.data.tags["error"]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 1
+
+
+def test_joblib_launcher_children_nest_under_one_parent(project: Path) -> None:
+    sweep(project, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.learning_rate=0.05,0.1,0.2", *FAST)
+    _, parents, children = runs_of(project, "synthetic")
+    assert len(parents) == 1 and len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_optuna_search_with_persistent_sqlite_storage(project: Path) -> None:
+    """hydra-optuna-sweeper pins optuna 2.x; its RDB storage works with the SQLAlchemy 1.4 pinned in uv.lock."""
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    sweep(project, "hparams_search=lr_penalty", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", *FAST)
+    import optuna
+
+    study = optuna.load_study(study_name="lr_penalty", storage=storage)
+    assert len(study.trials) == 3 and study.best_value is not None
+    _, parents, children = runs_of(project, "synthetic")
+    assert len(parents) == 1 and len(children) == 3
+    best = max(c.data.metrics["val_accuracy"] for c in children)
+    assert study.best_value == pytest.approx(best)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(project: Path) -> None:
+    sweep(project, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "model.learning_rate=0.1,1", *FAST)
+    _, parents, children = runs_of(project, "synthetic")
+    assert len(parents) == 1 and len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+
+
+def test_single_run_is_a_top_level_run(project: Path) -> None:
+    logitlab(["sweep", "data=moons", *FAST], project)
+    _, parents, children = runs_of(project, "moons")
+    client = MlflowClient(store_uri(project))
+    runs = client.search_runs([client.get_experiment_by_name("moons").experiment_id])
+    assert len(runs) == 1 and not parents and not children and runs[0].info.status == "FINISHED"
+
+
+def test_tracking_off_never_imports_mlflow(project: Path) -> None:
+    probe = (
+        "import atexit, sys, runpy\n"
+        "atexit.register(lambda: print('MLFLOW_IMPORTED' if 'mlflow' in sys.modules else 'MLFLOW_ABSENT'))\n"
+        "sys.argv = ['logitlab.sweep', '-m', 'mlflow=off', 'model.learning_rate=0.1,1', 'model.max_iter=50']\n"
+        "runpy.run_module('logitlab.sweep', run_name='__main__')\n"
+    )
+    from .conftest import run
+    import sys
+
+    done = run([sys.executable, "-c", probe], project)
+    assert "MLFLOW_ABSENT" in done.stdout
+    assert not (project / "mlflow.db").exists()
