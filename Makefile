@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro test test-slow check params sweep ui server server-stop serve bench lint format typecheck clean
+.PHONY: help setup repro test test-slow check params sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,15 +47,29 @@ params: setup ## Recompose params.yaml from conf/ (as dvc exp run does)
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
 
+# mlflow 3.17's server imports SQLAlchemy-2-only names; scripts/server_compat aliases them on the 1.4 we pin
+# for optuna 2.x (see docs/server.md). Background job workers are off: the UI does not use them.
+MLFLOW_SERVER_ENV := PYTHONPATH="$(CURDIR)/scripts/server_compat$${PYTHONPATH:+:$$PYTHONPATH}" \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+
 ui: setup ## MLflow UI on the project's store at http://127.0.0.1:$(PORT)
-	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT)
+	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
 server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)
 	bash scripts/server.sh start
 
 server-stop: ## Stop the tracking server and its PostgreSQL
 	bash scripts/server.sh stop
+
+server-status: ## Is the tracking server running?
+	bash scripts/server.sh status
+
+server-install: ## Install PostgreSQL if missing (apt-get; needed by make server and the server tests)
+	bash scripts/server.sh install
+
+browser: ## Install headless Chromium + chromedriver (Debian packages) for the browser test
+	bash scripts/install_browser.sh
 
 bench: setup ## Benchmarks: our solvers vs scikit-learn vs the bare matvec floor
 	$(PY) tests/benchmarks/bench_fit.py

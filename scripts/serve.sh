@@ -67,12 +67,18 @@ if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+client = MlflowClient(uri, registry_uri=uri)
 try:
-    version = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(name, "champion")
+    version = client.get_model_version_by_alias(name, "champion")
 except MlflowException as err:
     code = getattr(err, "error_code", "")
     if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-        print(f"no model '{name}' with alias 'champion' in {uri}; run a sweep first: make sweep")
+        try:  # champions of other names (a sweep registers under its experiment, e.g. circles)
+            others = sorted(m.name for m in client.search_registered_models() if "champion" in (m.aliases or {}))
+        except MlflowException:
+            others = []
+        hint = f" (champions in this store: {', '.join(others)}; serve one with MODEL_NAME={others[0]})" if others else ""
+        print(f"no model '{name}' with alias 'champion' in {uri}; run a sweep first: make sweep{hint}")
     else:
         print(f"tracking store {uri}: {' '.join(str(err).split())[:300]}")
     sys.exit(1)

@@ -25,6 +25,7 @@ umask 077
 
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${LOGITLAB_SERVER_DIR:-$PROJECT_DIR/.server}"
+[[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
 PYTHON="${LOGITLAB_PYTHON:-$PROJECT_DIR/.venv/bin/python}"
 START_TIMEOUT="${LOGITLAB_SERVER_START_TIMEOUT:-90}"
 
@@ -210,6 +211,8 @@ start_postgres() {
         runuser -u postgres -- test -x "$STATE_DIR" \
             || die "the 'postgres' OS user cannot reach $STATE_DIR (a parent directory is not world-executable); set LOGITLAB_SERVER_DIR to a path it can traverse"
     fi
+    # a Unix socket path is limited to ~107 bytes: $PG_SOCK/.s.PGSQL.<port>
+    (( ${#PG_SOCK} <= 90 )) || die "state dir path too long for a PostgreSQL socket ($PG_SOCK); use a shorter LOGITLAB_SERVER_DIR"
     mkdir -p "$PG_DIR" "$PG_SOCK"
     if [[ "$(id -u)" == 0 ]]; then chown "$PG_OS_USER": "$PG_DIR" "$PG_SOCK"; fi
     chmod 700 "$PG_DIR" "$PG_SOCK"

@@ -236,6 +236,7 @@ def test_no_champion_is_one_line_error(project: Path, swept: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no model 'synthetic' with alias 'champion'" in lines[0], done.stderr
     assert "run a sweep first: make sweep" in lines[0]
+    assert lines[0].endswith(f"(champions in this store: {NAME}; serve one with MODEL_NAME={NAME})")
 
 
 @pytest.mark.timeout(60)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,9 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BASE_ENV, REPO, logitlab, store_uri  # noqa: E402
+from conftest import BASE_ENV, REPO, logitlab, store_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -103,8 +114,6 @@ def sweep(module_project: Path) -> Sweep:
 
 # ------------------------------------------------------------------------------------------ the server
 def free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -122,10 +131,8 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's process group (uvicorn workers included), SIGKILL it if it lingers."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=SERVER_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -161,13 +168,21 @@ def ui_url(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            cmd, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while not healthy(url):
             if proc.poll() is not None:
-                pytest.fail(f"mlflow ui exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}")
+                pytest.fail(
+                    f"mlflow ui exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"mlflow ui gave no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.5)
@@ -194,16 +209,14 @@ def ensure_browser() -> None:
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
     ensure_browser()
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver or a browser
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     profile = tempfile.mkdtemp(prefix="logitlab-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
+        browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         browser.set_page_load_timeout(PAGE_LOAD_TIMEOUT)
         browser.set_script_timeout(WAIT)
@@ -213,8 +226,6 @@ def driver() -> Iterator[Any]:
         yield browser
     finally:
         browser.quit()
-        import shutil
-
         shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -229,8 +240,6 @@ def page_dump(driver: Any, name: str) -> str:
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT) -> Any:
     """An explicit, bounded wait whose failure says what was awaited and where the page was saved."""
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
 
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.25).until(condition)
@@ -246,10 +255,9 @@ def open_page(driver: Any, url: str) -> None:
 
 def close_assistant(driver: Any) -> None:
     """MLflow 3 opens its 'Assistant' side panel on a first visit; it only hides the page."""
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-
-    for button in driver.find_elements(By.CSS_SELECTOR, 'button[data-component-id="mlflow.assistant.chat_panel.close"]'):
+    for button in driver.find_elements(
+        By.CSS_SELECTOR, 'button[data-component-id="mlflow.assistant.chat_panel.close"]'
+    ):
         with contextlib.suppress(WebDriverException):
             button.click()
 
@@ -257,7 +265,6 @@ def close_assistant(driver: Any) -> None:
 def park_mouse(driver: Any) -> None:
     """Pointer to the viewport's top-left corner (the logo) and focus off the page, so that no plotly toolbar,
     tooltip or focus ring is in the screenshot."""
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
     with contextlib.suppress(Exception):
         actions = ActionBuilder(driver)
@@ -268,8 +275,6 @@ def park_mouse(driver: Any) -> None:
 
 def screenshot(driver: Any, name: str) -> Path:
     """Write docs/images/<name> (overwriting it) and check that it is a real picture of the page."""
-    from PIL import Image
-
     IMAGES.mkdir(parents=True, exist_ok=True)
     time.sleep(1.0)  # charts animate in; the assertions before already waited for their content
     path = IMAGES / name
@@ -290,18 +295,13 @@ def runs_page(sweep: Sweep, url: str) -> str:
 
 
 def run_link(run_id: str) -> tuple[str, str]:
-    from selenium.webdriver.common.by import By
-
     return (By.CSS_SELECTOR, f'a[href$="/runs/{run_id}"]')
 
 
 def show_children(driver: Any, sweep: Sweep, url: str) -> None:
     """Open the experiment's runs table and expand the sweep's parent run to list its children."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-
     open_page(driver, runs_page(sweep, url))
-    parent = wait_for(driver, EC.visibility_of_element_located(run_link(sweep.parent_id)), "parent run row")
+    parent = wait_for(driver, ec.visibility_of_element_located(run_link(sweep.parent_id)), "parent run row")
     assert parent.text.strip() == sweep.parent_name
     close_assistant(driver)
     # Children are collapsed under their parent: the +/- button sits in the parent's Run Name cell.
@@ -309,26 +309,21 @@ def show_children(driver: Any, sweep: Sweep, url: str) -> None:
     if not all(driver.find_elements(*run_link(child)) for child in sweep.children):
         cell.find_element(By.TAG_NAME, "button").click()
     for child in sweep.children:
-        wait_for(driver, EC.visibility_of_element_located(run_link(child)), f"child run {child} under the parent")
+        wait_for(driver, ec.visibility_of_element_located(run_link(child)), f"child run {child} under the parent")
 
 
 # ------------------------------------------------------------------------------------------- the tests
 def test_experiment_is_listed(driver: Any, ui_url: str, sweep: Sweep) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-
     open_page(driver, f"{ui_url}/#/experiments")
     link = wait_for(
         driver,
-        EC.visibility_of_element_located((By.XPATH, f'//a[normalize-space(.)="{EXPERIMENT}"]')),
+        ec.visibility_of_element_located((By.XPATH, f'//a[normalize-space(.)="{EXPERIMENT}"]')),
         f"experiment '{EXPERIMENT}' in the list",
     )
     assert link.get_attribute("href").endswith(f"#/experiments/{sweep.experiment_id}")
 
 
 def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep) -> None:
-    from selenium.webdriver.common.by import By
-
     show_children(driver, sweep, ui_url)
     names = {child: driver.find_element(*run_link(child)).get_attribute("textContent") for child in sweep.children}
     for child, params in sweep.children.items():
@@ -342,9 +337,6 @@ def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep) -> No
 
 
 def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-
     # the child that learns the circles (degree 2, learning rate 1): a clearly falling loss curve
     child = next(
         run
@@ -356,13 +348,13 @@ def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep
     )
     search = wait_for(
         driver,
-        EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')),
+        ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')),
         "the metric charts' search box",
     )
     close_assistant(driver)
     for metric in ("val_loss", "train_loss"):  # the screenshot shows the last one
         set_text(search, metric)
-        card = wait_for(driver, EC.visibility_of_element_located(chart_card(metric)), f"'{metric}' chart card")
+        card = wait_for(driver, ec.visibility_of_element_located(chart_card(metric)), f"'{metric}' chart card")
         # a plotly line: a drawn trace path with points, not an empty chart
         wait_for(driver, lambda _, c=card: traces_drawn(c) >= 1, f"a line in the '{metric}' chart")
     park_mouse(driver)
@@ -370,27 +362,28 @@ def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep
 
 
 def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-
     show_children(driver, sweep, ui_url)
     chart_mode = driver.find_element(By.CSS_SELECTOR, 'input[name="runs-view-mode"][value="CHART"]')
     driver.execute_script("arguments[0].closest('label').click()", chart_mode)
     search = wait_for(
         driver,
-        EC.element_to_be_clickable((By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')),
+        ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')),
         "the chart view's search box",
     )
     search.send_keys("train_loss")
-    card = wait_for(driver, EC.visibility_of_element_located(chart_card("train_loss")), "'train_loss' chart card")
+    card = wait_for(driver, ec.visibility_of_element_located(chart_card("train_loss")), "'train_loss' chart card")
     # one line per child (the parent holds only its best child's final values)
     wait_for(driver, lambda _: traces_drawn(card) >= N_CHILDREN, f"{N_CHILDREN} lines in the train_loss chart")
     legend = card.get_attribute("textContent")
     for params in sweep.children.values():
-        assert f"model.learning_rate={params['model.learning_rate']},features.degree={params['features.degree']}" in legend
+        assert (
+            f"model.learning_rate={params['model.learning_rate']},features.degree={params['features.degree']}" in legend
+        )
     # full screen: the chart large, with every run's legend entry
     card.find_element(By.CSS_SELECTOR, 'button[data-component-id="fullscreen_button_chartcard"]').click()
-    dialog = wait_for(driver, EC.visibility_of_element_located((By.CSS_SELECTOR, '[role="dialog"]')), "full-screen chart")
+    dialog = wait_for(
+        driver, ec.visibility_of_element_located((By.CSS_SELECTOR, '[role="dialog"]')), "full-screen chart"
+    )
     wait_for(driver, lambda _: traces_drawn(dialog) >= N_CHILDREN, f"{N_CHILDREN} lines in the full-screen chart")
     park_mouse(driver)
     screenshot(driver, "ui-compare.png")
@@ -398,23 +391,17 @@ def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) 
 
 # --------------------------------------------------------------------------------------- chart helpers
 def chart_card(metric: str) -> tuple[str, str]:
-    from selenium.webdriver.common.by import By
-
     return (By.XPATH, f'//*[@data-testid="experiment-view-compare-runs-card"][.//h4[@title="{metric}"]]')
 
 
 def traces_drawn(element: Any) -> int:
     """How many plotly line traces with real points are drawn inside `element`."""
-    from selenium.webdriver.common.by import By
-
     paths = element.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace path.js-line")
     return sum(len(p.get_attribute("d") or "") > 50 for p in paths)
 
 
 def set_text(field: Any, text: str) -> None:
     """Replace an input's text the way a user does (React ignores a plain .clear())."""
-    from selenium.webdriver.common.keys import Keys
-
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.BACKSPACE)
     field.send_keys(text)

@@ -39,6 +39,7 @@ PARENT_FILE = "mlflow_parent.json"
 SWEEP_TAG = "logitlab.sweep_id"
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
+HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
             experiment = client.get_experiment_by_name(experiment_name)
             if experiment is None:
                 experiment_id = client.create_experiment(
-                    experiment_name, artifact_location=_artifact_location(uri, root, experiment_name)
+                    experiment_name,
+                    artifact_location=_artifact_location(uri, root, experiment_name),
+                    # MLflow 3's UI then opens the experiment on its training runs, not the GenAI view.
+                    tags={"mlflow.experimentKind": "custom_model_development"},
                 )
             elif experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment.experiment_id)
@@ -246,7 +250,7 @@ def log_results(
     client = tracker_client()
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if _finite(v)]
-    for column in ("train_loss", "val_loss"):
+    for column in HISTORIES:
         for epoch, value in zip(history["epoch"], history[column], strict=True):
             if _finite(value):
                 points.append(Metric(column, float(value), now, int(epoch)))
@@ -446,7 +450,9 @@ def finish_sweep(tracker: Tracker, parent_run_id: str, sweep: config.SweepConfig
     params: list[Param] = []
     if best is not None:
         params = [Param(k, v) for k, v in sorted(best.data.params.items())]
-        summary_metrics += [Metric(k, v, now, 0) for k, v in sorted(best.data.metrics.items()) if _finite(v)]
+        summary_metrics += [
+            Metric(k, v, now, 0) for k, v in sorted(best.data.metrics.items()) if _finite(v) and k not in HISTORIES
+        ]
         client.set_tag(parent_run_id, "best_run_id", best.info.run_id)
         client.set_tag(parent_run_id, "best_overrides", best.data.tags.get("hydra_overrides", ""))
     for start in range(0, len(params), 100):

@@ -1,0 +1,101 @@
+"""The real `dvc repro`, `dvc plots`, `dvc exp run -S` in a throw-away copy of the project."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import make_project, run, store_uri
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def dvc(project: Path, *args: str, **kwargs: object):
+    return run(["dvc", *args], project, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("repro") / "project")
+    dvc(project, "repro")
+    return project
+
+
+def test_repro_reaches_90_percent_and_writes_every_report(reproduced: Path) -> None:
+    metrics = json.loads((reproduced / "reports/metrics.json").read_text())
+    assert metrics["test_accuracy"] == 0.9
+    for name in ("roc", "pr", "confusion", "calibration"):
+        assert (reproduced / f"reports/plots/{name}.csv").stat().st_size > 0
+    figures = {p.name for p in (reproduced / "reports/figures").iterdir()}
+    assert {"loss_curve.png", "roc.png", "confusion.png", "decision_boundary.png"} <= figures
+    assert (reproduced / "models/model.npz").is_file() and (reproduced / "models/transforms.json").is_file()
+
+
+def test_second_repro_does_nothing(reproduced: Path) -> None:
+    started = time.perf_counter()
+    done = dvc(reproduced, "repro")
+    elapsed = time.perf_counter() - started
+    print(f"no-op dvc repro took {elapsed:.2f} s")
+    assert "didn't change, skipping" in done.stdout + done.stderr or "up to date" in done.stdout
+    assert "Running stage" not in done.stdout
+
+
+def test_repro_is_tracked_as_one_mlflow_run(reproduced: Path) -> None:
+    client = MlflowClient(store_uri(reproduced))
+    experiment = client.get_experiment_by_name("synthetic")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    tags, metrics = runs[0].data.tags, runs[0].data.metrics
+    assert runs[0].info.status == "FINISHED" and metrics["test_accuracy"] == 0.9
+    assert tags["logitlab.entry"] == "dvc repro" and "git_commit" in tags
+    assert {"dvc.stage.ingest", "dvc.stage.preprocess", "dvc.stage.feature-engineer", "dvc.stage.train"} <= set(tags)
+    history = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    assert len(history) == int(metrics["n_iter"])
+
+
+def test_plots_show_renders_roc_confusion_and_cost_history(reproduced: Path) -> None:
+    done = dvc(reproduced, "plots", "show", "--json")
+    shown = json.loads(done.stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    names = " ".join(shown["data"])
+    for expected in ("ROC", "Confusion matrix", "Loss per epoch", "Precision-recall", "Calibration"):
+        assert expected in names, names
+    dvc(reproduced, "plots", "show", "-o", "plots_html")
+    assert (reproduced / "plots_html" / "index.html").stat().st_size > 1000
+
+
+def test_metrics_show_lists_the_metrics(reproduced: Path) -> None:
+    shown = json.loads(dvc(reproduced, "metrics", "show", "--json").stdout)
+    flat = json.dumps(shown)
+    assert "test_accuracy" in flat and "test_roc_auc" in flat
+
+
+def test_a_model_param_reruns_only_train_and_evaluate(reproduced: Path) -> None:
+    params_file = reproduced / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["model"]["learning_rate"] = 0.2
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        ran = dvc(reproduced, "repro").stdout
+        assert "Running stage 'train'" in ran and "Running stage 'evaluate'" in ran
+        assert not any(f"Running stage '{s}'" in ran for s in ("ingest", "preprocess", "feature-engineer"))
+    finally:
+        params_file.write_text(original)
+        dvc(reproduced, "repro")
+
+
+def test_exp_run_set_param_recomposes_params_and_runs(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    dvc(project, "exp", "run", "-S", "features.degree=2", "-S", "data=circles", "-n", "circles-deg2")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["features"]["degree"] == 2 and params["data"]["name"] == "circles"
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.97
+    shown = dvc(project, "exp", "show", "--json").stdout
+    assert "circles-deg2" in shown and "test_accuracy" in shown
