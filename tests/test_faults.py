@@ -7,6 +7,7 @@ run that just works.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -224,11 +225,26 @@ def interrupt(proc: subprocess.Popen[bytes], how: str) -> float:
     sent = time.monotonic()
     try:
         proc.wait(timeout=60)
+        took = time.monotonic() - sent
+        # No worker may outlive the sweep (loky workers busy training would hold CPU and the store).
+        wait_for(lambda: not group_members(proc.pid), 15, "the sweep's worker processes to exit")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None or group_members(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return time.monotonic() - sent
+    return took
+
+
+def group_members(pgid: int) -> list[int]:
+    import psutil
+
+    alive = []
+    for p in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+    return alive
 
 
 def start(project: Path, args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -276,6 +292,7 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_pro
     time.sleep(1.0)
     took = interrupt(proc, how)
     output = log.read_text()
+    print(f"{launcher} sweep: exited {proc.returncode} {took:.1f}s after {how}")
 
     assert proc.returncode not in (0, None), output[-3000:]
     assert took < 30, f"the sweep took {took:.1f}s to exit after {how}"
@@ -289,7 +306,8 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_pro
     # A rerun into the same store: a new parent, every run FINISHED.
     rerun_dir = project / "multirun" / f"rerun-{launcher}-{how}"
     logitlab(
-        ["sweep", "-m", *parallel, f"hydra.sweep.dir={rerun_dir}", "model.learning_rate=0.1,0.2", "mlflow.log_model=false"],
+        ["sweep", "-m", *parallel, f"hydra.sweep.dir={rerun_dir}", "model.learning_rate=0.1,0.2", "model.max_iter=100",
+         "mlflow.log_model=false"],
         project,
     )
     new_parent = json.loads((rerun_dir / "mlflow_parent.json").read_text())["run_id"]
@@ -317,6 +335,7 @@ def test_interrupted_single_run_ends_killed(signal_project: Path, how: str) -> N
     time.sleep(1.0)
     took = interrupt(proc, how)
     output = log.read_text()
+    print(f"single run: exited {proc.returncode} {took:.1f}s after {how}")
     assert proc.returncode not in (0, None), output[-3000:]
     assert took < 30, f"the run took {took:.1f}s to exit after {how}"
     assert "Traceback" not in output, output[-5000:]

@@ -28,6 +28,10 @@ def raise_interrupt(signum: int, frame: Any) -> None:
 
 
 class TrackingCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A single run (no -m) too: SIGTERM must end its MLflow run KILLED, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, raise_interrupt)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         signal.signal(signal.SIGTERM, raise_interrupt)
         cfg = _mlflow_cfg(config)
