@@ -71,6 +71,9 @@ server-install: ## Install PostgreSQL if missing (apt-get; needed by make server
 browser: ## Install headless Chromium + chromedriver (Debian packages) for the browser test
 	bash scripts/install_browser.sh
 
+serve: setup ## Serve the registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default circles = make sweep's)
+	MODEL_NAME="$${MODEL_NAME:-circles}" bash scripts/serve.sh
+
 bench: setup ## Benchmarks: our solvers vs scikit-learn vs the bare matvec floor
 	$(PY) tests/benchmarks/bench_fit.py
 

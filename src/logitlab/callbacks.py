@@ -38,8 +38,13 @@ class TrackingCallback(Callback):
         if not cfg.enabled:
             return
         from logitlab import tracking
+        from logitlab.cli import fail
+        from logitlab.errors import LogitlabError
 
-        tracker = tracking.connect(cfg)
+        try:
+            tracker = tracking.connect(cfg)
+        except LogitlabError as err:  # Hydra would swallow it as a warning; stop before any job runs
+            fail(str(err))
         if tracker is None:
             return
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from logitlab import callbacks, config, reports
 from logitlab.cli import EXIT_INTERRUPTED, debug, fail
@@ -34,7 +37,7 @@ def job(cfg: DictConfig) -> float:
         return _job(params)
     except LogitlabError as err:
         if not callbacks.is_multirun():
-            raise
+            fail(str(err))  # exits here: Hydra would add its own "Error executing job" line
         log.error("job %s failed: %s", HydraConfig.get().job.num, err)
     except Exception:
         if not callbacks.is_multirun():
@@ -78,16 +81,26 @@ def _report(cfg: Config, result: JobResult) -> float:
     return float(value)
 
 
+def hydra_message(err: Exception) -> str:
+    """Hydra's multi-line messages as one line, without OmegaConf's full_key/object_type trailer."""
+    lines = [str(err), str(err.__cause__ or "")]
+    kept = [line.strip() for text in lines for line in text.splitlines() if line.strip()]
+    kept = [line for line in kept if not line.startswith(("full_key:", "object_type=", "reference_type="))]
+    return " ".join(dict.fromkeys(kept)).split(" Config search path:")[0]
+
+
 app = hydra.main(version_base=None, config_path=str(config.project_root() / "conf"), config_name="config")(job)
 
 
 def main() -> None:
+    # Let Hydra's own errors (bad override, unknown group option) reach us, to be told in one line.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         app()
-    except LogitlabError as err:
+    except (LogitlabError, HydraException, OmegaConfBaseException) as err:
         if debug():
             raise
-        fail(str(err))
+        fail(hydra_message(err))
     except KeyboardInterrupt:
         callbacks.end_open_sweep("KILLED", "interrupted")
         if debug():

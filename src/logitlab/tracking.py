@@ -436,7 +436,12 @@ def finish_sweep(tracker: Tracker, parent_run_id: str, sweep: config.SweepConfig
     table = sweep_report.table(runs)
     finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics]
     sign = 1 if sweep.direction == "maximize" else -1
-    best = max(finished, key=lambda r: (sign * r.data.metrics[sweep.metric], -r.info.start_time), default=None)
+    # Ties (common for accuracy) go to the better-calibrated model, then to the earlier job.
+    best = max(
+        finished,
+        key=lambda r: (sign * r.data.metrics[sweep.metric], -r.data.metrics.get("val_log_loss", math.inf), -r.info.start_time),
+        default=None,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_csv(out_dir / "sweep_table.csv", table)
     io.write_text(out_dir / "sweep_table.html", sweep_report.to_html(table, sweep.metric))
