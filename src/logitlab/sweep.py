@@ -37,6 +37,8 @@ def job(cfg: DictConfig) -> float:
         return _job(params)
     except LogitlabError as err:
         if not callbacks.is_multirun():
+            if debug():
+                raise
             fail(str(err))  # exits here: Hydra would add its own "Error executing job" line
         log.error("job %s failed: %s", HydraConfig.get().job.num, err)
     except Exception:

@@ -54,6 +54,8 @@ def write_reports(
         proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
         figure = plots.decision_boundary(points, interim_test[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})")
         plots.save(figure, figures / "decision_boundary.png")
+    else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
+        (figures / "decision_boundary.png").unlink(missing_ok=True)
     return metrics
 
 

@@ -1,0 +1,162 @@
+"""The bad-input catalogue: each mistake ends in one line naming the key, file or column, a non-zero exit,
+no traceback, and the previous outputs untouched. docs/reliability.md lists every case and its test."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import logitlab, make_project, run
+
+pytestmark = pytest.mark.timeout(600)
+
+CSV_CASES = {
+    "empty": "",
+    "no_target": "a,b\n1,2\n3,4\n",
+    "one_class": "a,label\n" + "".join(f"{i},x\n" for i in range(30)),
+    "three_classes": "a,label\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(30)),
+    "ids": "user,a,label\n" + "".join(f"u{i},{i % 7},{'ab'[i % 2]}\n" for i in range(60)),
+    "all_missing": "a,b,label\n" + "".join(f"{i},,{'ab'[i % 2]}\n" for i in range(60)),
+    "inf": "a,b,label\n" + "".join(f"{i},{'inf' if i == 3 else i},{'ab'[i % 2]}\n" for i in range(60)),
+    "tiny": "a,label\n1,a\n2,b\n3,a\n4,b\n5,a\n",
+    "good": "a,b,label\n" + "".join(f"{i},{i % 5},{'ab'[i % 2]}\n" for i in range(60)),
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("bad") / "project")
+    for name, content in CSV_CASES.items():
+        (project / "data/raw/external" / f"{name}.csv").write_text(content)
+    return project
+
+
+def csv(name: str, *extra: str) -> list[str]:
+    return ["data=csv", f"data.path=data/raw/external/{name}.csv", "data.target=label", *extra]
+
+
+def assert_one_line_error(done, *needles: str) -> str:
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+CASES = [
+    ("unknown key", ["model.learnin_rate=0.1"], ["model.learnin_rate"]),
+    ("unknown group option", ["data=nope"], ["data/nope", "Available options"]),
+    ("learning_rate <= 0", ["model.learning_rate=0"], ["model.learning_rate"]),
+    ("max_iter < 1", ["model.max_iter=0"], ["model.max_iter"]),
+    ("C <= 0", ["model.C=-1"], ["model.C"]),
+    ("test_size outside (0, 1)", ["preprocess.test_size=1.5"], ["preprocess.test_size", "(0, 1)"]),
+    ("batch_size < 1", ["model=minibatch", "model.batch_size=0"], ["model.batch_size"]),
+    ("degree < 1", ["features.degree=0"], ["features.degree"]),
+    ("wrong type", ["model.max_iter=many"], ["model.max_iter"]),
+    ("unknown solver", ["model.solver=adamw"], ["model.solver"]),
+    ("csv path not set", ["data=csv", "data.target=label"], ["data.path"]),
+    ("missing CSV", csv("nope"), ["data.path", "nope.csv", "not found"]),
+    ("empty CSV", csv("empty"), ["empty.csv", "empty"]),
+    ("no target column", csv("no_target"), ["data.target", "'label'", "no_target.csv"]),
+    ("one class", csv("one_class"), ["one class"]),
+    ("three classes", csv("three_classes"), ["3 classes", "data.positive_label"]),
+    ("positive_label absent", csv("good", "data.positive_label=zzz"), ["data.positive_label", "zzz"]),
+    ("ID column", csv("ids"), ["column 'user'", "data.drop"]),
+    ("all-missing column", csv("all_missing"), ["column 'b'"]),
+    ("infinite values", csv("inf"), ["column 'b'", "infinite"]),
+    ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
+    ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
+    ("unknown include column", ["features.degree=2", "features.include=[nope]"], ["features.include", "nope"]),
+    ("diverging run", ["model.learning_rate=1e7"], ["diverged", "learning_rate", "smaller"]),
+    ("unknown sweep metric", ["sweep.metric=val_f2"], ["sweep.metric", "val_f2"]),
+    ("sonar file not downloaded", ["data=sonar"], ["data/raw/external/sonar.csv", "not found"]),
+]
+
+
+@pytest.mark.parametrize("overrides,needles", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_sweep_cli_bad_input(project: Path, overrides: list[str], needles: list[str]) -> None:
+    done = logitlab(["sweep", "mlflow=off", "model.max_iter=200", *overrides], project, check=False)
+    assert_one_line_error(done, *needles)
+    assert done.returncode == 2
+
+
+def test_debug_mode_shows_the_traceback(project: Path) -> None:
+    done = logitlab(["sweep", "mlflow=off", "model.C=-1"], project, env={"LOGITLAB_DEBUG": "1"}, check=False)
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri(project: Path) -> None:
+    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    done = logitlab(["sweep", "model.max_iter=50"], project, env=env, check=False)
+    assert_one_line_error(done, "http://127.0.0.1:9", "unreachable")
+    multirun = logitlab(["sweep", "-m", "model.max_iter=50,60"], project, env=env, check=False)
+    assert_one_line_error(multirun, "http://127.0.0.1:9")
+
+
+def test_unreachable_tracking_server_with_required_false_keeps_training(project: Path) -> None:
+    env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    done = logitlab(["sweep", "model.max_iter=50", "mlflow.required=false"], project, env=env)
+    assert "tracking is off" in done.stdout + done.stderr
+    assert "test_accuracy=" in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------- through DVC: outputs untouched
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".dvc" not in p.parts and ".git" not in p.parts and "mlflow.db" not in p.name
+        and "mlartifacts" not in p.parts and ".cache" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("dvcbad") / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["mlflow"]["enabled"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], project)
+    return project
+
+
+@pytest.mark.parametrize(
+    "section,key,value,needles",
+    [
+        ("model", "learnin_rate", 0.1, ["model.learnin_rate", "unknown"]),
+        ("model", "learning_rate", 1e7, ["diverged", "learning_rate"]),
+        ("preprocess", "val_size", 0.95, ["preprocess.val_size"]),
+        ("features", "degree", "two", ["features.degree"]),
+    ],
+)
+def test_dvc_repro_bad_params_leave_outputs_untouched(reproduced: Path, section: str, key: str, value, needles) -> None:
+    params_file = reproduced / "params.yaml"
+    original = params_file.read_text()
+    before = digest(reproduced / "models") | digest(reproduced / "reports") | digest(reproduced / "data")
+    params = yaml.safe_load(original)
+    params[section][key] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        done = run(["dvc", "repro"], reproduced, check=False)
+        assert_one_line_error(done, *needles)
+        after = digest(reproduced / "models") | digest(reproduced / "reports") | digest(reproduced / "data")
+        assert after == before
+    finally:
+        params_file.write_text(original)
+
+
+def test_corrupt_saved_model_is_refused_naming_the_file(reproduced: Path) -> None:
+    model = reproduced / "models" / "model.npz"
+    original = model.read_bytes()
+    try:
+        model.write_bytes(original[: len(original) // 2])
+        done = logitlab(["stages.evaluate"], reproduced, check=False)
+        assert_one_line_error(done, "model.npz")
+        assert not list((reproduced / "reports").glob("**/.*.tmp"))
+    finally:
+        model.write_bytes(original)
