@@ -99,3 +99,12 @@ def test_typo_in_params_yaml_names_the_key(tmp_path: Path) -> None:
 def test_missing_params_file_says_how_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="make params"):
         config.load_params(tmp_path / "params.yaml")
+
+
+def test_help_lists_every_config_group_and_option() -> None:
+    from .conftest import logitlab
+
+    shown = logitlab(["sweep", "--help"], REPO).stdout
+    for group in ("data", "preprocess", "features", "model", "mlflow", "hparams_search"):
+        listed = next(line for line in shown.splitlines() if line.startswith(f"{group}: "))
+        assert set(listed.split(": ")[1].split(", ")) == set(options(group)), listed

@@ -43,11 +43,19 @@ def test_launchers_and_dvc_repro_give_bit_identical_results(project: Path) -> No
     for launcher, extra in (("basic", []), ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
         sweep_dir = project / "multirun" / launcher
         logitlab(
-            ["sweep", "-m", *extra, f"hydra.sweep.dir={sweep_dir}", "mlflow.enabled=false", "model.learning_rate=0.1,0.5"],
+            [
+                "sweep",
+                "-m",
+                *extra,
+                f"hydra.sweep.dir={sweep_dir}",
+                "mlflow.enabled=false",
+                "model.learning_rate=0.1,0.5",
+            ],
             project,
         )
         sweeps[launcher] = {
-            job: fingerprint(sweep_dir / job / "model", sweep_dir / job / "reports" / "metrics.json") for job in ("0", "1")
+            job: fingerprint(sweep_dir / job / "model", sweep_dir / job / "reports" / "metrics.json")
+            for job in ("0", "1")
         }
     assert sweeps["basic"] == sweeps["joblib"]
     assert sweeps["basic"]["0"] != sweeps["basic"]["1"]  # the learning rate mattered

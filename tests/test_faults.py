@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from .conftest import BASE_ENV, logitlab, run, store_uri
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,7 +102,9 @@ def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         print(f"dvc repro refused after a kill, removing .dvc/tmp/rwlock as it says: {done.stderr[-500:]}")
         (project / ".dvc" / "tmp" / "rwlock").unlink(missing_ok=True)
         done = run(["dvc", "repro", *args], project, check=False)
-    assert done.returncode == 0, f"dvc repro {' '.join(args)} failed after a kill:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"dvc repro {' '.join(args)} failed after a kill:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
@@ -133,7 +136,12 @@ def test_sigkill_inside_atomic_write_keeps_old_content_and_next_write_removes_th
     assert len(orphans) == 1 and TMP_NAME.match(orphans[0]), orphans
 
     done = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom logitlab import io\nio.write_json(sys.argv[1], {'new': 2})", str(target)],
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom logitlab import io\nio.write_json(sys.argv[1], {'new': 2})",
+            str(target),
+        ],
         env=BASE_ENV,
         capture_output=True,
         text=True,
@@ -149,7 +157,7 @@ def test_sigkill_inside_atomic_write_keeps_old_content_and_next_write_removes_th
 
 @pytest.mark.slow
 def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recovers(project: Path) -> None:
-    """`dvc repro -f` killed (SIGKILL, whole process group) at seeded random moments, 5 times: each time every
+    """`dvc repro -f` killed (SIGKILL, whole process group) at seeded random moments, 6 times: each time every
     output file that exists is complete, and a final `dvc repro` gives outputs identical to an uninterrupted run
     with no temp file left in the workspace, in git's view or in a DVC-tracked directory."""
     set_params(project, data__n_samples=100000, model__max_iter=5, mlflow__enabled=False)
@@ -161,13 +169,18 @@ def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recover
 
     rng = random.Random(20261128)
     hit_stages = []
-    for attempt in range(5):
+    for attempt in range(6):  # stratified: each kill lands in its own sixth of the run, from ingest to evaluate
         log = project.parent / f"repro-{attempt}.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(
-                ["dvc", "repro", "-f"], cwd=project, env=BASE_ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                ["dvc", "repro", "-f"],
+                cwd=project,
+                env=BASE_ENV,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-            time.sleep(rng.uniform(0.3, 0.95 * uninterrupted))
+            time.sleep(uninterrupted * rng.uniform(0.05 + 0.15 * attempt, 0.2 + 0.15 * attempt))
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         stages = re.findall(r"Running stage '([\w-]+)'", log.read_text())
@@ -271,13 +284,17 @@ def signal_project(module_project: Path) -> Path:
     ("launcher", "how"),
     [("basic", "SIGINT"), ("basic", "SIGTERM"), ("joblib", "SIGINT"), ("joblib", "SIGTERM")],
 )
-def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_project: Path, launcher: str, how: str) -> None:
+def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(
+    signal_project: Path, launcher: str, how: str
+) -> None:
     project = signal_project
     sweep_dir = project / "multirun" / f"interrupt-{launcher}-{how}"
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     running_wanted = 2 if launcher == "joblib" else 1
     log = project.parent / f"{launcher}-{how}.log"
-    proc = start(project, ["-m", *parallel, f"hydra.sweep.dir={sweep_dir}", "model.learning_rate=0.1,0.2", *SLOW_JOB], log)
+    proc = start(
+        project, ["-m", *parallel, f"hydra.sweep.dir={sweep_dir}", "model.learning_rate=0.1,0.2", *SLOW_JOB], log
+    )
 
     parent_file = sweep_dir / "mlflow_parent.json"
     wait_for(lambda: parent_file.is_file() or proc.poll() is not None, 120, "the sweep's parent run")
@@ -287,7 +304,11 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_pro
     def children() -> list[tuple[str, str, str | None]]:
         return [r for r in runs_in_store(project) if r[2] == parent]
 
-    wait_for(lambda: sum(r[1] == "RUNNING" for r in children()) >= running_wanted or proc.poll() is not None, 120, "running jobs")
+    wait_for(
+        lambda: sum(r[1] == "RUNNING" for r in children()) >= running_wanted or proc.poll() is not None,
+        120,
+        "running jobs",
+    )
     assert proc.poll() is None, log.read_text()
     time.sleep(1.0)
     took = interrupt(proc, how)
@@ -306,8 +327,15 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(signal_pro
     # A rerun into the same store: a new parent, every run FINISHED.
     rerun_dir = project / "multirun" / f"rerun-{launcher}-{how}"
     logitlab(
-        ["sweep", "-m", *parallel, f"hydra.sweep.dir={rerun_dir}", "model.learning_rate=0.1,0.2", "model.max_iter=100",
-         "mlflow.log_model=false"],
+        [
+            "sweep",
+            "-m",
+            *parallel,
+            f"hydra.sweep.dir={rerun_dir}",
+            "model.learning_rate=0.1,0.2",
+            "model.max_iter=100",
+            "mlflow.log_model=false",
+        ],
         project,
     )
     new_parent = json.loads((rerun_dir / "mlflow_parent.json").read_text())["run_id"]
