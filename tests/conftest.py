@@ -31,7 +31,9 @@ BASE_ENV = {
 
 
 def tracked_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return [line for line in listed.stdout.splitlines() if (REPO / line).is_file()]
 
 
@@ -50,9 +52,13 @@ def make_project(dest: Path) -> Path:
 def run(
     cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, cwd=cwd, env={**BASE_ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        cmd, cwd=cwd, env={**BASE_ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+        )
     return done
 
 

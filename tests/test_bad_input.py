@@ -110,8 +110,12 @@ def digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".dvc" not in p.parts and ".git" not in p.parts and "mlflow.db" not in p.name
-        and "mlartifacts" not in p.parts and ".cache" not in p.parts
+        if p.is_file()
+        and ".dvc" not in p.parts
+        and ".git" not in p.parts
+        and "mlflow.db" not in p.name
+        and "mlartifacts" not in p.parts
+        and ".cache" not in p.parts
     }
 
 

@@ -342,7 +342,9 @@ def test_restart_keeps_data_and_applies_a_new_admin_password(server):
     assert r.json()["experiment"]["name"] == name
 
 
-def test_parallel_sweep_into_the_server_loses_no_run_and_no_step(server: MlflowServer, tmp_path: Path, monkeypatch) -> None:
+def test_parallel_sweep_into_the_server_loses_no_run_and_no_step(
+    server: MlflowServer, tmp_path: Path, monkeypatch
+) -> None:
     """An 8-job joblib sweep tracked in the PostgreSQL-backed server: every child and every epoch arrives."""
     from mlflow.tracking import MlflowClient
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from logitlab import config
 from logitlab.errors import DataError
 from logitlab.pipeline import Config
+from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
 from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
-from logitlab.scoring import ScoringPipeline
 
 from .conftest import REPO
 
@@ -87,7 +88,9 @@ def test_ingest_sonar_without_header(sonar: Path) -> None:
         ("a,label\n1,x\n2,\n", {}, "missing labels"),
     ],
 )
-def test_ingest_csv_errors_name_file_and_column(tmp_path: Path, content: str | None, overrides: dict, message: str) -> None:
+def test_ingest_csv_errors_name_file_and_column(
+    tmp_path: Path, content: str | None, overrides: dict, message: str
+) -> None:
     file = tmp_path / "bad.csv"
     if content is not None:
         file.write_text(content)
@@ -120,7 +123,7 @@ def test_preprocess_fits_on_train_only_imputes_encodes_and_drops_constants() -> 
     raw = frame_of(100)
     raw.loc[::7, "num"] = np.nan
     raw["const"] = 3.0
-    splits, pre, report = preprocess.run(raw, PRE, seed=1)
+    splits, _pre, report = preprocess.run(raw, PRE, seed=1)
     train_num = splits["train"]["num"]
     assert abs(train_num.mean()) < 1e-12 and abs(train_num.std(ddof=0) - 1) < 1e-12
     assert "const" in report["dropped_constant"] and "const" not in splits["train"]
@@ -157,7 +160,9 @@ def test_data_set_too_small_for_the_split() -> None:
 
 # -------------------------------------------------------------------------------- feature-engineer
 def test_polynomial_names_and_values() -> None:
-    splits = {name: pd.DataFrame({"x0": [1.0, 2.0], "x1": [3.0, 4.0], TARGET: [0, 1]}) for name in ("train", "val", "test")}
+    splits = {
+        name: pd.DataFrame({"x0": [1.0, 2.0], "x1": [3.0, 4.0], TARGET: [0, 1]}) for name in ("train", "val", "test")
+    }
     out, expander, report = feature_engineer.run(splits, config.FeaturesConfig(degree=2))
     assert expander.output_columns == ["x0", "x1", "x0^2", "x0 x1", "x1^2"]
     assert out["train"].loc[1, "x0 x1"] == 8.0 and out["train"].loc[1, "x1^2"] == 16.0
@@ -178,7 +183,7 @@ def test_expansion_too_big_is_refused_before_allocating() -> None:
 
 def test_include_unknown_column() -> None:
     splits = {n: pd.DataFrame({"x0": [1.0], TARGET: [0]}) for n in ("train", "val", "test")}
-    with pytest.raises(DataError, match="features.include: column 'nope'"):
+    with pytest.raises(DataError, match=r"features\.include: column 'nope'"):
         feature_engineer.run(splits, config.FeaturesConfig(degree=2, include=["nope"]))
 
 
@@ -189,9 +194,21 @@ def test_default_pipeline_reaches_the_seed_guides_90_percent(model: str, epochs:
     assert metrics["test_accuracy"] == pytest.approx(0.9, abs=1e-12)
     history = pipeline.model.cost_history_
     assert len(history) == (epochs or pipeline.model.n_iter_)
-    assert all(b <= a for a, b in zip(history, history[1:], strict=False))
-    expected = {"train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss", "test_precision",
-                "test_recall", "test_f1", "test_tn", "test_fp", "test_fn", "test_tp"}
+    assert all(b <= a for a, b in itertools.pairwise(history))
+    expected = {
+        "train_accuracy",
+        "val_accuracy",
+        "test_accuracy",
+        "test_roc_auc",
+        "test_log_loss",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "test_tn",
+        "test_fp",
+        "test_fn",
+        "test_tp",
+    }
     assert expected <= set(metrics)
     assert metrics["test_tn"] + metrics["test_fp"] + metrics["test_fn"] + metrics["test_tp"] == 200
 

@@ -69,8 +69,15 @@ def test_children_carry_params_metrics_histories_tags_and_artifacts(basic_sweep:
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"config.yaml", "metrics.json", "coefficients.csv", "figures", "plots"} <= artifacts
         figures = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "figures")}
-        assert {"loss_curve.png", "roc.png", "precision_recall.png", "confusion.png", "calibration.png",
-                "coefficients.png", "decision_boundary.png"} <= figures
+        assert {
+            "loss_curve.png",
+            "roc.png",
+            "precision_recall.png",
+            "confusion.png",
+            "calibration.png",
+            "coefficients.png",
+            "decision_boundary.png",
+        } <= figures
 
 
 def test_parent_carries_best_child_table_and_comparison(basic_sweep: Path) -> None:
@@ -172,8 +179,9 @@ def test_tracking_off_never_imports_mlflow(project: Path) -> None:
         "sys.argv = ['logitlab.sweep', '-m', 'mlflow=off', 'model.learning_rate=0.1,1', 'model.max_iter=50']\n"
         "runpy.run_module('logitlab.sweep', run_name='__main__')\n"
     )
-    from .conftest import run
     import sys
+
+    from .conftest import run
 
     done = run([sys.executable, "-c", probe], project)
     assert "MLFLOW_ABSENT" in done.stdout

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -210,7 +210,9 @@ def preprocess_config(raw: Any) -> PreprocessConfig:
         cfg.val_size,
     )
     _check_range("preprocess.scaler", cfg.scaler in ("standard", "minmax", "none"), "standard|minmax|none", cfg.scaler)
-    _check_range("preprocess.numeric_impute", cfg.numeric_impute in ("median", "mean"), "median|mean", cfg.numeric_impute)
+    _check_range(
+        "preprocess.numeric_impute", cfg.numeric_impute in ("median", "mean"), "median|mean", cfg.numeric_impute
+    )
     _check_range("preprocess.max_categories", cfg.max_categories >= 2, "an integer >= 2", cfg.max_categories)
     return cfg
 
@@ -303,8 +305,7 @@ def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[st
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(one_line(str(err))) from None
-    assert isinstance(resolved, dict)
-    return resolved
+    return cast(dict[str, Any], resolved)
 
 
 def write_params(path: str | os.PathLike[str], overrides: list[str] | None = None) -> None:

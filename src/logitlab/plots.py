@@ -10,13 +10,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from logitlab.io import atomic_path  # noqa: E402
+from logitlab.io import atomic_path
 
 FIGURES = ("loss_curve", "roc", "precision_recall", "confusion", "calibration", "coefficients", "decision_boundary")
 

@@ -20,7 +20,9 @@ class LogitlabModel(PythonModel):
 
         self.pipeline = ScoringPipeline.load(context.artifacts["pipeline"])
 
-    def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         return self.pipeline.predict_frame(pd.DataFrame(model_input))
 
 

@@ -99,7 +99,9 @@ def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             raise DataError(f"data.drop: column '{dropped}' not in '{file.name}'")
     labels = frame[target]
     if labels.isna().any():
-        raise DataError(f"data.target: column '{target}' of '{file.name}' has {int(labels.isna().sum())} missing labels")
+        raise DataError(
+            f"data.target: column '{target}' of '{file.name}' has {int(labels.isna().sum())} missing labels"
+        )
     y, description = _binary_labels(labels, cfg, file.name)
     features = frame.drop(columns=[target, *map(str, cfg.drop)])
     if features.shape[1] == 0:
@@ -122,7 +124,9 @@ def _binary_labels(labels: pd.Series, cfg: CsvData, filename: str) -> tuple[np.n
     for option in ("positive_label", "negative_label"):
         wanted = getattr(cfg, option)
         if wanted is not None and str(wanted) not in set(as_text):
-            raise DataError(f"data.{option}: {wanted!r} does not occur in {key[len('data.target: '):]} (values: {values[:6]})")
+            raise DataError(
+                f"data.{option}: {wanted!r} does not occur in {key[len('data.target: ') :]} (values: {values[:6]})"
+            )
     if cfg.positive_label is not None:
         positive = as_text == str(cfg.positive_label)
         others = sorted({str(v) for v in values} - {str(cfg.positive_label)})

@@ -11,9 +11,8 @@ import json
 import logging
 import math
 import os
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -31,8 +30,7 @@ log = logging.getLogger("logitlab.sweep")
 
 def job(cfg: DictConfig) -> float:
     """One job: the sweep metric on success, NaN when the job failed (its run says why)."""
-    params = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(params, dict)
+    params = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     try:
         return _job(params)
     except LogitlabError as err:
@@ -79,7 +77,9 @@ def _report(cfg: Config, result: JobResult) -> float:
     log.info("%s", reports.summary(result.metrics))
     value = result.metrics.get(cfg.sweep.metric)
     if value is None:
-        raise LogitlabError(f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {sorted(result.metrics)}")
+        raise LogitlabError(
+            f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {sorted(result.metrics)}"
+        )
     return float(value)
 
 
@@ -113,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from html import escape
 import math
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 

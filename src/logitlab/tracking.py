@@ -342,9 +342,10 @@ def dvc_stage_tags(lock_file: Path) -> dict[str, str]:
 def job_run(tracker: Tracker, params: Mapping[str, Any], result_fn: Callable[[str], JobResult]) -> JobResult:
     """Run one sweep job inside a child run of the sweep's parent (or a top-level run for a single run)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
-    parent = read_parent(Path(hydra_cfg.sweep.dir)) if hydra_cfg.mode.name == "MULTIRUN" else None
+    parent = read_parent(Path(hydra_cfg.sweep.dir)) if hydra_cfg.mode == RunMode.MULTIRUN else None
     overrides = " ".join(hydra_cfg.overrides.task)
     tags = {
         **git_tags(),
@@ -424,7 +425,9 @@ def end_sweep_early(tracker: Tracker, parent_run_id: str, status: str, reason: s
     client.set_terminated(parent_run_id, status)
 
 
-def finish_sweep(tracker: Tracker, parent_run_id: str, sweep: config.SweepConfig, register: bool, out_dir: Path) -> SweepSummary:
+def finish_sweep(
+    tracker: Tracker, parent_run_id: str, sweep: config.SweepConfig, register: bool, out_dir: Path
+) -> SweepSummary:
     """Give the parent the best child's params and metrics, the sweep table and a comparison plot;
     register the best model as `champion` when it beats the current one."""
     from mlflow.entities import Metric, Param
@@ -439,7 +442,11 @@ def finish_sweep(tracker: Tracker, parent_run_id: str, sweep: config.SweepConfig
     # Ties (common for accuracy) go to the better-calibrated model, then to the earlier job.
     best = max(
         finished,
-        key=lambda r: (sign * r.data.metrics[sweep.metric], -r.data.metrics.get("val_log_loss", math.inf), -r.info.start_time),
+        key=lambda r: (
+            sign * r.data.metrics[sweep.metric],
+            -r.data.metrics.get("val_log_loss", math.inf),
+            -r.info.start_time,
+        ),
         default=None,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -485,7 +492,7 @@ def promote_champion(tracker: Tracker, best: Run, sweep: config.SweepConfig) -> 
     value = best.data.metrics[sweep.metric]
     try:
         current = client.get_model_version_by_alias(name, "champion")
-        champion_value = client.get_run(current.run_id).data.metrics.get(sweep.metric)
+        champion_value = client.get_run(current.run_id).data.metrics.get(sweep.metric) if current.run_id else None
     except MlflowException:
         champion_value = None
     better = champion_value is None or (

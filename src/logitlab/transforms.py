@@ -108,9 +108,9 @@ class Preprocessor:
                 raise DataError(f"column '{name}' has infinite values")
             values = np.where(np.isnan(values), spec["fill"], values)
             out[name] = (values - spec["shift"]) / spec["scale"]
-        for name, spec in self.categorical.items():
-            text = frame[name].astype(object).where(frame[name].notna(), spec["fill"]).astype(str)
-            for value in spec["categories"]:
+        for name, category in self.categorical.items():
+            text = frame[name].astype(object).where(frame[name].notna(), category["fill"]).astype(str)
+            for value in category["categories"]:
                 out[f"{name}={value}"] = (text == value).to_numpy(np.float64)
         return pd.DataFrame(out, index=frame.index, columns=self.output_columns)
 
@@ -119,9 +119,7 @@ class Preprocessor:
         return {
             "scaled": {name: self.scaler for name in self.numeric} if self.scaler != "none" else {},
             "imputed": {
-                name: spec["fill"]
-                for name, spec in {**self.numeric, **self.categorical}.items()
-                if spec["missing"] > 0
+                name: spec["fill"] for name, spec in {**self.numeric, **self.categorical}.items() if spec["missing"] > 0
             },
             "one_hot": {name: spec["categories"] for name, spec in self.categorical.items()},
             "dropped_constant": list(self.dropped),

@@ -52,7 +52,9 @@ def write_reports(
     if points.shape[1] == 2:
         degree = pipeline.expander.degree
         proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
-        figure = plots.decision_boundary(points, interim_test[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})")
+        figure = plots.decision_boundary(
+            points, interim_test[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
+        )
         plots.save(figure, figures / "decision_boundary.png")
     else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
         (figures / "decision_boundary.png").unlink(missing_ok=True)
@@ -65,11 +67,12 @@ def main() -> None:
     pipeline = ScoringPipeline.load(train.MODEL_DIR)
     splits = {name: io.read_parquet(feature_engineer.OUT_DIR / f"{name}.parquet") for name in preprocess.SPLITS}
     history = pd.read_csv(train.COST_HISTORY)
-    metrics = write_reports(Path("reports"), pipeline, splits, io.read_parquet(preprocess.OUT_DIR / "test.parquet"), history)
+    metrics = write_reports(
+        Path("reports"), pipeline, splits, io.read_parquet(preprocess.OUT_DIR / "test.parquet"), history
+    )
     log.info("%s", reports.summary(metrics))
     if mlflow_cfg.enabled:
         from logitlab import tracking
-
         from logitlab.pipeline import data_hash
 
         example = io.read_parquet(ingest.RAW).drop(columns=[TARGET]).head(5)

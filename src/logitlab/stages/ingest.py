@@ -20,7 +20,7 @@ def run(cfg: config.DataConfig, root: Path) -> tuple[pd.DataFrame, dict[str, Any
     schema = {
         "name": cfg.name,
         "source": cfg.source,
-        "n_rows": int(len(frame)),
+        "n_rows": len(frame),
         "columns": {name: str(dtype) for name, dtype in frame.dtypes.items() if name != sources.TARGET},
         "labels": labels,
         "class_counts": {str(k): int(v) for k, v in counts.items()},

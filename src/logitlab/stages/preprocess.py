@@ -65,7 +65,7 @@ def run(
         frame = pre.transform(part.drop(columns=[TARGET])).reset_index(drop=True)
         frame[TARGET] = part[TARGET].to_numpy()
         out[name] = frame
-    report = {**pre.report(), "rows": {name: int(len(part)) for name, part in parts.items()}}
+    report = {**pre.report(), "rows": {name: len(part) for name, part in parts.items()}}
     return out, pre, report
 
 
