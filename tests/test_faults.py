@@ -370,3 +370,44 @@ def test_interrupted_single_run_ends_killed(signal_project: Path, how: str) -> N
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(store_uri(project)).get_run(run_id).info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_sigterm_to_dvc_repro_during_tracking_ends_the_mlflow_run_killed(project: Path) -> None:
+    """A cancelled CI job or `kill -TERM -<pgid>` while the evaluate stage logs to MLflow: the stage's run ends
+    KILLED (not RUNNING forever), and the next `dvc repro` records a FINISHED run."""
+    run(["dvc", "repro"], project)
+    before = {r[0] for r in runs_in_store(project)}
+    log = project.parent / "repro-sigterm.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["dvc", "repro", "-f", "-s", "evaluate"],
+            cwd=project,
+            env=BASE_ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def new_running() -> list[str]:
+        return [r[0] for r in runs_in_store(project) if r[0] not in before and r[1] == "RUNNING"]
+
+    wait_for(lambda: bool(new_running()) or proc.poll() is not None, 120, "the evaluate stage's MLflow run")
+    assert proc.poll() is None, log.read_text()
+    (run_id,) = new_running()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    wait_for(lambda: not group_members(proc.pid), 15, "the stage process to exit")
+    assert proc.returncode != 0
+    statuses = {r[0]: r[1] for r in runs_in_store(project)}
+    assert statuses[run_id] == "KILLED", log.read_text()[-3000:]
+
+    dvc_repro(project)
+    check_intact(project)
+    rows = [r for r in runs_in_store(project) if r[0] not in before and r[0] != run_id]
+    assert [status for _, status, _ in rows] == ["FINISHED"]

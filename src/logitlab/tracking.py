@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -191,6 +193,7 @@ def tracked_run(
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=run_name, tags=all_tags)
+    previous_sigterm = _sigterm_interrupts()
     try:
         _log_params(run.info.run_id, params)
         yield run.info.run_id
@@ -202,6 +205,9 @@ def tracked_run(
         raise
     else:
         mlflow.end_run("FINISHED")
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
@@ -220,6 +226,19 @@ def tracker_client() -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _sigterm_interrupts() -> Any:
+    """While a run is open, SIGTERM (a cancelled CI job, `kill`, a scheduler) raises KeyboardInterrupt as Ctrl-C
+    does, so the run ends KILLED instead of staying RUNNING. Only where no handler is set (the sweep sets its
+    own); returns the handler to restore, or None."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _end(run_id: str, status: str, reason: str) -> None:
