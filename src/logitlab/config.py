@@ -249,7 +249,7 @@ def model_params(raw: Any, seed: int) -> dict[str, Any]:
         raise ConfigError(f"config key 'model.{unknown[0]}' is unknown; model takes: {', '.join(sorted(allowed))}")
     params = {**raw, "random_state": seed}
     try:
-        LogisticRegression(**params)._check_params()
+        LogisticRegression(**params).validate_params()
     except ValueError as err:
         raise ConfigError(f"config key 'model.{_param_named_in(str(err), params)}': {err}") from None
     return params

@@ -120,7 +120,7 @@ def load(cls: type[LogisticRegression], path: str | os.PathLike[str]) -> Logisti
     arrays = _read_arrays(npz_path, json_path, metadata.get("npz_sha256"))
     try:
         model = cls(**_params_from_json(metadata["params"]))
-        model._check_params()
+        model.validate_params()
         coef, intercept = arrays["coef"], arrays["intercept"]
         n_features = int(metadata["n_features_in"])
         if coef.shape != (1, n_features) or intercept.shape != (1,) or coef.dtype != np.dtype(model.dtype):

@@ -158,8 +158,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self) -> None:
-        """Validate every hyperparameter; the only place that does."""
+    def validate_params(self) -> None:
+        """Validate every hyperparameter; the only place that does (public: the config layer checks
+        `model.*` with it before any data is loaded)."""
         _check_choice("penalty", self.penalty, PENALTIES)
         _check_choice("solver", self.solver, SOLVERS)
         _check_choice("update", self.update, tuple(UPDATE_RULES))
@@ -203,7 +204,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         y_val: Any = None,
     ) -> LogisticRegression:
         """Fit on (X, y); validation data, if given, fills `val_history_` (and drives early stopping)."""
-        self._check_params()
+        self.validate_params()
         dtype = np.dtype(self.dtype)
         previous = self._warm_start_coef()
         X, y = validate_data(self, X, y, dtype=dtype)
