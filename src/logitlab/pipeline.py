@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,17 +89,22 @@ class Memo:
 
     def __init__(self, root: Path) -> None:
         self.base = root / ".cache" / "logitlab"
+        self.status: dict[str, str] = {}  # stage -> "hit" | "miss", for the run's tags and logs
 
     def entry(self, stage: str, key: str) -> Path:
         return self.base / stage / key
 
-    def publish(self, stage: str, key: str, write: Any) -> Path:
-        """Run `write(tmp_dir)` and rename the directory into place; a concurrent twin's result wins."""
+    def get_or_compute(self, stage: str, key: str, compute: Callable[[Path], None]) -> Path:
+        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place
+        (a concurrent twin's identical result may win the rename)."""
         final = self.entry(stage, key)
+        self.status[stage] = "hit" if final.is_dir() else "miss"
+        if self.status[stage] == "hit":
+            return final
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
-            write(tmp)
+            compute(tmp)
             os.rename(tmp, final)
         except OSError:
             if not final.is_dir():
@@ -108,68 +114,57 @@ class Memo:
         return final
 
 
-def _ingest(cfg: Config, root: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+def _write_stage(tmp: Path, splits: dict[str, pd.DataFrame], state_file: str, state: Any, report: Any) -> None:
+    for name, frame in splits.items():
+        io.write_parquet(tmp / f"{name}.parquet", frame)
+    io.write_json(tmp / state_file, state)
+    io.write_json(tmp / "report.json", report)
+
+
+def _ingest(cfg: Config, root: Path, memo: Memo) -> tuple[str, Path]:
     source_hash = ""
     if isinstance(cfg.data, config.CsvData):
         csv = sources.resolve_input(cfg.data.path, root)
         source_hash = _file_hash(csv) if csv.is_file() else "missing"
     key = _digest("ingest", asdict(cfg.data), source_hash, _code_hash(ingest, sources))
-    entry = memo.entry("ingest", key)
-    status["ingest"] = "hit" if entry.is_dir() else "miss"
-    if status["ingest"] == "miss":
+
+    def compute(tmp: Path) -> None:
         frame, schema = ingest.run(cfg.data, root)
+        io.write_parquet(tmp / ingest.RAW.name, frame)
+        io.write_json(tmp / ingest.SCHEMA.name, schema)
 
-        def write(tmp: Path) -> None:
-            io.write_parquet(tmp / ingest.RAW.name, frame)
-            io.write_json(tmp / ingest.SCHEMA.name, schema)
-
-        entry = memo.publish("ingest", key, write)
-    return key, entry
+    return key, memo.get_or_compute("ingest", key, compute)
 
 
-def _preprocess(cfg: Config, parent_key: str, parent: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+def _preprocess(cfg: Config, parent_key: str, parent: Path, memo: Memo) -> tuple[str, Path]:
     key = _digest("preprocess", parent_key, asdict(cfg.preprocess), cfg.seed, _code_hash(preprocess))
-    entry = memo.entry("preprocess", key)
-    status["preprocess"] = "hit" if entry.is_dir() else "miss"
-    if status["preprocess"] == "miss":
+
+    def compute(tmp: Path) -> None:
         splits, pre, report = preprocess.run(io.read_parquet(parent / ingest.RAW.name), cfg.preprocess, cfg.seed)
+        _write_stage(tmp, splits, preprocess.STATE.name, pre.to_dict(), report)
 
-        def write(tmp: Path) -> None:
-            for name, frame in splits.items():
-                io.write_parquet(tmp / f"{name}.parquet", frame)
-            io.write_json(tmp / preprocess.STATE.name, pre.to_dict())
-            io.write_json(tmp / "report.json", report)
-
-        entry = memo.publish("preprocess", key, write)
-    return key, entry
+    return key, memo.get_or_compute("preprocess", key, compute)
 
 
-def _features(cfg: Config, parent_key: str, parent: Path, memo: Memo, status: dict[str, str]) -> tuple[str, Path]:
+def _features(cfg: Config, parent_key: str, parent: Path, memo: Memo) -> tuple[str, Path]:
     key = _digest("features", parent_key, asdict(cfg.features), _code_hash(feature_engineer))
-    entry = memo.entry("features", key)
-    status["features"] = "hit" if entry.is_dir() else "miss"
-    if status["features"] == "miss":
+
+    def compute(tmp: Path) -> None:
         splits = {name: io.read_parquet(parent / f"{name}.parquet") for name in SPLITS}
         out, expander, report = feature_engineer.run(splits, cfg.features)
+        _write_stage(tmp, out, feature_engineer.STATE.name, expander.to_dict(), report)
 
-        def write(tmp: Path) -> None:
-            for name, frame in out.items():
-                io.write_parquet(tmp / f"{name}.parquet", frame)
-            io.write_json(tmp / feature_engineer.STATE.name, expander.to_dict())
-            io.write_json(tmp / "report.json", report)
-
-        entry = memo.publish("features", key, write)
-    return key, entry
+    return key, memo.get_or_compute("features", key, compute)
 
 
 def run_job(cfg: Config, out_dir: Path, root: Path | None = None) -> JobResult:
     """ingest -> preprocess -> feature-engineer (memoised) -> train -> evaluate, reports under `out_dir`."""
     root = root or config.project_root()
     memo = Memo(root)
-    status: dict[str, str] = {}
-    raw_key, raw_dir = _ingest(cfg, root, memo, status)
-    pre_key, pre_dir = _preprocess(cfg, raw_key, raw_dir, memo, status)
-    _, feat_dir = _features(cfg, pre_key, pre_dir, memo, status)
+    raw_key, raw_dir = _ingest(cfg, root, memo)
+    pre_key, pre_dir = _preprocess(cfg, raw_key, raw_dir, memo)
+    _, feat_dir = _features(cfg, pre_key, pre_dir, memo)
+    status = memo.status
     log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in status.items()))
 
     splits = {name: io.read_parquet(feat_dir / f"{name}.parquet") for name in SPLITS}
