@@ -13,6 +13,18 @@ from logitlab.model import LogisticRegression
 from logitlab.sources import TARGET
 
 
+# Every metric `evaluate` returns: the names `sweep.metric` may take.
+METRICS = (
+    *(f"{split}_{name}" for split in ("train", "val", "test") for name in ("accuracy", "log_loss")),
+    "val_roc_auc",
+    "test_roc_auc",
+    *(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp")),
+    "n_iter",
+    "converged",
+    "final_train_loss",
+)
+
+
 def split_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.drop(columns=[TARGET]), frame[TARGET].to_numpy()
 
