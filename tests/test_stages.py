@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from logitlab import config
+from logitlab import config, reports
 from logitlab.errors import DataError
 from logitlab.pipeline import Config
 from logitlab.scoring import ScoringPipeline
@@ -211,6 +211,7 @@ def test_default_pipeline_reaches_the_seed_guides_90_percent(model: str, epochs:
     }
     assert expected <= set(metrics)
     assert metrics["test_tn"] + metrics["test_fp"] + metrics["test_fn"] + metrics["test_tp"] == 200
+    assert set(metrics) == set(reports.METRICS)
 
 
 def test_feature_engineering_makes_circles_separable() -> None:

@@ -48,6 +48,10 @@ def job(cfg: DictConfig) -> float:
 
 def _job(params: dict[str, Any]) -> float:
     cfg = Config.from_params(params)
+    if cfg.sweep.metric not in reports.METRICS:
+        raise LogitlabError(
+            f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
+        )
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.mlflow.enabled:
         return _report(cfg, run_job(cfg, out_dir))
@@ -75,12 +79,7 @@ def _job(params: dict[str, Any]) -> float:
 
 def _report(cfg: Config, result: JobResult) -> float:
     log.info("%s", reports.summary(result.metrics))
-    value = result.metrics.get(cfg.sweep.metric)
-    if value is None:
-        raise LogitlabError(
-            f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {sorted(result.metrics)}"
-        )
-    return float(value)
+    return float(result.metrics[cfg.sweep.metric])
 
 
 def hydra_message(err: Exception) -> str:
