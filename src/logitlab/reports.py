@@ -12,7 +12,6 @@ from sklearn.calibration import calibration_curve
 from logitlab.model import LogisticRegression
 from logitlab.sources import TARGET
 
-
 # Every metric `evaluate` returns: the names `sweep.metric` may take.
 METRICS = (
     *(f"{split}_{name}" for split in ("train", "val", "test") for name in ("accuracy", "log_loss")),
