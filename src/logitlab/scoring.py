@@ -6,6 +6,7 @@ Saved as a directory of JSON + npz (no pickle): `model.npz`/`model.json` (the es
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,12 @@ from logitlab.transforms import PolynomialExpander, Preprocessor
 
 MODEL_STEM = "model"
 TRANSFORMS = "transforms.json"
+MANIFEST = "manifest.json"
+FILES = (f"{MODEL_STEM}.npz", f"{MODEL_STEM}.json", TRANSFORMS)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 @dataclass
@@ -49,6 +56,8 @@ class ScoringPipeline:
         return pd.DataFrame({"probability": proba, "label": names})
 
     def save(self, directory: str | os.PathLike[str]) -> None:
+        """Each file is written atomically; the manifest, written last, is the commit point that ties the
+        files of one save together (a kill between two files leaves a mismatch that `load` refuses)."""
         folder = Path(directory)
         self.model.save(folder / MODEL_STEM)
         io.write_json(
@@ -59,10 +68,18 @@ class ScoringPipeline:
                 "labels": self.labels,
             },
         )
+        io.write_json(folder / MANIFEST, {name: _sha256(folder / name) for name in FILES})
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ScoringPipeline:
         folder = Path(directory)
+        manifest = io.read_json(folder / MANIFEST)
+        for name in FILES:
+            if not (folder / name).is_file() or manifest.get(name) != _sha256(folder / name):
+                raise ModelFileError(
+                    f"'{folder / name}' does not match '{folder / MANIFEST}': the model directory was partly "
+                    "written or modified; rerun the training (dvc repro) to rebuild it"
+                )
         model = LogisticRegression.load(folder / MODEL_STEM)
         try:
             state = io.read_json(folder / TRANSFORMS)
