@@ -20,15 +20,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import config as settings
+from logitlab.cli import raise_interrupt
 
 log = logging.getLogger(__name__)
 
 # The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
 open_sweep: dict[str, Any] = {}
-
-
-def raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 class TrackingCallback(Callback):

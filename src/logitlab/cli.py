@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -28,6 +29,11 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     for noisy in ("alembic", "mlflow.store.db.utils", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler: SIGTERM ends the work as Ctrl-C does, so open runs end KILLED, not RUNNING."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def run_guarded(entry: Callable[[], object]) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from logitlab import config
+from logitlab.cli import raise_interrupt
 from logitlab.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -228,17 +229,13 @@ def tracker_client() -> MlflowClient:
     return MlflowClient()
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _sigterm_interrupts() -> Any:
     """While a run is open, SIGTERM (a cancelled CI job, `kill`, a scheduler) raises KeyboardInterrupt as Ctrl-C
     does, so the run ends KILLED instead of staying RUNNING. Only where no handler is set (the sweep sets its
     own); returns the handler to restore, or None."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+    return signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 def _end(run_id: str, status: str, reason: str) -> None:
