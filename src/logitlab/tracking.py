@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from logitlab import config
+from logitlab import config, io
 from logitlab.cli import raise_interrupt
 from logitlab.errors import TrackingError
 
@@ -398,8 +398,6 @@ def start_sweep(tracker: Tracker, sweep_dir: Path, overrides: list[str]) -> str:
         "mlflow.runName": f"sweep-{sweep_id}",
     }
     run = client.create_run(tracker.experiment_id, tags=tags, run_name=f"sweep-{sweep_id}")
-    from logitlab import io
-
     io.write_json(sweep_dir / PARENT_FILE, {"run_id": run.info.run_id, "sweep_id": sweep_id, "uri": tracker.uri})
     return run.info.run_id
 
@@ -448,7 +446,7 @@ def finish_sweep(
     register the best model as `champion` when it beats the current one."""
     from mlflow.entities import Metric, Param
 
-    from logitlab import io, sweep_report
+    from logitlab import sweep_report
 
     client = tracker.client()
     runs = children(tracker, parent_run_id)
