@@ -75,6 +75,8 @@ CASES = [
     ("diverging run", ["model.learning_rate=1e7"], ["diverged", "learning_rate", "smaller"]),
     ("unknown sweep metric", ["sweep.metric=val_f2"], ["sweep.metric", "val_f2"]),
     ("sonar file not downloaded", ["data=sonar"], ["data/raw/external/sonar.csv", "not found"]),
+    ("output outside the project", ["hydra.run.dir=/tmp/logitlab-elsewhere"], ["hydra.run.dir", "outside the project"]),
+    ("conflicting Hydra flags", ["-m", "--cfg", "job"], ["Only one of"]),
 ]
 
 

@@ -108,3 +108,10 @@ def test_help_lists_every_config_group_and_option() -> None:
     for group in ("data", "preprocess", "features", "model", "mlflow", "hparams_search"):
         listed = next(line for line in shown.splitlines() if line.startswith(f"{group}: "))
         assert set(listed.split(": ")[1].split(", ")) == set(options(group)), listed
+
+
+def test_slurm_launcher_config_composes() -> None:
+    from .conftest import logitlab
+
+    shown = logitlab(["sweep", "hydra/launcher=slurm", "--cfg", "hydra"], REPO).stdout
+    assert "SlurmLauncher" in shown and "timeout_min: 30" in shown

@@ -20,7 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import config as settings
-from logitlab.cli import raise_interrupt
+from logitlab.cli import fail, raise_interrupt
+from logitlab.errors import LogitlabError
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,27 @@ log = logging.getLogger(__name__)
 open_sweep: dict[str, Any] = {}
 
 
+def _inside_project(key: str, path: str) -> None:
+    """logitlab writes only inside the project: refuse a run or sweep directory that resolves elsewhere."""
+    try:
+        settings.inside_project(key, path)
+    except LogitlabError as err:  # raised in a callback, Hydra would only warn
+        fail(str(err))
+
+
 class TrackingCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A single run (no -m) too: SIGTERM must end its MLflow run KILLED, as Ctrl-C does.
         signal.signal(signal.SIGTERM, raise_interrupt)
+        _inside_project("hydra.run.dir", config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         signal.signal(signal.SIGTERM, raise_interrupt)
+        _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         cfg = _mlflow_cfg(config)
         if not cfg.enabled:
             return
         from logitlab import tracking
-        from logitlab.cli import fail
-        from logitlab.errors import LogitlabError
 
         try:
             tracker = tracking.connect(cfg)

@@ -32,6 +32,18 @@ def project_root() -> Path:
     return here
 
 
+def inside_project(key: str, path: str | os.PathLike[str]) -> Path:
+    """`path` resolved (relative to the working directory, as Hydra does); refused outside the project root."""
+    root = project_root()
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(
+            f"config key '{key}': '{path}' resolves to {resolved}, outside the project {root}; "
+            "logitlab writes only inside the project"
+        )
+    return resolved
+
+
 # --------------------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class MakeClassificationData:

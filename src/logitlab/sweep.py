@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import traceback
 from pathlib import Path
 from typing import Any, cast
 
@@ -82,6 +83,11 @@ def _report(cfg: Config, result: JobResult) -> float:
     return float(result.metrics[cfg.sweep.metric])
 
 
+def _raised_by_hydra(err: BaseException) -> bool:
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}hydra{os.sep}" in frames[-1].filename
+
+
 def hydra_message(err: Exception) -> str:
     """Hydra's multi-line messages as one line, without OmegaConf's full_key/object_type trailer."""
     lines = [str(err), str(err.__cause__ or "")]
@@ -102,6 +108,10 @@ def main() -> None:
         if debug():
             raise
         fail(hydra_message(err))
+    except ValueError as err:  # Hydra's own command-line checks (e.g. --cfg with -m)
+        if debug() or not _raised_by_hydra(err):
+            raise
+        fail(str(err))
     except KeyboardInterrupt:
         callbacks.end_open_sweep("KILLED", "interrupted")
         if debug():
