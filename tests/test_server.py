@@ -306,6 +306,35 @@ def test_artifacts_upload_and_download_through_server(server, monkeypatch, tmp_p
 
 
 @pytest.mark.timeout(120)
+def test_parallel_sweep_into_the_server_loses_no_run_and_no_step(
+    server: MlflowServer, tmp_path: Path, monkeypatch
+) -> None:
+    """An 8-job joblib sweep tracked in the PostgreSQL-backed server: every child and every epoch arrives."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import logitlab, make_project
+
+    project = make_project(tmp_path / "project")
+    rates = ",".join(str(0.02 * (i + 1)) for i in range(8))
+    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4", f"model.learning_rate={rates}"]
+    overrides += ["model.max_iter=150", "model.tol=0", "mlflow.experiment_name=server-sweep"]
+    logitlab(["sweep", "-m", *overrides], project, env=server.client_env())
+
+    use_identity(monkeypatch, server, server.username, server.password)
+    client = MlflowClient(server.uri)
+    experiment = client.get_experiment_by_name("server-sweep")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 8 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(1, 151))
+    assert client.search_runs(["0"]) == [], "nothing may land in the Default experiment"
+    assert not (project / "mlflow.db").exists(), "the sweep must not fall back to the local store"
+
+
 def test_script_is_idempotent_and_reports_status(server):
     r = server.run_script("start")
     assert r.returncode == 0, r.stderr
@@ -340,32 +369,3 @@ def test_restart_keeps_data_and_applies_a_new_admin_password(server):
     r = api(server, "GET", path, auth=(server.username, new_password))
     assert r.status_code == 200, r.text
     assert r.json()["experiment"]["name"] == name
-
-
-def test_parallel_sweep_into_the_server_loses_no_run_and_no_step(
-    server: MlflowServer, tmp_path: Path, monkeypatch
-) -> None:
-    """An 8-job joblib sweep tracked in the PostgreSQL-backed server: every child and every epoch arrives."""
-    from mlflow.tracking import MlflowClient
-
-    from tests.conftest import logitlab, make_project
-
-    project = make_project(tmp_path / "project")
-    rates = ",".join(str(0.02 * (i + 1)) for i in range(8))
-    overrides = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4", f"model.learning_rate={rates}"]
-    overrides += ["model.max_iter=150", "model.tol=0", "mlflow.experiment_name=server-sweep"]
-    logitlab(["sweep", "-m", *overrides], project, env=server.client_env())
-
-    use_identity(monkeypatch, server, server.username, server.password)
-    client = MlflowClient(server.uri)
-    experiment = client.get_experiment_by_name("server-sweep")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 8 and all(c.info.status == "FINISHED" for c in children)
-    for child in children:
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "train_loss")]
-        assert sorted(steps) == list(range(1, 151))
-    assert client.search_runs(["0"]) == [], "nothing may land in the Default experiment"
-    assert not (project / "mlflow.db").exists(), "the sweep must not fall back to the local store"
