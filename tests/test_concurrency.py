@@ -4,12 +4,13 @@ workers running experiments side by side, all tracking into the project's one st
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import logitlab, run, store_uri
+from .conftest import BASE_ENV, logitlab, run, store_uri
 
 RATES = ["0.01", "0.02", "0.05", "0.1", "0.2", "0.3", "0.5", "1.0"]
 
@@ -72,7 +73,17 @@ def test_dvc_queue_workers_in_parallel_both_track_into_the_project_store(project
     for rate in ("0.05", "0.2"):
         run(["dvc", "exp", "run", "--queue", "-S", f"model.learning_rate={rate}", "-S", "model.max_iter=300"], project)
     assert queue_status(project).count("Queued") == 2
-    run(["dvc", "queue", "start", "-j", "2"], project)
+    # `dvc queue start` leaves a daemon behind that would hold captured pipes open: give it none.
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=project,
+        env=BASE_ENV,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        check=True,
+    )
     try:
         deadline = time.monotonic() + 480
         status = queue_status(project)

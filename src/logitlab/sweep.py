@@ -54,11 +54,11 @@ def _job(params: dict[str, Any]) -> float:
             f"sweep.metric: '{cfg.sweep.metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
         )
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    if not cfg.mlflow.enabled:
-        return _report(cfg, run_job(cfg, out_dir))
-    from logitlab import tracking
+    tracker = None
+    if cfg.mlflow.enabled:  # tracking (and mlflow) only imported when on
+        from logitlab import tracking
 
-    tracker = tracking.connect(cfg.mlflow)
+        tracker = tracking.connect(cfg.mlflow)
     if tracker is None:
         return _report(cfg, run_job(cfg, out_dir))
 
