@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup repro test test-slow check params sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	python3 -m venv .tools
@@ -52,7 +52,7 @@ sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked 
 MLFLOW_SERVER_ENV := PYTHONPATH="$(CURDIR)/scripts/server_compat$${PYTHONPATH:+:$$PYTHONPATH}" \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
-ui: setup ## MLflow UI on the project's store at http://127.0.0.1:$(PORT)
+ui: setup ## MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
 	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
