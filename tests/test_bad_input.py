@@ -22,6 +22,7 @@ CSV_CASES = {
     "all_missing": "a,b,label\n" + "".join(f"{i},,{'ab'[i % 2]}\n" for i in range(60)),
     "inf": "a,b,label\n" + "".join(f"{i},{'inf' if i == 3 else i},{'ab'[i % 2]}\n" for i in range(60)),
     "tiny": "a,label\n1,a\n2,b\n3,a\n4,b\n5,a\n",
+    "marker": "a,b,label\n" + "".join(f"{i},{'?' if i % 20 == 0 else i},{'ab'[i % 2]}\n" for i in range(60)),
     "good": "a,b,label\n" + "".join(f"{i},{i % 5},{'ab'[i % 2]}\n" for i in range(60)),
 }
 
@@ -69,6 +70,7 @@ CASES = [
     ("ID column", csv("ids"), ["column 'user'", "data.drop"]),
     ("all-missing column", csv("all_missing"), ["column 'b'"]),
     ("infinite values", csv("inf"), ["column 'b'", "infinite"]),
+    ("undeclared missing marker", csv("marker"), ["column 'b'", "non-numeric values ['?']", "data.na_values"]),
     ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
     ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
     ("unknown include column", ["features.degree=2", "features.include=[nope]"], ["features.include", "nope"]),

@@ -45,18 +45,29 @@ def split(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int) -> dict[
     return {"train": train, "val": val, "test": test}
 
 
-def _refuse_infinite(raw: pd.DataFrame) -> None:
-    """Infinite values are a data error wherever they are (the split could hide them from the train fit)."""
-    numeric = raw.drop(columns=[TARGET]).select_dtypes("number")
+def _refuse_unusable_values(raw: pd.DataFrame) -> None:
+    """Checks on the whole data set, before the split could hide a bad value from the training fit:
+    infinite numbers, and numeric columns with a few text markers (e.g. '?') not declared missing."""
+    features = raw.drop(columns=[TARGET])
+    numeric = features.select_dtypes("number")
     bad = numeric.columns[np.isinf(numeric.to_numpy(np.float64)).any(axis=0)]
     if len(bad):
         raise DataError(f"column '{bad[0]}' has infinite values; replace or drop them (data.na_values, data.drop)")
+    for name in features.columns.difference(numeric.columns):
+        text = features[name].dropna().astype(str)
+        parsed = pd.to_numeric(text, errors="coerce")
+        if len(text) and parsed.notna().mean() >= 0.9:
+            markers = sorted(set(text[parsed.isna()]))[:3]
+            raise DataError(
+                f"column '{name}' is numeric but has non-numeric values {markers}; "
+                f"declare them missing with data.na_values={markers}"
+            )
 
 
 def run(
     raw: pd.DataFrame, cfg: config.PreprocessConfig, seed: int
 ) -> tuple[dict[str, pd.DataFrame], Preprocessor, dict[str, Any]]:
-    _refuse_infinite(raw)
+    _refuse_unusable_values(raw)
     parts = split(raw, cfg, seed)
     features = parts["train"].drop(columns=[TARGET])
     pre = Preprocessor(cfg.scaler, cfg.numeric_impute, cfg.max_categories).fit(features)
