@@ -141,6 +141,8 @@ def test_joblib_launcher_children_nest_under_one_parent(project: Path) -> None:
     assert len(parents) == 1 and len(children) == 3
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert all(c.info.status == "FINISHED" for c in children)
+    misses = [json.loads(c.data.tags["upstream_cache"])["ingest"] for c in children].count("miss")
+    assert misses == 1, "parallel workers must ingest once and share the result"
 
 
 def test_optuna_search_with_persistent_sqlite_storage(project: Path) -> None:

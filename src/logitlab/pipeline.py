@@ -2,8 +2,8 @@
 
 A sweep over `model.*` ingests, preprocesses and feature-engineers once per distinct upstream config:
 each upstream result lives in `<root>/.cache/logitlab/<stage>/<key>/`, where the key hashes the stage's
-params, its input's key and the stage's source code. Entries are published by an atomic directory rename,
-so parallel workers computing the same entry never see half of one.
+params, its input's key and the stage's source code. An entry is computed under a file lock by one worker
+(the others wait, then reuse it) and published by an atomic directory rename, so no reader sees half of one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from logitlab import config, io, sources
 from logitlab.scoring import ScoringPipeline
@@ -95,22 +96,25 @@ class Memo:
         return self.base / stage / key
 
     def get_or_compute(self, stage: str, key: str, compute: Callable[[Path], None]) -> Path:
-        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place
-        (a concurrent twin's identical result may win the rename)."""
+        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place."""
         final = self.entry(stage, key)
-        self.status[stage] = "hit" if final.is_dir() else "miss"
-        if self.status[stage] == "hit":
+        self.status[stage] = "hit"
+        if final.is_dir():
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-        try:
-            compute(tmp)
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        locks = self.base / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        # Parallel workers wanting the same entry: one computes, the others wait and then reuse it.
+        with FileLock(locks / f"{stage}-{key}.lock", timeout=3600):
+            if final.is_dir():
+                return final
+            self.status[stage] = "miss"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+            try:
+                compute(tmp)
+                os.rename(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return final
 
 
