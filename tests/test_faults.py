@@ -316,13 +316,7 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(
     )
     assert proc.poll() is None, log.read_text()
     time.sleep(1.0)
-    took = interrupt(proc, how)
-    output = log.read_text()
-    print(f"{launcher} sweep: exited {proc.returncode} {took:.1f}s after {how}")
-
-    assert proc.returncode not in (0, None), output[-3000:]
-    assert took < 30, f"the sweep took {took:.1f}s to exit after {how}"
-    assert "Traceback" not in output, output[-5000:]
+    interrupt_and_check_exit(proc, how, log, f"{launcher} sweep")
     statuses = {run_id: status for run_id, status, _ in runs_in_store(project)}
     assert statuses[parent] == "KILLED"
     kids = children()
@@ -351,6 +345,16 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(
     assert "RUNNING" not in {status for _, status, _ in rows}
 
 
+def interrupt_and_check_exit(proc: subprocess.Popen, how: str, log: Path, what: str) -> None:
+    """Send the signal; the process must exit promptly, non-zero, and without a traceback."""
+    took = interrupt(proc, how)
+    output = log.read_text()
+    print(f"{what}: exited {proc.returncode} {took:.1f}s after {how}")
+    assert proc.returncode not in (0, None), output[-3000:]
+    assert took < 30, f"the {what} took {took:.1f}s to exit after {how}"
+    assert "Traceback" not in output, output[-5000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
 def test_interrupted_single_run_ends_killed(signal_project: Path, how: str) -> None:
@@ -366,12 +370,7 @@ def test_interrupted_single_run_ends_killed(signal_project: Path, how: str) -> N
     assert proc.poll() is None, log.read_text()
     (run_id,) = new_running()
     time.sleep(1.0)
-    took = interrupt(proc, how)
-    output = log.read_text()
-    print(f"single run: exited {proc.returncode} {took:.1f}s after {how}")
-    assert proc.returncode not in (0, None), output[-3000:]
-    assert took < 30, f"the run took {took:.1f}s to exit after {how}"
-    assert "Traceback" not in output, output[-5000:]
+    interrupt_and_check_exit(proc, how, log, "single run")
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(store_uri(project)).get_run(run_id).info.status == "KILLED"

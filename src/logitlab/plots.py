@@ -18,8 +18,6 @@ from matplotlib.figure import Figure
 
 from logitlab.io import atomic_path
 
-FIGURES = ("loss_curve", "roc", "precision_recall", "confusion", "calibration", "coefficients", "decision_boundary")
-
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:

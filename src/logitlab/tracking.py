@@ -452,6 +452,7 @@ def finish_sweep(
     runs = children(tracker, parent_run_id)
     table = sweep_report.table(runs)
     finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics]
+    failed = sum(r.info.status == "FAILED" for r in runs)
     sign = 1 if sweep.direction == "maximize" else -1
     # Ties (common for accuracy) go to the better-calibrated model, then to the earlier job.
     best = max(
@@ -471,7 +472,7 @@ def finish_sweep(
     now = int(time.time() * 1000)
     summary_metrics = [
         Metric("n_jobs", float(len(runs)), now, 0),
-        Metric("n_failed", float(sum(r.info.status == "FAILED" for r in runs)), now, 0),
+        Metric("n_failed", float(failed), now, 0),
     ]
     params: list[Param] = []
     if best is not None:
@@ -490,7 +491,7 @@ def finish_sweep(
     return SweepSummary(
         parent_run_id,
         finished=len(finished),
-        failed=sum(r.info.status == "FAILED" for r in runs),
+        failed=failed,
         best_run_id=best.info.run_id if best else None,
         best_value=best.data.metrics[sweep.metric] if best else None,
     )
