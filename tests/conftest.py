@@ -86,5 +86,8 @@ def store_uri(project: Path) -> str:
 @pytest.fixture
 def sonar() -> Path:
     if not SONAR.is_file():
-        pytest.fail(f"test data {SONAR} is missing (the shared/ folder must sit beside the repository)")
+        message = f"test data {SONAR} is missing (the shared/ folder must sit beside the repository)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI always has it: never let a missing file pass as a skip there
+        pytest.skip(message)
     return SONAR
