@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,23 @@ class Problem:
         """Full objective (smooth part + L1) and the gradient of the smooth part."""
         value, grad = self.loss.loss_gradient(coef, self.X, self.y, self.weights)
         return value + self.l1_penalty(coef), grad
+
+    def gradient_hessian(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of the smooth part and its dense Hessian (Newton)."""
+        return self.loss.gradient_hessian(coef, self.X, self.y, self.weights)
+
+    def minibatches(self, rng: np.random.RandomState, batch_size: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """One epoch of (X, y, weights) batches in a fresh random order.
+
+        The batch weights are scaled by ``n_samples / batch_size`` so that each batch gradient is an
+        unbiased estimate of the full gradient.
+        """
+        n_samples = self.X.shape[0]
+        order = rng.permutation(n_samples)
+        X, y, weights = self.X[order], self.y[order], self.weights[order] * n_samples
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            yield X[start:stop], y[start:stop], weights[start:stop] / (stop - start)
 
     def l1_penalty(self, coef: np.ndarray) -> float:
         if self.l1_strength == 0.0:
@@ -186,20 +204,14 @@ def stochastic_gradient_descent(
 ) -> np.ndarray:
     """Mini-batch (``batch_size=1``: per-sample) proximal gradient steps on a fresh permutation per epoch.
 
-    Each batch gradient is an unbiased estimate of the full gradient: the normalised weights of the batch
-    are scaled by ``n_samples / batch_size``. The objective and optimality are evaluated on the full data
-    after every epoch.
+    The batches come from `problem.minibatches`; the objective and optimality are evaluated on the full
+    data after every epoch.
     """
-    X, y, loss = problem.X, problem.y, problem.loss
-    n_samples = X.shape[0]
+    loss = problem.loss
     for epoch in range(monitor.max_iter):
-        order = rng.permutation(n_samples)
-        X_epoch, y_epoch, weights_epoch = X[order], y[order], problem.weights[order] * n_samples
         lr = learning_rate_at(schedule, learning_rate, epoch, monitor.max_iter)
-        for start in range(0, n_samples, batch_size):
-            stop = min(start + batch_size, n_samples)
-            weights_batch = weights_epoch[start:stop] / (stop - start)
-            grad = loss.gradient(coef, X_epoch[start:stop], y_epoch[start:stop], weights_batch)
+        for X_batch, y_batch, weights_batch in problem.minibatches(rng, batch_size):
+            grad = loss.gradient(coef, X_batch, y_batch, weights_batch)
             coef = rule.step(problem, coef, grad, lr)
         objective, grad = problem.objective_gradient(coef)
         if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
@@ -224,10 +236,9 @@ def _backtracking(
 
 def newton(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
     """Damped Newton: solve ``H d = -g`` with the loss object's Hessian, then Armijo backtracking."""
-    loss, X, y, weights = problem.loss, problem.X, problem.y, problem.weights
     objective, _ = problem.objective_gradient(coef)
     for _ in range(monitor.max_iter):
-        grad, hessian = loss.gradient_hessian(coef, X, y, weights)
+        grad, hessian = problem.gradient_hessian(coef)
         if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
             break
         try:
