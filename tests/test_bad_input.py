@@ -73,6 +73,11 @@ CASES = [
     ("undeclared missing marker", csv("marker"), ["column 'b'", "non-numeric values ['?']", "data.na_values"]),
     ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
     ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
+    (
+        "expansion beyond memory",
+        ["data=breast_cancer", "features.degree=8", "features.max_features=1000000000"],
+        ["features.degree=8", "GB of memory", "available"],
+    ),
     ("unknown include column", ["features.degree=2", "features.include=[nope]"], ["features.include", "nope"]),
     ("diverging run", ["model.learning_rate=1e7"], ["diverged", "learning_rate", "smaller"]),
     ("unknown sweep metric", ["sweep.metric=val_f2"], ["sweep.metric", "val_f2"]),

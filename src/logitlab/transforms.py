@@ -6,15 +6,21 @@ directory can score raw rows anywhere: the DVC evaluate stage, the sweep, and th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from logitlab.errors import DataError
+
+# The expanded float64 array, and the DataFrame built from it (pandas copies on construction).
+OUTPUT_COPIES = 2
 
 
 @dataclass
@@ -175,10 +181,23 @@ class PolynomialExpander:
                 f"(~{megabytes:,.0f} MB for the training split), over features.max_features={self.max_features}; "
                 "lower features.degree, list fewer columns in features.include, or raise features.max_features"
             )
+        self._refuse_unless_fits(len(frame), n_out, "the training split")
         combos = itertools.combinations if self.interaction_only else itertools.combinations_with_replacement
         self.terms = [list(c) for k in range(2, self.degree + 1) for c in combos(expanded, k)]
         self.output_columns = self.input_columns + [self._name(term) for term in self.terms]
         return self
+
+    def _refuse_unless_fits(self, n_rows: int, n_out: int, what: str) -> None:
+        """Refuse, before allocating, an expansion whose float64 output (and the frame built from it)
+        would not fit in the memory available now."""
+        needed = OUTPUT_COPIES * n_rows * n_out * np.dtype(np.float64).itemsize
+        available = available_memory()
+        if needed > available:
+            raise DataError(
+                f"features.degree={self.degree} makes {n_out:,} features: {what} ({n_rows:,} rows) would need "
+                f"{_gigabytes(needed)} of memory, {_gigabytes(available)} is available; lower features.degree, "
+                "list fewer columns in features.include, or stream the data in chunks (data.chunk_rows)"
+            )
 
     def _expanded_indices(self) -> list[int]:
         if self.include is None:
@@ -203,6 +222,7 @@ class PolynomialExpander:
         return " ".join(parts)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self._refuse_unless_fits(len(frame), len(self.output_columns), "the rows to expand")
         X = frame[self.input_columns].to_numpy(np.float64)
         out = np.empty((X.shape[0], len(self.output_columns)), dtype=np.float64)
         out[:, : X.shape[1]] = X
@@ -233,6 +253,25 @@ class PolynomialExpander:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> PolynomialExpander:
         return cls(**state)
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the kernel's MemAvailable, capped by a cgroup limit."""
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    return max(available, 0)
+
+
+def _gigabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:,.1f} GB"
 
 
 def count_terms(n_columns: int, degree: int, interaction_only: bool) -> int:
