@@ -74,8 +74,9 @@ browser: ## Install headless Chromium + chromedriver (Debian packages) for the b
 serve: setup ## Serve the registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default circles = make sweep's)
 	MODEL_NAME="$${MODEL_NAME:-circles}" bash scripts/serve.sh
 
-bench: setup ## Benchmarks: our solvers vs scikit-learn vs the bare matvec floor
-	$(PY) tests/benchmarks/bench_fit.py
+bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, 5 GB out of core (BENCH=-k expr)
+	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 \
+		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
 
 lint: setup ## ruff check and format check
 	$(VENV)/bin/ruff check src tests

@@ -1,0 +1,98 @@
+"""Target 1: time to scikit-learn's optimum, our second-order solvers against scikit-learn's fastest.
+
+Every solver, ours and scikit-learn's, is timed at the loosest `tol` (of 1e-4, 1e-6, 1e-8, 1e-10) whose
+result is within a relative objective gap of 1e-6 of the optimum, so each gets its fair best time.
+The optimum is the lower of scikit-learn's and our Newton at tol=1e-12.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+
+from logitlab.model import LogisticRegression
+from logitlab.model.estimator import SOLVERS
+
+from .conftest import best_seconds
+from .data import SOLVER_SHAPES, objective, problem
+
+GAP = 1e-6
+TOLS = (1e-4, 1e-6, 1e-8, 1e-10)
+OURS = [name for name in ("newton", "newton-cg", "lbfgs") if name in SOLVERS]
+THEIRS = ["newton-cholesky", "lbfgs"]
+ROUNDS = 5
+
+
+def _ours(solver: str, tol: float, dtype: str = "float64") -> Any:
+    return LogisticRegression(solver=solver, tol=tol, max_iter=1000, dtype=dtype)
+
+
+def _theirs(solver: str, tol: float, dtype: str = "float64") -> Any:
+    return SklearnLogisticRegression(solver=solver, tol=tol, max_iter=1000)
+
+
+@pytest.fixture(scope="module", params=SOLVER_SHAPES, ids=lambda shape: f"{shape[0]}x{shape[1]}")
+def shape_and_optimum(request: pytest.FixtureRequest) -> tuple[tuple[int, int], float]:
+    X, y = problem(*request.param)
+    fits = [_ours("newton", 1e-12).fit(X, y), _theirs("newton-cholesky", 1e-12).fit(X, y)]
+    return request.param, min(objective(X, y, f.coef_[0], f.intercept_[0]) for f in fits)
+
+
+def _loosest_tol(make: Callable[[str, float], Any], solver: str, X, y, optimum: float) -> tuple[float, float, int]:
+    """The loosest tol reaching the gap, with the gap and the iteration count it gave."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for tol in TOLS:
+            fitted = make(solver, tol).fit(X, y)
+            gap = (objective(X, y, fitted.coef_[0], fitted.intercept_[0]) - optimum) / abs(optimum)
+            if gap <= GAP:
+                break
+    return tol, gap, int(np.max(fitted.n_iter_))
+
+
+@pytest.mark.parametrize(
+    "library,solver", [("logitlab", s) for s in OURS] + [("scikit-learn", s) for s in THEIRS], ids=str
+)
+def bench_time_to_optimum(benchmark, record, shape_and_optimum, library: str, solver: str) -> None:
+    shape, optimum = shape_and_optimum
+    X, y = problem(*shape)
+    make = _ours if library == "logitlab" else _theirs
+    tol, gap, n_iter = _loosest_tol(make, solver, X, y, optimum)
+    benchmark.pedantic(lambda: make(solver, tol).fit(X, y), rounds=ROUNDS, iterations=1)
+    record(
+        "solvers",
+        shape=f"{shape[0]}x{shape[1]}",
+        library=library,
+        solver=solver,
+        tol=tol,
+        seconds=best_seconds(benchmark),
+        iterations=n_iter,
+        gap=gap,
+    )
+
+
+@pytest.mark.parametrize("solver", OURS)
+def bench_float32(benchmark, record, solver: str) -> None:
+    """dtype='float32' on request: time and the gap to the float64 optimum it can reach."""
+    shape = SOLVER_SHAPES[0]
+    X32, y32 = problem(*shape, dtype="float32")
+    X, y = problem(*shape)
+    benchmark.pedantic(lambda: _ours(solver, 1e-4, "float32").fit(X32, y32), rounds=ROUNDS, iterations=1)
+    fitted = _ours(solver, 1e-4, "float32").fit(X32, y32)
+    reference = _ours("newton", 1e-12).fit(X, y)
+    optimum = objective(X, y, reference.coef_[0], reference.intercept_[0])
+    gap = (objective(X, y, fitted.coef_[0], fitted.intercept_[0]) - optimum) / abs(optimum)
+    record(
+        "float32",
+        shape=f"{shape[0]}x{shape[1]}",
+        solver=solver,
+        seconds=best_seconds(benchmark),
+        iterations=int(fitted.n_iter_),
+        gap=gap,
+    )

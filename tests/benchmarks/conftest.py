@@ -1,0 +1,69 @@
+"""The `make bench` suite: pytest-benchmark times, a results table and plots in reports/bench/.
+
+Every benchmark times its code with the `benchmark` fixture (best of several rounds: the machines are shared
+and noisy) and records one row per measurement with `record(section, **row)`; at the end of the session
+the rows become reports/bench/results.json, the tables in reports/bench/results.md and the figures.
+Ratios are computed between timings of the same session, never against stored absolute times.
+Not part of `make test`: pytest only collects `bench_*.py` here when `make bench` asks it to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+OUT_DIR = Path(os.environ.get("LOGITLAB_BENCH_DIR", REPO / "reports" / "bench"))
+_ROWS: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+
+def machine() -> dict[str, Any]:
+    """What made the numbers: CPU, cores, BLAS and library versions."""
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
+    blas = next((f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()), "?")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "blas": blas,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+@pytest.fixture
+def record() -> Callable[..., None]:
+    def add(section: str, **row: Any) -> None:
+        _ROWS[section].append(row)
+
+    return add
+
+
+def best_seconds(benchmark: Any) -> float:
+    """The fastest round of the benchmark just run: the least disturbed by other work on the machine."""
+    return float(benchmark.stats.stats.min)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not _ROWS:
+        return
+    from tests.benchmarks import report
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "sections": dict(_ROWS)}
+    (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    (OUT_DIR / "results.md").write_text(report.markdown(results))
+    report.figures(results, OUT_DIR)

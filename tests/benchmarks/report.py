@@ -1,0 +1,147 @@
+"""Turn the recorded benchmark rows into reports/bench/results.md and its figures (ratios, not absolutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Rows = list[dict[str, Any]]
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def _floor(sections: dict[str, Rows], shape: str, dtype: str = "float64") -> float | None:
+    return next((r["seconds"] for r in sections.get("floor", []) if r["shape"] == shape and r["dtype"] == dtype), None)
+
+
+def _ratio(seconds: float, reference: float | None) -> float | None:
+    return seconds / reference if reference else None
+
+
+def solvers(sections: dict[str, Rows]) -> str:
+    rows = sections.get("solvers", [])
+    out = []
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        theirs = [r["seconds"] for r in rows if r["shape"] == shape and r["library"] == "scikit-learn"]
+        fastest = min(theirs) if theirs else None
+        for r in (r for r in rows if r["shape"] == shape):
+            out.append(
+                [
+                    shape,
+                    f"{r['library']} {r['solver']}",
+                    r["tol"],
+                    r["iterations"],
+                    r["seconds"],
+                    r["gap"],
+                    _ratio(r["seconds"], fastest),
+                ]
+            )
+    return _table(["N x D", "solver", "tol", "iterations", "time s", "objective gap", "x sklearn fastest"], out)
+
+
+def epochs(sections: dict[str, Rows]) -> str:
+    out = [
+        [
+            r["shape"],
+            r["solver"],
+            r["dtype"],
+            r["batch_size"] or "full",
+            r["seconds"],
+            _ratio(r["seconds"], _floor(sections, r["shape"], r["dtype"])),
+        ]
+        for r in sections.get("epochs", [])
+    ]
+    return _table(["N x D", "solver", "dtype", "batch", "epoch s", "x matvec floor"], out)
+
+
+def scaling(sections: dict[str, Rows]) -> str:
+    out = []
+    for r in sections.get("scaling", []):
+        floor = _floor(sections, r["shape"])
+        out.append([r["n"], r["d"], r["seconds"], floor, _ratio(r["seconds"], floor)])
+    return _table(["N", "D", "gd epoch s", "floor s", "x floor"], out)
+
+
+def generic(rows: Rows) -> str:
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    return _table(header, [[row.get(key) for key in header] for row in rows])
+
+
+TITLES = {
+    "solvers": "Time to scikit-learn's optimum (relative objective gap <= 1e-6)",
+    "float32": "float32 on request",
+    "epochs": "Epoch cost against the matvec floor (X @ w + X.T @ r)",
+    "scaling": "Scaling of a gd epoch in N and D",
+    "sweeps": "Sweep overhead",
+    "out_of_core": "Out of core",
+    "dask": "Dask cluster",
+}
+RENDER = {"solvers": solvers, "epochs": epochs, "scaling": scaling}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    parts = [
+        "# Benchmark results\n",
+        "Made by `make bench` on: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + ".\n",
+        "Times are the best of several rounds; ratios are between timings of the same run.\n",
+    ]
+    sections = results["sections"]
+    for name in [*TITLES, *(s for s in sections if s not in TITLES)]:
+        if name == "floor" or name not in sections:
+            continue
+        render = RENDER.get(name)
+        parts.append(f"\n## {TITLES.get(name, name)}\n\n" + (render(sections) if render else generic(sections[name])))
+    return "".join(parts)
+
+
+def figures(results: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sections = results["sections"]
+    rows = sections.get("scaling", [])
+    if rows:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for axis, varying, fixed in ((axes[0], "n", "d"), (axes[1], "d", "n")):
+            values = [r[fixed] for r in rows]
+            fixed_value = max(values, key=values.count)  # the curve: the most measured value of the other axis
+            line = sorted(
+                (r[varying], r["seconds"], _floor(sections, r["shape"])) for r in rows if r[fixed] == fixed_value
+            )
+            axis.loglog([p[0] for p in line], [p[1] for p in line], "o-", label="gd epoch")
+            axis.loglog([p[0] for p in line], [p[2] for p in line], "s--", label="X @ w + X.T @ r")
+            axis.set_xlabel(f"{varying.upper()} ({fixed.upper()} = {fixed_value:,})")
+            axis.set_ylabel("seconds")
+            axis.legend()
+            axis.grid(True, which="both", alpha=0.3)
+        figure.suptitle("Epoch time grows linearly in N and D")
+        figure.tight_layout()
+        figure.savefig(out_dir / "scaling.png", dpi=100)
+        plt.close(figure)
+    rows = sections.get("solvers", [])
+    if rows:
+        shapes = list(dict.fromkeys(r["shape"] for r in rows))
+        figure, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
+        for axis, shape in zip(axes[0], shapes, strict=True):
+            chosen = [r for r in rows if r["shape"] == shape]
+            labels = [f"{'ours' if r['library'] == 'logitlab' else 'sklearn'}\n{r['solver']}" for r in chosen]
+            colours = ["tab:blue" if r["library"] == "logitlab" else "tab:gray" for r in chosen]
+            axis.bar(labels, [r["seconds"] for r in chosen], color=colours)
+            axis.set_title(f"{shape}: time to optimum (gap <= 1e-6)")
+            axis.set_ylabel("seconds")
+        figure.tight_layout()
+        figure.savefig(out_dir / "solvers.png", dpi=100)
+        plt.close(figure)
