@@ -75,6 +75,7 @@ serve: setup ## Serve the registered champion over HTTP at 127.0.0.1:5001 (MODEL
 	MODEL_NAME="$${MODEL_NAME:-circles}" bash scripts/serve.sh
 
 bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, 5 GB out of core (BENCH=-k expr)
+	mkdir -p reports/bench
 	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 \
 		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
 
