@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from logitlab.model._loss import BinaryLogisticLoss
 from logitlab.model._monitor import TrainingMonitor
@@ -32,6 +33,7 @@ class Problem:
     y: np.ndarray
     weights: np.ndarray  # sample weights normalised to sum to 1
     l1_strength: float = 0.0
+    _shuffled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -47,17 +49,28 @@ class Problem:
         return self.loss.gradient_hessian(coef, self.X, self.y, self.weights)
 
     def minibatches(self, rng: np.random.RandomState, batch_size: int) -> Iterator[tuple[np.ndarray, ...]]:
-        """One epoch of (X, y, weights) batches in a fresh random order.
+        """One epoch of (X, y, weights) batches: contiguous row slices, taken in a fresh random order.
 
+        The rows are shuffled once, at the first epoch, into a copy kept for the later ones ("shuffle once",
+        which converges like reshuffling every epoch: Mishchenko et al., 2020). So a batch is a random set of
+        rows, yet no epoch gathers rows: every batch is a view, read from memory once. With batch_size 1 the
+        random order of the batches is itself a fresh permutation of the rows, and nothing is copied.
         The batch weights are scaled by ``n_samples / batch_size`` so that each batch gradient is an
         unbiased estimate of the full gradient.
         """
         n_samples = self.X.shape[0]
-        order = rng.permutation(n_samples)
-        X, y, weights = self.X[order], self.y[order], self.weights[order] * n_samples
-        for start in range(0, n_samples, batch_size):
+        X, y, weights = self._shuffled_once(rng) if 1 < batch_size < n_samples else (self.X, self.y, self.weights)
+        starts = range(0, n_samples, batch_size)
+        for index in rng.permutation(len(starts)):
+            start = starts[index]
             stop = min(start + batch_size, n_samples)
-            yield X[start:stop], y[start:stop], weights[start:stop] / (stop - start)
+            yield X[start:stop], y[start:stop], weights[start:stop] * (n_samples / (stop - start))
+
+    def _shuffled_once(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._shuffled is None:
+            order = rng.permutation(self.X.shape[0])
+            self._shuffled = self.X[order], self.y[order], self.weights[order]
+        return self._shuffled
 
     def l1_penalty(self, coef: np.ndarray) -> float:
         if self.l1_strength == 0.0:
@@ -235,23 +248,37 @@ def _backtracking(
 
 
 def newton(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
-    """Damped Newton: solve ``H d = -g`` with the loss object's Hessian, then Armijo backtracking."""
-    objective, _ = problem.objective_gradient(coef)
+    """Damped Newton: solve ``H d = -g`` by Cholesky, then Armijo backtracking from the unit step.
+
+    The Hessian is formed only when a step is taken, not at the iterate that meets the tolerance.
+    """
+    objective, grad = problem.objective_gradient(coef)
     for _ in range(monitor.max_iter):
-        grad, hessian = problem.gradient_hessian(coef)
         if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
             break
-        try:
-            direction = np.linalg.solve(hessian, -grad)
-        except np.linalg.LinAlgError:  # singular without a penalty: take the least-squares step
-            direction = np.linalg.lstsq(hessian, -grad, rcond=None)[0]
+        _, hessian = problem.gradient_hessian(coef)
+        direction = _newton_direction(hessian, grad)
         if not float(grad @ direction) < 0:
             direction = -grad
         accepted = _backtracking(problem, coef, objective, grad, direction)
         if accepted is None:
             break
-        coef, objective, _ = accepted
+        coef, objective, grad = accepted
     return coef
+
+
+def _newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``-H^{-1} g``, solved in float64: a p x p solve costs nothing next to forming H, and float32 fits keep
+    an accurate direction.
+
+    Cholesky when H is positive definite; least squares when it is singular (no penalty, separable data).
+    """
+    hessian64, grad64 = hessian.astype(np.float64), grad.astype(np.float64)
+    try:
+        direction = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian64), -grad64)
+    except np.linalg.LinAlgError:
+        direction = np.linalg.lstsq(hessian64, -grad64, rcond=None)[0]
+    return direction.astype(grad.dtype)
 
 
 def lbfgs(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
