@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from logitlab.model import LogisticRegression
+from logitlab.model import LogisticRegression, ParquetChunks
 
-__all__ = ["LogisticRegression", "compare", "load_run"]
+__all__ = ["LogisticRegression", "ParquetChunks", "compare", "load_run"]
 
 
 def __getattr__(name: str) -> Any:

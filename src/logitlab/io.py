@@ -10,11 +10,16 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from logitlab.errors import DataError
+
+if TYPE_CHECKING:
+    from logitlab.model import ParquetChunks
 
 # Read once at import (single-threaded then): mkstemp makes 0600 files, outputs get the usual 0666 & ~umask.
 _UMASK = os.umask(0o022)
@@ -84,8 +89,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """One row group, whatever the size: several row groups are how a file says it is streamed."""
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd", row_group_size=max(1, len(frame)))
 
 
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -96,6 +102,90 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
         return pd.read_parquet(file, engine="pyarrow")
     except (OSError, ValueError) as err:
         raise DataError(f"'{file}' is not a readable parquet file ({' '.join(str(err).split())})") from None
+
+
+def _parquet_file(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"'{file}' not found; run the stage that writes it (`dvc repro`)")
+    try:
+        return pq.ParquetFile(file)
+    except (OSError, ValueError) as err:
+        raise DataError(f"'{file}' is not a readable parquet file ({' '.join(str(err).split())})") from None
+
+
+def parquet_chunks(path: str | os.PathLike[str]) -> ParquetChunks:
+    """A model-input file (features + `target`) for a streamed fit; one line naming the file if unusable."""
+    from logitlab.model import ParquetChunks
+    from logitlab.sources import TARGET
+
+    _parquet_file(path)
+    return ParquetChunks(Path(path), TARGET)
+
+
+def row_groups(path: str | os.PathLike[str]) -> int:
+    """Number of row groups: more than one means the data is streamed, one row group at a time."""
+    return _parquet_file(path).num_row_groups
+
+
+def read_row_groups(path: str | os.PathLike[str], columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The file's row groups as frames, one at a time (memory bounded by the largest row group)."""
+    file = _parquet_file(path)
+    for index in range(file.num_row_groups):
+        table = file.read_row_group(index, columns=columns)
+        frame = table.to_pandas()
+        del table
+        pa.default_memory_pool().release_unused()
+        yield frame
+
+
+class ChunkWriter:
+    """Appends frames to a parquet file, one row group each, refusing a column whose type changes."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self.path, self.label = path, label
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        elif not table.schema.equals(self.writer.schema, check_metadata=False):
+            expected = {field.name: field.type for field in self.writer.schema}
+            for field in table.schema:
+                if expected.get(field.name) != field.type and not (
+                    pa.types.is_null(field.type) and field.name in expected  # all missing in this chunk
+                ):
+                    raise DataError(
+                        f"column '{field.name}' of {self.label} changes type between chunks: "
+                        f"{expected.get(field.name)} up to row {self.rows}, then {field.type}; "
+                        "declare its non-numeric markers missing (data.na_values), drop it, or raise data.chunk_rows"
+                    )
+            if table.schema.names != self.writer.schema.names:
+                raise DataError(f"the columns of {self.label} change between chunks at row {self.rows}")
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table, row_group_size=len(frame))
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def chunk_writer(path: str | os.PathLike[str], label: str | None = None) -> Iterator[ChunkWriter]:
+    """A `ChunkWriter` on a temporary file renamed over `path` once all chunks are written."""
+    with atomic_path(path) as tmp:
+        writer = ChunkWriter(tmp, label or f"'{path}'")
+        try:
+            yield writer
+        finally:
+            writer.close()
+        if writer.writer is None:
+            raise DataError(f"no rows to write to '{path}'")
 
 
 def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ METRICS = (
     "converged",
     "final_train_loss",
 )
+CURVE_POINTS = 10_000  # streamed data: curve points kept for the CSVs and figures
 
 
 def split_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -39,33 +41,83 @@ def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame]) -> dict
         result[f"{name}_log_loss"] = float(skm.log_loss(y, proba, labels=[0, 1]))
         if name == "train":
             continue
-        result[f"{name}_roc_auc"] = float(skm.roc_auc_score(y, proba))
-        if name == "test":
-            tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
-            result.update(
-                test_precision=float(skm.precision_score(y, predicted, zero_division=0)),
-                test_recall=float(skm.recall_score(y, predicted, zero_division=0)),
-                test_f1=float(skm.f1_score(y, predicted, zero_division=0)),
-                test_tn=int(tn),
-                test_fp=int(fp),
-                test_fn=int(fn),
-                test_tp=int(tp),
-            )
+        _ranking_metrics(result, name, y, proba, predicted)
+    return _finish(result, model)
+
+
+def _ranking_metrics(
+    result: dict[str, float | int], name: str, y: np.ndarray, proba: np.ndarray, predicted: np.ndarray
+) -> None:
+    result[f"{name}_roc_auc"] = float(skm.roc_auc_score(y, proba))
+    if name == "test":
+        tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+        result.update(
+            test_precision=float(skm.precision_score(y, predicted, zero_division=0)),
+            test_recall=float(skm.recall_score(y, predicted, zero_division=0)),
+            test_f1=float(skm.f1_score(y, predicted, zero_division=0)),
+            test_tn=int(tn),
+            test_fp=int(fp),
+            test_fn=int(fn),
+            test_tp=int(tp),
+        )
+
+
+def _finish(result: dict[str, float | int], model: LogisticRegression) -> dict[str, float | int]:
     result["n_iter"] = int(model.n_iter_)
     result["converged"] = int(bool(model.converged_))
     result["final_train_loss"] = float(model.cost_history_[-1])
     return {key: round(value, 10) if isinstance(value, float) else value for key, value in result.items()}
 
 
+def evaluate_chunks(
+    model: LogisticRegression, splits: Mapping[str, Callable[[], Iterable[pd.DataFrame]]]
+) -> tuple[dict[str, float | int], dict[str, pd.DataFrame]]:
+    """`evaluate` and the test `curves` over splits scored chunk by chunk: accuracy and log loss are
+    summed per chunk; the val/test labels and probabilities (one float per row) are kept for the ranking
+    metrics and curves. The ROC/PR curves are thinned to at most `CURVE_POINTS` points."""
+    result: dict[str, float | int] = {}
+    test_curves: dict[str, pd.DataFrame] = {}
+    for name, chunks in splits.items():
+        n_rows, correct, loss_sum = 0, 0, 0.0
+        labels, probas = [], []
+        for frame in chunks():
+            X, y = split_xy(frame)
+            proba = model.predict_proba(X)[:, 1]
+            n_rows += len(y)
+            correct += int(((proba >= model.threshold) == y).sum())
+            loss_sum += float(skm.log_loss(y, proba, labels=[0, 1], normalize=False))
+            if name != "train":
+                labels.append(y.astype(np.int64))
+                probas.append(proba)
+        result[f"{name}_accuracy"] = correct / n_rows
+        result[f"{name}_log_loss"] = loss_sum / n_rows
+        if name == "train":
+            continue
+        y, proba = np.concatenate(labels), np.concatenate(probas)
+        del labels, probas
+        predicted = (proba >= model.threshold).astype(np.int64)
+        _ranking_metrics(result, name, y, proba, predicted)
+        if name == "test":
+            test_curves = _curves(y, proba, predicted)
+            for curve in ("roc", "pr"):
+                table = test_curves[curve]
+                keep = np.unique(np.linspace(0, len(table) - 1, min(len(table), CURVE_POINTS)).round().astype(int))
+                test_curves[curve] = table.iloc[keep].reset_index(drop=True)
+    return _finish(result, model), test_curves
+
+
 def curves(model: LogisticRegression, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """ROC, precision-recall and calibration curves and per-row confusion data of the test split."""
     X, y = split_xy(test)
     proba = model.predict_proba(X)[:, 1]
+    return _curves(y, proba, (proba >= model.threshold).astype(np.int64))
+
+
+def _curves(y: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dict[str, pd.DataFrame]:
     fpr, tpr, _ = skm.roc_curve(y, proba)
     precision, recall, _ = skm.precision_recall_curve(y, proba)
     n_bins = int(np.clip(len(y) // 20, 2, 10))
     fraction, mean_predicted = calibration_curve(y, proba, n_bins=n_bins, strategy="quantile")
-    predicted = (proba >= model.threshold).astype(np.int64)
     return {
         "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
         "pr": pd.DataFrame({"recall": recall, "precision": precision}),

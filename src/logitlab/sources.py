@@ -7,6 +7,7 @@ of where the labels came from (which original value is the positive class).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +71,32 @@ def resolve_input(path: str, root: Path) -> Path:
     return file if file.is_absolute() else root / file
 
 
-def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _csv_file(cfg: CsvData, root: Path) -> Path:
     file = resolve_input(cfg.path, root)
     if not file.is_file():
         raise DataError(f"data.path: CSV file '{file}' not found")
+    return file
+
+
+def _read_csv(cfg: CsvData, file: Path, **options: Any) -> Any:
+    """`pd.read_csv` with the config's options (a reader of chunks when `chunksize` is given)."""
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             file,
             header=0 if cfg.header else None,
             sep=cfg.sep,
             na_values=cfg.na_values or None,
             skipinitialspace=True,
+            **options,
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"data.path: CSV file '{file}' is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"data.path: CSV file '{file}' cannot be parsed: {' '.join(str(err).split())}") from None
-    if frame.empty:
-        raise DataError(f"data.path: CSV file '{file}' has no data rows")
+
+
+def _checked_labels(frame: pd.DataFrame, cfg: CsvData, file: Path) -> pd.Series:
+    """Name the columns as strings, check the target and dropped columns exist; the label column."""
     frame.columns = [str(c) for c in frame.columns]
     target = str(cfg.target)
     if target not in frame.columns:
@@ -102,7 +111,11 @@ def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise DataError(
             f"data.target: column '{target}' of '{file.name}' has {int(labels.isna().sum())} missing labels"
         )
-    y, description = _binary_labels(labels, cfg, file.name)
+    return labels
+
+
+def _labelled_features(frame: pd.DataFrame, y: np.ndarray, cfg: CsvData, file: Path) -> pd.DataFrame:
+    target = str(cfg.target)
     features = frame.drop(columns=[target, *map(str, cfg.drop)])
     if features.shape[1] == 0:
         raise DataError(f"data: '{file.name}' has no feature columns besides the target '{target}'")
@@ -112,7 +125,100 @@ def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise DataError(f"data: '{file.name}' has a feature column named '{TARGET}', a reserved name; rename it")
     features = features.copy()
     features[TARGET] = y
-    return features.reset_index(drop=True), description
+    return features
+
+
+def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    file = _csv_file(cfg, root)
+    frame = _read_csv(cfg, file)
+    if frame.empty:
+        raise DataError(f"data.path: CSV file '{file}' has no data rows")
+    labels = _checked_labels(frame, cfg, file)
+    y, description = _binary_labels(labels, cfg, file.name)
+    return _labelled_features(frame, y, cfg, file).reset_index(drop=True), description
+
+
+class CsvChunks:
+    """A user CSV read `data.chunk_rows` rows at a time, each chunk labelled as `load` labels the whole file.
+
+    Without data.positive_label/negative_label the two label values must be known before the first chunk
+    is labelled: the first chunk usually shows both, else one pass over the label column finds them.
+    Numeric columns become float64 and text columns strings in every chunk, so a column whose type still
+    differs between chunks is a real inconsistency (the writer refuses it). `labels` and `class_counts`
+    are complete once the iteration ends.
+    """
+
+    def __init__(self, cfg: CsvData, root: Path) -> None:
+        if cfg.chunk_rows is None:
+            raise DataError("data.chunk_rows is not set")  # pragma: no cover - callers check
+        self.cfg = cfg
+        self.file = _csv_file(cfg, root)
+        self.labels: dict[str, Any] = {}
+        self.class_counts = {0: 0, 1: 0}
+        self.n_rows = 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        cfg, file = self.cfg, self.file
+        seen: dict[str, Any] = {}  # label as text -> the original value (kept for the schema)
+        positive: str | None = None
+        with _read_csv(cfg, file, chunksize=cfg.chunk_rows) as reader:
+            for frame in reader:
+                labels = _checked_labels(frame, cfg, file)
+                text = labels.astype(str)
+                for value in labels.unique().tolist():
+                    seen.setdefault(str(value), value)
+                if positive is None:
+                    positive = self._positive(set(seen))
+                if cfg.positive_label is None and cfg.negative_label is None and len(seen) > 2:
+                    self._refuse_classes(set(seen))
+                if cfg.negative_label is not None:
+                    y = (text != str(cfg.negative_label)).to_numpy(np.int64)
+                else:
+                    y = (text == positive).to_numpy(np.int64)
+                self.n_rows += len(y)
+                self.class_counts[1] += int(y.sum())
+                self.class_counts[0] += len(y) - int(y.sum())
+                yield _stable_types(_labelled_features(frame, y, cfg, file))
+        if self.n_rows == 0:
+            raise DataError(f"data.path: CSV file '{file}' has no data rows")
+        _, self.labels = _binary_labels(pd.Series(list(seen.values())), cfg, file.name)
+
+    def _positive(self, seen: set[str]) -> str:
+        """The positive label value as text (from the config, or the larger of the two values)."""
+        if self.cfg.positive_label is not None:
+            return str(self.cfg.positive_label)
+        if self.cfg.negative_label is not None:
+            return ""  # unused: labels are "not the negative one"
+        values = seen if len(seen) >= 2 else self._all_label_values()
+        if len(values) != 2:
+            self._refuse_classes(values)
+        return sorted(values)[1]
+
+    def _all_label_values(self) -> set[str]:
+        target = self.cfg.target if self.cfg.header else int(self.cfg.target)
+        values: set[str] = set()
+        with _read_csv(self.cfg, self.file, chunksize=self.cfg.chunk_rows, usecols=[target]) as reader:
+            for frame in reader:
+                values.update(frame.iloc[:, 0].dropna().astype(str).unique().tolist())
+        return values
+
+    def _refuse_classes(self, values: set[str]) -> None:
+        _binary_labels(pd.Series(sorted(values)), self.cfg, self.file.name)  # raises the in-memory message
+
+
+def _stable_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric feature columns as float64, others as strings (None when missing), all-missing as None."""
+    out: dict[Any, pd.Series] = {}
+    for name, column in frame.items():
+        if name == TARGET:
+            out[name] = column
+        elif column.isna().all():
+            out[name] = pd.Series([None] * len(column), index=column.index, dtype=object)
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            out[name] = column.astype(np.float64)
+        else:
+            out[name] = column.astype(str).where(column.notna(), None)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _binary_labels(labels: pd.Series, cfg: CsvData, filename: str) -> tuple[np.ndarray, dict[str, Any]]:

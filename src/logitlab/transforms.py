@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,15 @@ class Preprocessor:
                 self._fit_numeric(name, column.astype(np.float64))
             else:
                 self._fit_categorical(name, column)
+        self._set_output_columns()
+        return self
+
+    def _set_output_columns(self) -> None:
         self.output_columns = list(self.numeric)
         for name, spec in self.categorical.items():
             self.output_columns += [f"{name}={value}" for value in spec["categories"]]
         if not self.output_columns:
             raise DataError("every feature column is constant in the training split; nothing to learn from")
-        return self
 
     def _fit_numeric(self, name: str, column: pd.Series) -> None:
         values = column.to_numpy()
@@ -148,6 +152,117 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
         return cls(**state)
+
+
+@dataclass
+class StreamedPreprocessorFit:
+    """The `Preprocessor` fitted from training chunks seen one at a time, from statistics that merge exactly
+    (counts, mean and sum of squared deviations by Chan's update, min, max, category counts).
+
+    The median does not merge, so `numeric_impute` must be "mean"; the fitted state is the in-memory one up
+    to rounding. An ID-like text column is refused as soon as it passes `max_categories`.
+    """
+
+    scaler: str = "standard"
+    numeric_impute: str = "mean"
+    max_categories: int = 50
+    columns: list[str] = field(default_factory=list)
+    moments: dict[str, list[float]] = field(default_factory=dict)  # count, mean, m2, min, max, missing
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.numeric_impute != "mean":
+            raise DataError(
+                f"preprocess.numeric_impute={self.numeric_impute} needs every training row in memory and "
+                "data.chunk_rows streams them; set preprocess.numeric_impute=mean"
+            )
+
+    def update(self, frame: pd.DataFrame) -> None:
+        self.columns = self.columns or list(frame.columns)
+        for name in self.columns:
+            column = frame[name]
+            self.missing[name] = self.missing.get(name, 0) + int(column.isna().sum())
+            if _is_numeric(column) and name not in self.counts:
+                self._update_numeric(name, column.to_numpy(np.float64))
+            elif not column.isna().all():
+                self._update_categorical(name, column.dropna().astype(str))
+
+    def _update_numeric(self, name: str, values: np.ndarray) -> None:
+        if np.isinf(values).any():
+            raise DataError(f"column '{name}' has infinite values; replace or drop them (data.na_values, data.drop)")
+        present = values[~np.isnan(values)]
+        if not present.size:
+            return
+        count, mean = float(present.size), float(present.mean())
+        m2 = float(((present - mean) ** 2).sum())
+        low, high = float(present.min()), float(present.max())
+        if name not in self.moments:
+            self.moments[name] = [count, mean, m2, low, high]
+            return
+        n_a, mean_a, m2_a, low_a, high_a = self.moments[name]
+        total = n_a + count
+        delta = mean - mean_a
+        self.moments[name] = [
+            total,
+            mean_a + delta * count / total,
+            m2_a + m2 + delta * delta * n_a * count / total,
+            min(low_a, low),
+            max(high_a, high),
+        ]
+
+    def _update_categorical(self, name: str, text: pd.Series) -> None:
+        counter = self.counts.setdefault(name, Counter())
+        counter.update({str(value): int(n) for value, n in text.value_counts().items()})
+        if len(counter) > self.max_categories:
+            raise DataError(
+                f"column '{name}' is text with more than {self.max_categories} distinct values (it looks like an "
+                f"ID); drop it with data.drop=[{name}] or raise preprocess.max_categories"
+            )
+
+    def result(self) -> Preprocessor:
+        pre = Preprocessor(self.scaler, self.numeric_impute, self.max_categories, input_columns=list(self.columns))
+        for name in self.columns:
+            if name in self.counts:
+                self._categorical(pre, name)
+            elif name in self.moments:
+                self._numeric(pre, name)
+            else:
+                raise DataError(f"column '{name}' has no values in the training split; drop it with data.drop")
+        pre._set_output_columns()
+        return pre
+
+    def _numeric(self, pre: Preprocessor, name: str) -> None:
+        count, mean, m2, low, high = self.moments[name]
+        if low == high:
+            pre.dropped.append(name)
+            return
+        n_rows = count + self.missing[name]  # imputed rows sit at the mean: no deviation
+        if self.scaler == "standard":
+            shift, scale = mean, math.sqrt(m2 / n_rows)
+        elif self.scaler == "minmax":
+            shift, scale = low, high - low
+        else:
+            shift, scale = 0.0, 1.0
+        pre.numeric[name] = {"fill": mean, "shift": shift, "scale": scale, "missing": self.missing[name]}
+
+    def _categorical(self, pre: Preprocessor, name: str) -> None:
+        counts = self.counts[name]
+        present = sum(counts.values())
+        if len(counts) == present and present > 10:
+            raise DataError(
+                f"column '{name}' is text with {len(counts)} distinct values in {present} rows (it looks like an "
+                f"ID); drop it with data.drop=[{name}] or raise preprocess.max_categories"
+            )
+        if len(counts) == 1 and not self.missing[name]:
+            pre.dropped.append(name)
+            return
+        most = max(counts.values())
+        pre.categorical[name] = {
+            "fill": sorted(value for value, n in counts.items() if n == most)[0],
+            "categories": sorted(counts),
+            "missing": self.missing[name],
+        }
 
 
 def _is_numeric(column: pd.Series) -> bool:

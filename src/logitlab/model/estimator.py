@@ -18,7 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 
 from logitlab.errors import LogitlabError
-from logitlab.model import _persistence
+from logitlab.model import _chunked, _persistence
+from logitlab.model._chunked import ChunkedProblem
 from logitlab.model._loss import BinaryLogisticLoss, expit
 from logitlab.model._monitor import EarlyStopping, TrainingMonitor
 from logitlab.model._solvers import (
@@ -197,16 +198,32 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         sample_weight: Any = None,
         *,
         X_val: Any = None,
         y_val: Any = None,
     ) -> LogisticRegression:
-        """Fit on (X, y); validation data, if given, fills `val_history_` (and drives early stopping)."""
+        """Fit on (X, y); validation data, if given, fills `val_history_` (and drives early stopping).
+
+        X may also be data that is not in memory: a `ParquetChunks` file (labels from its target column, no
+        y), streamed one row group at a time, or a Dask array with Dask or numpy labels y, whose gradients
+        are computed on the active Dask scheduler. X_val may then be either kind too, or arrays.
+        """
         self.validate_params()
         dtype = np.dtype(self.dtype)
         previous = self._warm_start_coef()
+        if _chunked.is_chunked(X):
+            chunked, validation = self._chunked_problem(X, y, sample_weight, X_val, y_val, dtype)
+            rng = check_random_state(self.random_state)
+            coef = self._initial_coef(previous, chunked.n_features, dtype, rng)
+            self._run(chunked, coef, validation, rng, chunked.blocks.n_samples)
+            return self
+        if y is None:
+            raise LogitlabError(
+                "LogisticRegression requires y to be passed, but the target y is None "
+                "(only a ParquetChunks X carries its labels)"
+            )
         X, y = validate_data(self, X, y, dtype=dtype)
         check_classification_targets(y)
         target_type = type_of_target(y, input_name="y", raise_unknown=True)
@@ -229,9 +246,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             X, y_encoded, sample_weight, X_val, y_val, dtype, rng
         )
         problem = self._problem(X, y_encoded, sample_weight)
+        self._run(problem, coef, validation, rng, X.shape[0])
+        return self
+
+    def _run(self, problem: Problem, coef: np.ndarray, validation: Any, rng, n_samples: int) -> None:
+        """Solve, keep the early-stopping best, set the fitted state and warn when not converged."""
         monitor = self._monitor(validation)
         if self.verbose > 0:
-            logger.info("fitting %s on %d samples x %d features", self, X.shape[0], X.shape[1])
+            logger.info("fitting %s on %d samples x %d features", self, n_samples, problem.n_features)
         try:
             with np.errstate(all="ignore"):
                 coef = self._solve(problem, coef, monitor, rng)
@@ -239,7 +261,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             monitor.close()
         if monitor.early_stopping is not None and monitor.early_stopping.best_coef is not None:
             coef = monitor.early_stopping.best_coef  # as scikit-learn's MLP: keep the best validation epoch
-        self._set_fitted(coef, X.shape[1], monitor)
+        self._set_fitted(coef, problem.n_features, monitor)
         if not monitor.converged and not monitor.stopped_early and self.tol > 0:
             warnings.warn(
                 f"LogisticRegression(solver={self.solver!r}) did not converge after {monitor.n_iter} epochs "
@@ -247,9 +269,65 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 + (" or tune learning_rate" if self.solver in FIRST_ORDER_SOLVERS else "")
                 + ", or scale the data",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
+
+    def _chunked_problem(self, X, y, sample_weight, X_val, y_val, dtype) -> tuple[ChunkedProblem, Any]:
+        """The problem over row blocks (parquet row groups or Dask blocks) and the validation problem, with
+        the fitted input description (`classes_`, `n_features_in_`, `feature_names_in_`) set as
+        `validate_data` does for arrays."""
+        if sample_weight is not None:
+            raise LogitlabError("sample_weight is not supported for ParquetChunks or Dask X; use class_weight")
+        if self.early_stopping and X_val is None:
+            raise LogitlabError("early_stopping on ParquetChunks or Dask X needs X_val (no hold-out is cut from it)")
+        blocks = _chunked.blocks_of(X, y, "X")
+        classes, counts = blocks.labels()
+        if classes.size != 2:
+            raise LogitlabError(
+                f"Only binary classification is supported: y has {classes.size} classes {classes[:5].tolist()}, "
+                "LogisticRegression needs exactly two"
+            )
+        self.classes_ = classes
+        self.n_features_in_ = blocks.n_features
+        names = _chunked.feature_names(X)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        per_class = self._per_class_weights(counts)
+        total = float(counts @ per_class)
+        loss, l1_strength = self._loss(total)
+        problem = ChunkedProblem(loss, blocks, classes[1], (per_class / total).astype(dtype), l1_strength)
+        if (X_val is None) != (y_val is None) and not isinstance(X_val, _chunked.ParquetChunks):
+            raise LogitlabError("X_val and y_val must be passed together")
+        if X_val is None:
+            return problem, None
+        val_blocks = _chunked.blocks_of(X_val, y_val, "X_val")
+        if val_blocks.n_features != blocks.n_features:
+            raise LogitlabError(f"X_val has {val_blocks.n_features} features but X has {blocks.n_features}")
+        unknown = np.setdiff1d(val_blocks.labels()[0], classes)
+        if unknown.size:
+            raise LogitlabError(f"y_val has labels not seen in y: {unknown[:5].tolist()}")
+        uniform = np.full(2, 1.0 / val_blocks.n_samples, dtype=dtype)
+        return problem, ChunkedProblem(BinaryLogisticLoss(self.fit_intercept), val_blocks, classes[1], uniform)
+
+    def _per_class_weights(self, counts: np.ndarray) -> np.ndarray:
+        """class_weight as scikit-learn's compute_class_weight gives it, from the class counts alone."""
+        if self.class_weight == "balanced":
+            per_class = counts.sum() / (2.0 * counts)
+        elif isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(self.classes_.tolist())
+            if unknown:
+                raise LogitlabError(f"class_weight has labels not in y: {sorted(unknown, key=str)[:5]}")
+            per_class = np.array([float(self.class_weight.get(label, 1.0)) for label in self.classes_.tolist()])
+        else:
+            per_class = np.ones(2)
+        for label, weight in zip(self.classes_, per_class, strict=True):
+            if not weight > 0:
+                raise LogitlabError(
+                    f"every sample of class {label!r} has zero weight (class_weight); both classes need weight"
+                )
+        return per_class
 
     def _warm_start_coef(self) -> np.ndarray | None:
         if not (self.warm_start and hasattr(self, "coef_")):
@@ -316,10 +394,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _problem(self, X, y, sample_weight) -> Problem:
         """Normalise the weights to sum to 1 and scale the penalty by 1 / (C * sum(weights)), as sklearn."""
         total = float(sample_weight.sum())
+        loss, l1_strength = self._loss(total)
+        return Problem(loss, X, y, sample_weight / sample_weight.dtype.type(total), l1_strength)
+
+    def _loss(self, total: float) -> tuple[BinaryLogisticLoss, float]:
+        """The smooth loss and the L1 strength for a total sample weight `total`."""
         strength = 0.0 if self.penalty is None else 1.0 / (self.C * total)
         l1_share = {None: 0.0, "l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
-        loss = BinaryLogisticLoss(self.fit_intercept, l2_strength=(1 - l1_share) * strength)
-        return Problem(loss, X, y, sample_weight / sample_weight.dtype.type(total), l1_share * strength)
+        return BinaryLogisticLoss(self.fit_intercept, l2_strength=(1 - l1_share) * strength), l1_share * strength
 
     def _monitor(self, validation) -> TrainingMonitor:
         if self.solver in FIRST_ORDER_SOLVERS:
@@ -330,7 +412,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         else:
             hint = f"solver={self.solver!r} met non-finite values; check X for extreme values or scale it"
         validation_loss = None
-        if validation is not None:
+        if isinstance(validation, ChunkedProblem):
+            validation_loss = validation.loss_value
+        elif validation is not None:
             X_val, y_val = validation
             unpenalised = BinaryLogisticLoss(self.fit_intercept)
             uniform = np.full(X_val.shape[0], 1.0 / X_val.shape[0], dtype=X_val.dtype)

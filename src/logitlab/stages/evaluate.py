@@ -3,9 +3,12 @@ MLflow run recording this repro."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -22,14 +25,33 @@ CURVES_DIR = Path("reports/plots")
 FIGURES_DIR = Path("reports/figures")
 
 
-def run(pipeline: ScoringPipeline, splits: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    return reports.evaluate(pipeline.model, splits), reports.curves(pipeline.model, splits["test"])
+# The model's input tables: frames in memory, or (streamed data) parquet files scored row group by row group.
+Splits = Mapping[str, pd.DataFrame] | Mapping[str, Path]
+
+
+def run(pipeline: ScoringPipeline, splits: Splits) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    if all(isinstance(table, Path) for table in splits.values()):
+        paths = cast(Mapping[str, Path], splits)
+        chunks = {name: functools.partial(io.read_row_groups, path) for name, path in paths.items()}
+        return reports.evaluate_chunks(pipeline.model, chunks)
+    frames = cast(Mapping[str, pd.DataFrame], splits)
+    return reports.evaluate(pipeline.model, dict(frames)), reports.curves(pipeline.model, frames["test"])
+
+
+def streamed_data_hash(paths: Mapping[str, Path]) -> str:
+    """`pipeline.data_hash` of files read row group by row group (row hashes concatenate: the same digest)."""
+    digest = hashlib.sha256()
+    for name in sorted(paths):
+        digest.update(name.encode())
+        for frame in io.read_row_groups(paths[name]):
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def write_reports(
     out: Path,
     pipeline: ScoringPipeline,
-    splits: dict[str, pd.DataFrame],
+    splits: Splits,
     interim_test: pd.DataFrame,
     history: pd.DataFrame,
 ) -> dict[str, Any]:
@@ -65,20 +87,26 @@ def main() -> None:
     params = config.load_params()
     mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
     pipeline = ScoringPipeline.load(train.MODEL_DIR)
-    splits = {name: io.read_parquet(feature_engineer.OUT_DIR / f"{name}.parquet") for name in preprocess.SPLITS}
+    paths = {name: feature_engineer.OUT_DIR / f"{name}.parquet" for name in preprocess.SPLITS}
+    streamed = any(io.row_groups(path) > 1 for path in paths.values())
+    splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
     history = pd.read_csv(train.COST_HISTORY)
-    metrics = write_reports(
-        Path("reports"), pipeline, splits, io.read_parquet(preprocess.OUT_DIR / "test.parquet"), history
-    )
+    interim_test = preprocess.OUT_DIR / "test.parquet"
+    # Streamed: the first chunk of the test split is plenty of points for the decision-boundary figure.
+    points = next(io.read_row_groups(interim_test)) if streamed else io.read_parquet(interim_test)
+    metrics = write_reports(Path("reports"), pipeline, splits, points, history)
     log.info("%s", reports.summary(metrics))
     if mlflow_cfg.enabled:
         from logitlab import tracking
         from logitlab.pipeline import data_hash
 
-        example = io.read_parquet(ingest.RAW).drop(columns=[TARGET]).head(5)
-        tracking.log_repro(
-            params, mlflow_cfg, metrics, history, Path("reports"), train.MODEL_DIR, example, data_hash(splits)
-        )
+        if streamed:
+            example = next(io.read_row_groups(ingest.RAW)).drop(columns=[TARGET]).head(5)
+            hashed = streamed_data_hash(paths)
+        else:
+            example = io.read_parquet(ingest.RAW).drop(columns=[TARGET]).head(5)
+            hashed = data_hash(cast(dict[str, pd.DataFrame], splits))
+        tracking.log_repro(params, mlflow_cfg, metrics, history, Path("reports"), train.MODEL_DIR, example, hashed)
 
 
 if __name__ == "__main__":

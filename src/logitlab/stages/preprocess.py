@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from logitlab.cli import run_guarded, setup_logging
 from logitlab.errors import DataError
 from logitlab.sources import TARGET
 from logitlab.stages import ingest
-from logitlab.transforms import Preprocessor
+from logitlab.transforms import Preprocessor, StreamedPreprocessorFit
 
 SPLITS = ("train", "val", "test")
 OUT_DIR = Path("data/interim")
@@ -80,10 +81,58 @@ def run(
     return out, pre, report
 
 
+def split_chunk(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int, index: int) -> dict[str, pd.DataFrame]:
+    """Stratified split of one chunk seeded by (seed, chunk index): every pass sends a row to the same split."""
+    rng = np.random.default_rng([seed, index])
+    y = frame[TARGET].to_numpy()
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_test, n_val = round(cfg.test_size * members.size), round(cfg.val_size * members.size)
+        rows["test"].append(members[:n_test])
+        rows["val"].append(members[n_test : n_test + n_val])
+        rows["train"].append(members[n_test + n_val :])
+    return {name: frame.iloc[np.sort(np.concatenate(parts))] for name, parts in rows.items()}
+
+
+def stream(raw: Path, out_dir: Path, cfg: config.PreprocessConfig, seed: int) -> tuple[Preprocessor, dict[str, Any]]:
+    """The chunked `run`: one pass for the training statistics, one to transform and write each split,
+    chunk by chunk (one row group per chunk and split). Returns the fitted state and the report."""
+    fit = StreamedPreprocessorFit(cfg.scaler, cfg.numeric_impute, cfg.max_categories)
+    counts = {name: np.zeros(2, dtype=np.int64) for name in SPLITS}
+    for index, chunk in enumerate(io.read_row_groups(raw)):
+        _refuse_unusable_values(chunk)
+        parts = split_chunk(chunk, cfg, seed, index)
+        fit.update(parts["train"].drop(columns=[TARGET]))
+        for name, part in parts.items():
+            counts[name] += np.bincount(part[TARGET].to_numpy(), minlength=2)[:2]
+    for name, count in counts.items():
+        if count.min() == 0 or count.sum() < 2:
+            raise DataError(
+                f"data set too small for the split: the {name} split gets {count.tolist()} rows per class with "
+                f"preprocess.test_size={cfg.test_size} and preprocess.val_size={cfg.val_size}; "
+                "each split needs both classes"
+            )
+    pre = fit.result()
+    with contextlib.ExitStack() as stack:
+        writers = {name: stack.enter_context(io.chunk_writer(out_dir / f"{name}.parquet")) for name in SPLITS}
+        for index, chunk in enumerate(io.read_row_groups(raw)):
+            for name, part in split_chunk(chunk, cfg, seed, index).items():
+                frame = pre.transform(part.drop(columns=[TARGET])).reset_index(drop=True)
+                frame[TARGET] = part[TARGET].to_numpy()
+                writers[name].write(frame)
+    return pre, {**pre.report(), "rows": {name: int(count.sum()) for name, count in counts.items()}}
+
+
 def main() -> None:
     params = config.load_params()
     cfg = config.preprocess_config(config.section(params, "preprocess"))
     seed = config.seed_value(config.section(params, "seed"))
+    if io.row_groups(ingest.RAW) > 1:
+        pre, report = stream(ingest.RAW, OUT_DIR, cfg, seed)
+        io.write_json(STATE, pre.to_dict())
+        io.write_json(REPORT, report)
+        return
     splits, pre, report = run(io.read_parquet(ingest.RAW), cfg, seed)
     for name, frame in splits.items():
         io.write_parquet(OUT_DIR / f"{name}.parquet", frame)

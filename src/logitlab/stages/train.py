@@ -10,7 +10,7 @@ import pandas as pd
 
 from logitlab import config, io
 from logitlab.cli import run_guarded, setup_logging
-from logitlab.model import LogisticRegression
+from logitlab.model import LogisticRegression, ParquetChunks
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
 from logitlab.stages import feature_engineer, ingest, preprocess
@@ -20,8 +20,14 @@ MODEL_DIR = Path("models")
 COST_HISTORY = Path("reports/cost_history.csv")
 
 
-def run(train: pd.DataFrame, val: pd.DataFrame, params: dict[str, Any]) -> LogisticRegression:
+def run(
+    train: pd.DataFrame | ParquetChunks, val: pd.DataFrame | ParquetChunks, params: dict[str, Any]
+) -> LogisticRegression:
+    """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`)."""
     model = LogisticRegression(**params)
+    if isinstance(train, ParquetChunks):
+        return model.fit(train, X_val=val)
+    assert isinstance(val, pd.DataFrame)
     model.fit(
         train.drop(columns=[TARGET]),
         train[TARGET].to_numpy(),
@@ -43,9 +49,11 @@ def main() -> None:
     model_params = config.model_params(
         config.section(params, "model"), config.seed_value(config.section(params, "seed"))
     )
-    train_split = io.read_parquet(feature_engineer.OUT_DIR / "train.parquet")
-    val_split = io.read_parquet(feature_engineer.OUT_DIR / "val.parquet")
-    model = run(train_split, val_split, model_params)
+    train_file, val_file = feature_engineer.OUT_DIR / "train.parquet", feature_engineer.OUT_DIR / "val.parquet"
+    if io.row_groups(train_file) > 1:
+        model = run(io.parquet_chunks(train_file), io.parquet_chunks(val_file), model_params)
+    else:
+        model = run(io.read_parquet(train_file), io.read_parquet(val_file), model_params)
     pipeline = ScoringPipeline(
         Preprocessor.from_dict(io.read_json(preprocess.STATE)),
         PolynomialExpander.from_dict(io.read_json(feature_engineer.STATE)),
