@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import logitlab, run, store_uri
+from mlflow.tracking import MlflowClient
+
+from conftest import logitlab, make_project, run, store_uri
 from logitlab.analysis import RunData, compare, default_tracking_uri, load_run
 from logitlab.errors import TrackingError
 
@@ -147,3 +149,13 @@ def test_experiment_by_id(sweeps: dict[str, Any]) -> None:
 def test_importing_does_not_import_mlflow(tmp_path: Path) -> None:
     code = "import sys, logitlab.analysis; assert 'mlflow' not in sys.modules, 'mlflow imported'"
     run([sys.executable, "-c", code], tmp_path)
+
+
+def test_load_run_reads_every_epoch_of_a_thinned_history(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    logitlab(["sweep", "data=circles", "model.max_iter=1500", "model.tol=0", "mlflow.history_points=50"], project)
+    client = MlflowClient(store_uri(project))
+    (run,) = client.search_runs([client.get_experiment_by_name("circles").experiment_id])
+    history = load_run(run.info.run_id, store_uri(project)).history
+    assert history["epoch"].tolist() == list(range(1, 1501))
+    assert history["train_loss"].iloc[-1] == pytest.approx(run.data.metrics["train_loss"], rel=1e-8)

@@ -72,6 +72,7 @@ CASES = [
     ("infinite values", csv("inf"), ["column 'b'", "infinite"]),
     ("undeclared missing marker", csv("marker"), ["column 'b'", "non-numeric values ['?']", "data.na_values"]),
     ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
+    ("chunk_rows too small", csv("good", "data.chunk_rows=5"), ["data.chunk_rows", ">= 100"]),
     ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
     (
         "expansion beyond memory",
@@ -81,6 +82,7 @@ CASES = [
     ("unknown include column", ["features.degree=2", "features.include=[nope]"], ["features.include", "nope"]),
     ("diverging run", ["model.learning_rate=1e7"], ["diverged", "learning_rate", "smaller"]),
     ("unknown sweep metric", ["sweep.metric=val_f2"], ["sweep.metric", "val_f2"]),
+    ("history_points < 0", ["mlflow.history_points=-1"], ["mlflow.history_points", ">= 0"]),
     ("sonar file not downloaded", ["data=sonar"], ["data/raw/external/sonar.csv", "not found"]),
     ("output outside the project", ["hydra.run.dir=/tmp/logitlab-elsewhere"], ["hydra.run.dir", "outside the project"]),
     ("conflicting Hydra flags", ["-m", "--cfg", "job"], ["Only one of"]),

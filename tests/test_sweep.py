@@ -188,3 +188,14 @@ def test_tracking_off_never_imports_mlflow(project: Path) -> None:
     done = run([sys.executable, "-c", probe], project)
     assert "MLFLOW_ABSENT" in done.stdout
     assert not (project / "mlflow.db").exists()
+
+
+def test_long_histories_are_thinned_in_the_metric_store_and_whole_in_the_artifact(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    logitlab(["sweep", "data=circles", "model.max_iter=2500", "model.tol=0", "mlflow.history_points=100"], project)
+    client, _, _ = runs_of(project, "circles")
+    (run,) = client.search_runs([client.get_experiment_by_name("circles").experiment_id])
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert len(steps) == 100 and min(steps) == 1 and max(steps) == 2500
+    local = Path(client.download_artifacts(run.info.run_id, "cost_history.csv", str(tmp_path)))
+    assert pd.read_csv(local)["epoch"].tolist() == list(range(1, 2501))

@@ -16,6 +16,7 @@ imported inside the functions only. Parameter values that all read as numbers co
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunData", "compare", "default_tracking_uri", "load_run"]
 
-HISTORY_METRICS = ("train_loss", "val_loss")  # logged once per epoch, with the epoch as the step
+HISTORY_METRICS = ("train_loss", "val_loss")  # logged per epoch (thinned), with the epoch as the step
+HISTORY_ARTIFACT = "cost_history.csv"  # every epoch
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlflow.runName"
 PAGE = 1000
@@ -152,6 +154,22 @@ def load_run(run_id: str, tracking_uri: str | None = None) -> RunData:
 
 
 def _history(client: MlflowClient, run: Run) -> pd.DataFrame:
+    """The loss curves from the metric store (full precision); when they were thinned to
+    `mlflow.history_points`, every epoch from the run's cost_history.csv artifact instead."""
+    from mlflow.exceptions import MlflowException
+
+    history = _metric_history(client, run)
+    if len(history) >= run.data.metrics.get("n_iter", 0):
+        return history
+    with tempfile.TemporaryDirectory(prefix="logitlab-history-") as tmp:
+        try:
+            local = client.download_artifacts(run.info.run_id, HISTORY_ARTIFACT, tmp)
+            return pd.read_csv(local)[["epoch", *HISTORY_METRICS]]
+        except (MlflowException, OSError, KeyError, ValueError):
+            return history
+
+
+def _metric_history(client: MlflowClient, run: Run) -> pd.DataFrame:
     columns: dict[str, pd.Series] = {}
     for key in HISTORY_METRICS:
         if key not in run.data.metrics:

@@ -96,6 +96,7 @@ class CsvData:
     na_values: list[str] = field(default_factory=list)
     drop: list[str | int] = field(default_factory=list)
     sep: str = ","
+    chunk_rows: int | None = None  # rows per chunk: stream the CSV and every stage after it (None: in memory)
 
 
 DATA_SOURCES: dict[str, type] = {
@@ -134,6 +135,7 @@ class MlflowConfig:
     required: bool = True
     log_model: bool = True
     register: bool = True
+    history_points: int = 1000
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ def data_config(raw: Any) -> DataConfig:
         _check_range("data.n_samples", cfg.n_samples >= 10, "an integer >= 10", cfg.n_samples)
     if isinstance(cfg, CsvData) and cfg.positive_label is not None and cfg.negative_label is not None:
         raise ConfigError("config keys 'data.positive_label' and 'data.negative_label': set one, not both")
+    if isinstance(cfg, CsvData) and cfg.chunk_rows is not None:
+        _check_range("data.chunk_rows", cfg.chunk_rows >= 100, "null or an integer >= 100", cfg.chunk_rows)
     return cfg
 
 
@@ -237,7 +241,9 @@ def features_config(raw: Any) -> FeaturesConfig:
 
 
 def mlflow_config(raw: Any) -> MlflowConfig:
-    return _build("mlflow", MlflowConfig, raw)
+    cfg = _build("mlflow", MlflowConfig, raw)
+    _check_range("mlflow.history_points", cfg.history_points >= 0, "an integer >= 0", cfg.history_points)
+    return cfg
 
 
 def sweep_config(raw: Any) -> SweepConfig:

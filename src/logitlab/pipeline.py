@@ -8,6 +8,7 @@ params, its input's key and the stage's source code. An entry is computed under 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -73,7 +74,9 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+@functools.cache
 def _code_hash(*modules: Any) -> str:
+    """Hashed once per process: the code a process runs is the code it imported."""
     return _digest(*(hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in modules))
 
 
@@ -185,8 +188,14 @@ def run_job(cfg: Config, out_dir: Path, root: Path | None = None) -> JobResult:
     io.write_csv(reports_dir / train.COST_HISTORY.name, history)
     interim_test = io.read_parquet(pre_dir / "test.parquet")
     metrics = evaluate.write_reports(reports_dir, pipeline, splits, interim_test, history)
-    raw_example = io.read_parquet(raw_dir / ingest.RAW.name).drop(columns=[sources.TARGET]).head(5)
-    return JobResult(metrics, pipeline, history, out_dir, raw_example, data_hash(splits), status)
+    return JobResult(metrics, pipeline, history, out_dir, _raw_example(raw_dir).copy(), data_hash(splits), status)
+
+
+@functools.cache
+def _raw_example(raw_dir: Path) -> pd.DataFrame:
+    """Five raw rows for the logged model's input example, read once per memo entry and process (entries never
+    change once published)."""
+    return io.read_parquet(raw_dir / ingest.RAW.name).drop(columns=[sources.TARGET]).head(5)
 
 
 def data_hash(splits: dict[str, pd.DataFrame]) -> str:

@@ -6,12 +6,18 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import version
 from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, DataType, Schema
+
+# What `predict` returns for every model: the positive class's probability and the original label value.
+OUTPUT_SCHEMA = Schema([ColSpec(DataType.double, "probability"), ColSpec(DataType.string, "label")])
 
 
 class LogitlabModel(PythonModel):
@@ -26,9 +32,20 @@ class LogitlabModel(PythonModel):
         return self.pipeline.predict_frame(pd.DataFrame(model_input))
 
 
+def signature(example: pd.DataFrame) -> ModelSignature:
+    """The raw columns of the data set in, `OUTPUT_SCHEMA` out: no need to score the example to find out."""
+    return ModelSignature(inputs=infer_signature(example).inputs, outputs=OUTPUT_SCHEMA)
+
+
 def requirements() -> list[str]:
     """Pinned requirements of the serving environment (logitlab itself is installed from this repo)."""
-    return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "scikit-learn", "pyarrow")]
+    return list(_pinned_requirements())
+
+
+@functools.cache
+def _pinned_requirements() -> tuple[str, ...]:
+    """Looked up once per process: a sweep logs a model per job."""
+    return tuple(f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "scikit-learn", "pyarrow"))
 
 
 mlflow.models.set_model(LogitlabModel())

@@ -71,6 +71,7 @@ def _job(params: dict[str, Any]) -> float:
             out_dir / "reports",
             out_dir / "model" if cfg.mlflow.log_model else None,
             result.raw_example,
+            cfg.mlflow.history_points,
             tags={"data_hash": result.data_hash, "upstream_cache": json.dumps(result.cache, sort_keys=True)},
         )
         return result

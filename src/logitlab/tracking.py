@@ -8,6 +8,8 @@ store crashes, and a parallel `set_experiment` of a new name silently logs to th
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import hashlib
 import json
 import logging
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from logitlab import config, io
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent.json"
 SWEEP_TAG = "logitlab.sweep_id"
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
-BATCH = 1000  # MLflow's limit of metrics per log_batch call
 HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
 
 
@@ -54,9 +56,7 @@ class Tracker:
     experiment_name: str
 
     def client(self) -> MlflowClient:
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(self.uri)
+        return _client(self.uri)
 
 
 # ------------------------------------------------------------------------------------------ the store
@@ -99,8 +99,12 @@ def _store_lock(root: Path) -> Iterator[None]:
         yield
 
 
+# Trackers this process has connected: every job of a sequential sweep reuses the callback's connection.
+_connected: dict[tuple[str, str, Path], Tracker] = {}
+
+
 def connect(cfg: config.MlflowConfig, root: Path | None = None) -> Tracker | None:
-    """Point MLflow at the store and make sure the experiment exists.
+    """Point MLflow at the store and make sure the experiment exists (once per process and store).
 
     An unreachable store is an error naming the URI, or with `mlflow.required=false` a warning and None
     (training goes on untracked).
@@ -108,12 +112,31 @@ def connect(cfg: config.MlflowConfig, root: Path | None = None) -> Tracker | Non
     root = root or config.project_root()
     uri = tracking_uri(cfg, root)
     try:
-        return _connect(uri, cfg.experiment_name, root)
+        return _connect_once(uri, cfg.experiment_name, root)
     except TrackingError as err:
         if cfg.required:
             raise
         log.warning("%s; tracking is off for this run (mlflow.required=false)", err)
         return None
+
+
+def _connect_once(uri: str, experiment_name: str, root: Path) -> Tracker:
+    """`_connect` once per process and store; later jobs only check that a server still answers."""
+    key = (uri, experiment_name, root)
+    tracker = _connected.get(key)
+    if tracker is None or not _store_exists(uri):
+        tracker = _connected[key] = _connect(uri, experiment_name, root)
+    else:
+        import mlflow
+
+        _check_reachable(uri)
+        mlflow.set_tracking_uri(uri)
+    return tracker
+
+
+def _store_exists(uri: str) -> bool:
+    """A local SQLite store deleted since it was connected must be created again; others are assumed to stay."""
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
 
 
 def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
@@ -165,15 +188,22 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def git_tags(cwd: Path | None = None) -> dict[str, str]:
+    return dict(_git_state(cwd))
+
+
+@functools.cache
+def _git_state(cwd: Path | None) -> tuple[tuple[str, str], ...]:
+    """Commit and dirtiness, asked of git once per process: a sweep's jobs share them."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
     if not commit:
-        return {}
+        return ()
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+    return (("git_commit", commit), ("git_dirty", str(dirty).lower()))
 
 
 @contextlib.contextmanager
@@ -198,6 +228,8 @@ def tracked_run(
     try:
         _log_params(run.info.run_id, params)
         yield run.info.run_id
+        if previous_sigterm is not None and _sigterms_received:
+            raise KeyboardInterrupt("SIGTERM")  # raised once already, but swallowed (see `_interrupt_run`)
     except (KeyboardInterrupt, SystemExit):
         _end(run.info.run_id, "KILLED", "interrupted")
         raise
@@ -216,17 +248,23 @@ def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
     from mlflow.entities import Param
 
     client = tracker_client()
-    items = [Param(k, v[:6000]) for k, v in sorted(flatten(params).items())]
-    for start in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[start : start + 100])
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in sorted(flatten(params).items())])
     client.log_text(run_id, yaml.safe_dump(dict(params), sort_keys=False), "config.yaml")
 
 
 def tracker_client() -> MlflowClient:
     """A client on the URI `connect` set."""
+    import mlflow
+
+    return _client(mlflow.get_tracking_uri())
+
+
+@functools.cache
+def _client(uri: str) -> MlflowClient:
+    """One client per store and process: building one costs more than many of its calls."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient()
+    return MlflowClient(uri)
 
 
 def _sigterm_interrupts() -> Any:
@@ -235,7 +273,20 @@ def _sigterm_interrupts() -> Any:
     own); returns the handler to restore, or None."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return None
-    return signal.signal(signal.SIGTERM, raise_interrupt)
+    _sigterms_received.clear()
+    return signal.signal(signal.SIGTERM, _interrupt_run)
+
+
+# SIGTERMs that reached `_interrupt_run` while the run `tracked_run` opened was open.
+_sigterms_received: list[int] = []
+
+
+def _interrupt_run(signum: int, frame: object) -> None:
+    """`raise_interrupt`, remembered: Python drops an exception raised while a weakref callback or `__del__` runs
+    (MLflow's artifact repositories let go of their thread pools that way), so `tracked_run` checks again before
+    it ends the run FINISHED."""
+    _sigterms_received.append(signum)
+    raise_interrupt(signum, frame)
 
 
 def _end(run_id: str, status: str, reason: str) -> None:
@@ -258,50 +309,86 @@ def log_results(
     artifacts_dir: Path,
     model_dir: Path | None,
     input_example: pd.DataFrame,
+    history_points: int,
     tags: Mapping[str, str] | None = None,
 ) -> None:
-    """Final metrics, per-epoch losses (batched: one call per 1000 points), artifacts and the pyfunc model."""
+    """The pyfunc model, then final metrics, per-epoch losses and tags in one `log_batch`, then the artifacts.
+
+    The model goes first: logging a model copies the run's metrics onto it by reading back every metric's
+    whole history, so with no metrics yet that is free, and the final metrics are linked to the model here
+    (`model_id`) as MLflow would have done. `log_batch` splits the points into store calls of 1000.
+    """
     from mlflow.entities import Metric, RunTag
 
-    client = tracker_client()
+    all_tags = dict(tags or {})
+    model_id = None
+    if model_dir is not None:
+        model_id = all_tags[MODEL_ID_TAG] = log_model(model_dir, input_example)
     now = int(time.time() * 1000)
-    points = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if _finite(v)]
+    points = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(metrics.items()) if _finite(v)]
+    history = thinned(history, history_points)
     for column in HISTORIES:
-        for epoch, value in zip(history["epoch"], history[column], strict=True):
+        for epoch, value in zip(history["epoch"].tolist(), history[column].tolist(), strict=True):
             if _finite(value):
                 points.append(Metric(column, float(value), now, int(epoch)))
-    for start in range(0, len(points), BATCH):
-        client.log_batch(run_id, metrics=points[start : start + BATCH])
-    if tags:
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+    client = tracker_client()
+    with _gc_paused():
+        client.log_batch(run_id, metrics=points, tags=[RunTag(k, v) for k, v in sorted(all_tags.items())])
     client.log_artifacts(run_id, str(artifacts_dir))
-    if model_dir is not None:
-        log_model(model_dir, input_example)
+
+
+def thinned(history: pd.DataFrame, points: int) -> pd.DataFrame:
+    """At most `points` evenly spaced epochs, the first and the last among them (0: all).
+
+    A SQLite store spends ~65 us per metric point, so a 5000-epoch gd fit would spend most of a sweep job
+    writing its curves; MLflow's charts sample a few hundred points per curve anyway. The full history is
+    logged as the artifact cost_history.csv.
+    """
+    if points == 0 or len(history) <= points:
+        return history
+    rows = np.unique(np.linspace(0, len(history) - 1, points).round().astype(np.intp))
+    return history.iloc[rows]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A local store turns each point into short-lived ORM objects; the cyclic collector's passes over the whole
+    heap (pandas, matplotlib, mlflow loaded) then cost a quarter of the logging. Refcounting still frees them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def log_model(model_dir: Path, input_example: pd.DataFrame) -> None:
-    """The scoring pipeline as an MLflow pyfunc model named `model`, defined from code (no pickle)."""
+def log_model(model_dir: Path, input_example: pd.DataFrame) -> str:
+    """The scoring pipeline as an MLflow pyfunc model named `model`, defined from code (no pickle); its id.
+
+    Everything MLflow would otherwise work out per model is given: the signature, the pinned requirements,
+    and no code paths (logitlab is installed in the serving environment).
+    """
     import mlflow
-    from mlflow.models import infer_signature
 
     from logitlab import pyfunc_model
-    from logitlab.scoring import ScoringPipeline
 
     example = input_example.reset_index(drop=True)
-    output = ScoringPipeline.load(model_dir).predict_frame(example)
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=pyfunc_model.__file__,
         artifacts={"pipeline": str(model_dir)},
-        signature=infer_signature(example, output),
+        signature=pyfunc_model.signature(example),
         input_example=example,
         pip_requirements=pyfunc_model.requirements(),
+        code_paths=None,
+        infer_code_paths=False,
     )
-    mlflow.set_tag(MODEL_ID_TAG, info.model_id)
+    return str(info.model_id)
 
 
 # ------------------------------------------------------------------------------------ DVC repro runs
@@ -336,6 +423,7 @@ def log_repro(
             reports_dir,
             model_dir if cfg.log_model else None,
             input_example,
+            cfg.history_points,
         )
         log.info("tracked as MLflow run %s in experiment '%s' (%s)", run_id, tracker.experiment_name, tracker.uri)
 
@@ -482,9 +570,7 @@ def finish_sweep(
         ]
         client.set_tag(parent_run_id, "best_run_id", best.info.run_id)
         client.set_tag(parent_run_id, "best_overrides", best.data.tags.get("hydra_overrides", ""))
-    for start in range(0, len(params), 100):
-        client.log_batch(parent_run_id, params=params[start : start + 100])
-    client.log_batch(parent_run_id, metrics=summary_metrics)
+    client.log_batch(parent_run_id, metrics=summary_metrics, params=params)
     if best is not None and register:
         promote_champion(tracker, best, sweep)
     client.set_terminated(parent_run_id, "FINISHED")

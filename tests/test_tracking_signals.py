@@ -1,0 +1,46 @@
+"""A SIGTERM that Python swallows still ends the MLflow run KILLED.
+
+Python ignores an exception raised while a weakref callback runs (MLflow's artifact repositories let go of their
+thread pools that way), so the KeyboardInterrupt the SIGTERM handler raises can vanish mid-logging. The run must
+not end FINISHED then. Runs in a child process: the signal goes to that process, never to pytest.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .conftest import run
+
+SCENARIO = """
+import os, signal, sys, time, weakref
+from pathlib import Path
+from logitlab import config, tracking
+
+store = Path(sys.argv[1])
+cfg = config.mlflow_config({"tracking_uri": f"sqlite:///{store}", "experiment_name": "signals"})
+tracker = tracking.connect(cfg, root=store.parent)
+
+class Logged:
+    pass
+
+run_id = None
+try:
+    with tracking.tracked_run(tracker, "swallowed", {}, {"seed": 1}) as run_id:
+        logged = Logged()
+        # The handler runs inside this callback: its KeyboardInterrupt is printed and dropped by Python.
+        ref = weakref.ref(logged, lambda _: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.05)))
+        del logged
+        time.sleep(0.1)
+    print("body finished")
+except KeyboardInterrupt:
+    print("interrupted")
+print("status", tracking.tracker_client().get_run(run_id).info.status)
+"""
+
+
+def test_a_swallowed_sigterm_still_ends_the_run_killed(tmp_path: Path) -> None:
+    done = run([sys.executable, "-c", SCENARIO, str(tmp_path / "mlflow.db")], tmp_path, timeout=300)
+    assert "Exception ignored" in done.stderr, "the scenario must reproduce the swallowed interrupt"
+    assert "interrupted" in done.stdout.splitlines()
+    assert "status KILLED" in done.stdout.splitlines()
