@@ -1,11 +1,14 @@
 """Targets 2 and 5: one epoch against the bare matvec floor, and how epoch time grows with N and D.
 
-An epoch is timed as a whole fit of a few epochs with tol=0 (so exactly that many run), divided by the
-count: it includes the per-epoch objective the monitor records. The floor is one ``X @ w`` plus one
-``X.T @ r`` on the same array, timed in the same session.
+An epoch's cost is marginal: (fit of 1 + E epochs - fit of 1 epoch) / E, with tol=0 so that exactly that
+many run. It includes everything an epoch does (the gradient pass, the objective the monitor records, the
+update, shuffling); what a fit pays once (input validation, the once-per-fit shuffled copy of mini-batch
+data) cancels. The floor is one ``X @ w`` plus one ``X.T @ r`` on the same array, timed in the same session.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -23,9 +26,16 @@ ROUNDS = 5
 
 
 def _epoch_seconds(benchmark, X: np.ndarray, y: np.ndarray, epochs: int, **params) -> float:
-    model = LogisticRegression(max_iter=epochs, tol=0.0, learning_rate=0.1, random_state=0, **params)
-    benchmark.pedantic(lambda: model.fit(X, y), rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    return best_seconds(benchmark) / epochs
+    def fit(n_epochs: int) -> None:
+        LogisticRegression(max_iter=n_epochs, tol=0.0, learning_rate=0.1, random_state=0, **params).fit(X, y)
+
+    benchmark.pedantic(fit, args=(1 + epochs,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    one_epoch = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        fit(1)
+        one_epoch.append(time.perf_counter() - start)
+    return (best_seconds(benchmark) - min(one_epoch)) / epochs
 
 
 def _floor_seconds(benchmark, X: np.ndarray) -> float:
@@ -53,7 +63,7 @@ def bench_gd_epoch(benchmark, record, dtype: str) -> None:
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def bench_minibatch_epoch(benchmark, record, batch_size: int) -> None:
     X, y = problem(*ANCHOR)
-    seconds = _epoch_seconds(benchmark, X, y, 3, solver="minibatch", batch_size=batch_size)
+    seconds = _epoch_seconds(benchmark, X, y, 5, solver="minibatch", batch_size=batch_size)
     record(
         "epochs",
         shape=f"{ANCHOR[0]}x{ANCHOR[1]}",

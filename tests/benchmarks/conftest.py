@@ -33,7 +33,14 @@ def machine() -> dict[str, Any]:
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
-    blas = next((f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info()), "?")
+    blas = next(
+        (
+            f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ),
+        "?",
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -63,7 +70,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests.benchmarks import report
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    results = {"machine": machine(), "sections": dict(_ROWS)}
+    previous = OUT_DIR / "results.json"
+    # A partial run (`make bench BENCH="-k epoch"`) replaces the sections it measured and keeps the others.
+    sections = json.loads(previous.read_text())["sections"] if previous.exists() else {}
+    results = {"machine": machine(), "sections": {**sections, **_ROWS}}
     (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (OUT_DIR / "results.md").write_text(report.markdown(results))
     report.figures(results, OUT_DIR)
