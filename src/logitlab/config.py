@@ -135,7 +135,7 @@ class MlflowConfig:
     required: bool = True
     log_model: bool = True
     register: bool = True
-    history_points: int = 1000
+    history_points: int = 500
 
 
 @dataclass(frozen=True)
