@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,8 @@ def run_job(cfg: Config, out_dir: Path, root: Path | None = None) -> JobResult:
     io.write_csv(reports_dir / train.COST_HISTORY.name, history)
     interim_test = io.read_parquet(pre_dir / "test.parquet")
     metrics = evaluate.write_reports(reports_dir, pipeline, splits, interim_test, history)
-    return JobResult(metrics, pipeline, history, out_dir, _raw_example(raw_dir).copy(), data_hash(splits), status)
+    hashed = data_hash({name: [frame] for name, frame in splits.items()})
+    return JobResult(metrics, pipeline, history, out_dir, _raw_example(raw_dir).copy(), hashed, status)
 
 
 @functools.cache
@@ -198,10 +199,14 @@ def _raw_example(raw_dir: Path) -> pd.DataFrame:
     return io.read_parquet(raw_dir / ingest.RAW.name).drop(columns=[sources.TARGET]).head(5)
 
 
-def data_hash(splits: dict[str, pd.DataFrame]) -> str:
-    """A short content hash of the model's input tables (tagged on runs to tell data versions apart)."""
+def data_hash(splits: Mapping[str, Iterable[pd.DataFrame]]) -> str:
+    """A short content hash of the model's input tables (tagged on runs to tell data versions apart).
+
+    Each split is a sequence of row chunks (one frame in memory, or a streamed file's row groups); row hashes
+    concatenate, so the digest does not depend on how the rows were chunked."""
     digest = hashlib.sha256()
     for name in sorted(splits):
         digest.update(name.encode())
-        digest.update(pd.util.hash_pandas_object(splits[name], index=False).to_numpy().tobytes())
+        for frame in splits[name]:
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -100,10 +100,15 @@ def evaluate_chunks(
         if name == "test":
             test_curves = _curves(y, proba, predicted)
             for curve in ("roc", "pr"):
-                table = test_curves[curve]
-                keep = np.unique(np.linspace(0, len(table) - 1, min(len(table), CURVE_POINTS)).round().astype(int))
-                test_curves[curve] = table.iloc[keep].reset_index(drop=True)
+                test_curves[curve] = evenly_spaced(test_curves[curve], CURVE_POINTS).reset_index(drop=True)
     return _finish(result, model), test_curves
+
+
+def evenly_spaced(table: pd.DataFrame, points: int) -> pd.DataFrame:
+    """At most `points` evenly spaced rows, the first and the last among them (0: all rows)."""
+    if points == 0 or len(table) <= points:
+        return table
+    return table.iloc[np.unique(np.linspace(0, len(table) - 1, points).round().astype(np.intp))]
 
 
 def curves(model: LogisticRegression, test: pd.DataFrame) -> dict[str, pd.DataFrame]:

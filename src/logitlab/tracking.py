@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from logitlab import config, io
+from logitlab import config, io, reports
 from logitlab.cli import raise_interrupt
 from logitlab.errors import TrackingError
 
@@ -326,7 +325,10 @@ def log_results(
         model_id = all_tags[MODEL_ID_TAG] = log_model(model_dir, input_example)
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(metrics.items()) if _finite(v)]
-    history = thinned(history, history_points)
+    # A SQLite store spends ~65 us per point: a 5000-epoch gd job would spend most of its time writing its
+    # curves, and MLflow's charts ask for 320 sampled points per curve anyway; every epoch is in the
+    # cost_history.csv artifact.
+    history = reports.evenly_spaced(history, history_points)
     for column in HISTORIES:
         for epoch, value in zip(history["epoch"].tolist(), history[column].tolist(), strict=True):
             if _finite(value):
@@ -335,19 +337,6 @@ def log_results(
     with _gc_paused():
         client.log_batch(run_id, metrics=points, tags=[RunTag(k, v) for k, v in sorted(all_tags.items())])
     client.log_artifacts(run_id, str(artifacts_dir))
-
-
-def thinned(history: pd.DataFrame, points: int) -> pd.DataFrame:
-    """At most `points` evenly spaced epochs, the first and the last among them (0: all).
-
-    A SQLite store spends ~65 us per metric point, so a 5000-epoch gd fit would spend most of a sweep job
-    writing its curves; MLflow's charts ask for 320 sampled points per curve anyway. The full history is
-    logged as the artifact cost_history.csv.
-    """
-    if points == 0 or len(history) <= points:
-        return history
-    rows = np.unique(np.linspace(0, len(history) - 1, points).round().astype(np.intp))
-    return history.iloc[rows]
 
 
 @contextlib.contextmanager

@@ -3,12 +3,10 @@ tracking on and with `mlflow=off`, interleaved and repeated (see sweep_overhead.
 
 from __future__ import annotations
 
-from tests.conftest import REPO
-
 from . import sweep_overhead
 
 
 def bench_sweep_overhead(benchmark, record) -> None:
-    rows = benchmark.pedantic(lambda: sweep_overhead.measure(REPO), rounds=1, iterations=1)
+    rows = benchmark.pedantic(lambda: sweep_overhead.measure(), rounds=1, iterations=1)
     for row in rows:
         record("sweeps", **row)

@@ -1,9 +1,9 @@
 """Sweep overhead benchmark: what one more sweep job costs, with full MLflow tracking and with `mlflow=off`.
 
-Run as ``python tests/benchmarks/sweep_overhead.py [--repeats K] [--counts 4 12]``. It copies the project's
-files into a temporary git repository, warms the upstream memo cache there, then times whole
-``python -m logitlab.sweep -m model.learning_rate=...`` commands (basic launcher, default data and model; the
-learning rates are 0.1 nudged by 0.1% per job, so every job is the default fit). Each tracked sweep writes to
+Run as ``python -m tests.benchmarks.sweep_overhead [--repeats K] [--counts 4 12]``. It copies the project
+into a temporary git repository (`tests.conftest.make_project`), warms the upstream memo cache there, then
+times whole ``python -m logitlab.sweep -m model.learning_rate=...`` commands (basic launcher, default data and model;
+the learning rates are 0.1 nudged by 0.1% per job, so every job is the default fit). Each tracked sweep writes to
 a fresh SQLite store in the temporary copy: nothing piles up and nothing leaves 127.0.0.1. Best-of-K wall times
 give the derived numbers (the machine is shared and noisy); medians are reported alongside. Asserts nothing.
 """
@@ -11,8 +11,6 @@ give the derived numbers (the machine is shared and noisy); medians are reported
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,33 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import BASE_ENV, make_project
+
 SWEEP_TIMEOUT_S = 900
-QUIET_ENV = {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-GIT_IDENTITY = {
-    f"GIT_{who}_{what}": value
-    for who in ("AUTHOR", "COMMITTER")
-    for what, value in (("NAME", "bench"), ("EMAIL", "bench@localhost"))
-}
-
-
-def _environment() -> dict[str, str]:
-    """The caller's environment without any tracking server or DVC/logitlab root it may point at."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "DVC_", "LOGITLAB_"))}
-    return {**kept, **QUIET_ENV, **GIT_IDENTITY}
-
-
-def copy_project(source: Path, dest: Path) -> Path:
-    """The project's git-visible files in a new git repository (the sweep tags runs with its commit)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=source, capture_output=True, text=True, check=True
-    )
-    for name in listed.stdout.splitlines():
-        if (source / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, dest / name)
-    for git_args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench copy"]):
-        subprocess.run(["git", *git_args], cwd=dest, env=_environment(), capture_output=True, check=True)
-    return dest
 
 
 def learning_rates(jobs: int) -> str:
@@ -57,7 +31,7 @@ def learning_rates(jobs: int) -> str:
 
 def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> float:
     """Wall seconds of one whole sweep command."""
-    env = _environment()
+    env = dict(BASE_ENV)
     overrides = [f"model.learning_rate={learning_rates(jobs)}", f"hydra.sweep.dir={project / 'multirun' / label}"]
     if tracking:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'stores' / label / 'mlflow.db'}"
@@ -79,12 +53,12 @@ def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> float:
     return took
 
 
-def measure(project_dir: Path, counts: Sequence[int] = (4, 12), repeats: int = 3) -> list[dict[str, Any]]:
+def measure(counts: Sequence[int] = (4, 12), repeats: int = 3) -> list[dict[str, Any]]:
     """One row per (jobs, tracking): best and median wall seconds, per-job and per-extra-job seconds (against
     the smallest count), and tracking's overhead per job (against the same sweep with `mlflow=off`)."""
     counts = sorted(counts)
     with tempfile.TemporaryDirectory(prefix="logitlab-sweep-bench-") as tmp:
-        project = copy_project(project_dir.resolve(), Path(tmp) / "project")
+        project = make_project(Path(tmp) / "project")
         run_sweep(project, 1, tracking=False, label="warm-up")  # fills the memo cache: every timed job hits it
         walls: dict[tuple[int, bool], list[float]] = {}
         for repeat in range(repeats):  # interleaved, so a slow spell of the machine hits every variant
@@ -143,9 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[4, 12])
     parser.add_argument("--repeats", type=int, default=3, choices=range(1, 11), metavar="K (1-10)")
-    parser.add_argument("--project", type=Path, default=Path(__file__).resolve().parents[2])
     args = parser.parse_args()
-    print(format_table(measure(args.project, args.counts, args.repeats)))
+    print(format_table(measure(args.counts, args.repeats)))
 
 
 if __name__ == "__main__":
