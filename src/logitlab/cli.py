@@ -36,6 +36,17 @@ def raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def exit_interrupted() -> NoReturn:
+    """End an interrupted command once its work is cleaned up (runs ended KILLED).
+
+    A further SIGINT/SIGTERM (dvc passes on the signal its process group got) now takes the default action:
+    raised as KeyboardInterrupt during interpreter shutdown, it would stop the exit hook of a thread pool
+    (MLflow's artifact uploads) and leave the process waiting forever on the pool's idle worker."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    fail("interrupted", EXIT_INTERRUPTED)
+
+
 def run_guarded(entry: Callable[[], object]) -> None:
     """Run a command's body; a `LogitlabError` ends it with one line and exit 2 (traceback if LOGITLAB_DEBUG=1)."""
     try:
@@ -47,4 +58,4 @@ def run_guarded(entry: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         if debug():
             raise
-        fail("interrupted", EXIT_INTERRUPTED)
+        exit_interrupted()

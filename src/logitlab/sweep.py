@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from logitlab import callbacks, config, reports
-from logitlab.cli import EXIT_INTERRUPTED, debug, fail
+from logitlab.cli import debug, exit_interrupted, fail
 from logitlab.errors import LogitlabError
 from logitlab.pipeline import Config, JobResult, run_job
 
@@ -117,7 +117,7 @@ def main() -> None:
         callbacks.end_open_sweep("KILLED", "interrupted")
         if debug():
             raise
-        fail("interrupted", EXIT_INTERRUPTED)
+        exit_interrupted()
     finally:
         callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
 
