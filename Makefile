@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro test test-slow check params sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
+.PHONY: help setup repro test test-slow check params pipeline sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ check: lint typecheck ## ruff lint + format check + mypy
 
 params: setup ## Recompose params.yaml from conf/ (as dvc exp run does)
 	$(PY) -c "from logitlab.config import write_params; write_params('params.yaml')"
+
+pipeline: setup ## Regenerate dvc.yaml from the stage declarations (src/logitlab/stages/*.py)
+	$(PY) -c "from logitlab.pipeline import write_dvc_yaml; write_dvc_yaml('dvc.yaml')"
 
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3

@@ -50,11 +50,12 @@ import sys
 from pathlib import Path
 
 try:
-    from logitlab import config, tracking
+    from logitlab import config
+    from logitlab.tracking import store
 
     root = Path(os.environ["LOGITLAB_ROOT"])
     mlflow_cfg = config.mlflow_config(config.compose()["mlflow"])
-    uri = tracking.tracking_uri(mlflow_cfg, root)
+    uri = store.tracking_uri(mlflow_cfg, root)
     name = os.environ.get("MODEL_NAME") or mlflow_cfg.experiment_name
 except Exception as err:  # a broken config: say so in one line
     print(f"cannot resolve the tracking store: {' '.join(str(err).split())[:300]}")

@@ -51,7 +51,7 @@ def test_parallel_joblib_sweep_into_new_store_loses_no_run_or_metric_step(projec
     for child in children:
         assert child.info.status == "FINISHED", (child.info.run_id, child.data.tags.get("error"))
         job_dir = sweep_dir / child.data.tags["hydra_job_num"]
-        n_iter = json.loads((job_dir / "model" / "model.json").read_text())["n_iter"]
+        n_iter = json.loads((job_dir / "models" / "model.json").read_text())["n_iter"]
         assert n_iter == 300
         for metric in ("train_loss", "val_loss"):
             history = client.get_metric_history(child.info.run_id, metric)

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from logitlab import config
+from logitlab import config, pipeline
 from logitlab.errors import ConfigError
-from logitlab.pipeline import Config
 
 from .conftest import REPO
 
@@ -35,19 +34,19 @@ def test_write_params_reproduces_params_yaml(tmp_path: Path, monkeypatch: pytest
     [(g, o) for g in ("data", "preprocess", "features", "model", "mlflow") for o in options(g) if o != "csv"],
 )
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
-    cfg = Config.from_params(config.compose([f"{group}={option}"], config_dir=CONF))
-    assert cfg.seed == 42
+    validated = pipeline.settings(config.compose([f"{group}={option}"], config_dir=CONF))
+    assert validated["preprocess"].seed == 42 and validated["train"]["random_state"] == 42
 
 
 def test_csv_option_needs_path_and_target() -> None:
     with pytest.raises(ConfigError, match=r"'data.path' is missing"):
-        Config.from_params(config.compose(["data=csv"], config_dir=CONF))
+        pipeline.settings(config.compose(["data=csv"], config_dir=CONF))
 
 
 def test_hparams_search_composes() -> None:
     params = config.compose(["hparams_search=lr_penalty"], config_dir=CONF)
     assert "hparams_search" not in params
-    Config.from_params(params)
+    pipeline.settings(params)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +60,7 @@ def test_hparams_search_composes() -> None:
 )
 def test_unknown_keys_and_options_are_refused_by_name(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        Config.from_params(config.compose([override], config_dir=CONF))
+        pipeline.settings(config.compose([override], config_dir=CONF))
 
 
 @pytest.mark.parametrize(
@@ -85,7 +84,7 @@ def test_unknown_keys_and_options_are_refused_by_name(override: str, key: str) -
 )
 def test_out_of_range_or_wrong_type_values_name_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"'{key}'"):
-        Config.from_params(config.compose([override], config_dir=CONF))
+        pipeline.settings(config.compose([override], config_dir=CONF))
 
 
 def test_typo_in_params_yaml_names_the_key(tmp_path: Path) -> None:
@@ -93,7 +92,7 @@ def test_typo_in_params_yaml_names_the_key(tmp_path: Path) -> None:
     params["features"]["degre"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=r"'features\.degre' is unknown"):
-        Config.from_params(config.load_params(tmp_path / "params.yaml"))
+        pipeline.settings(config.load_params(tmp_path / "params.yaml"))
 
 
 def test_missing_params_file_says_how_to_make_it(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def test_same_config_twice_gives_identical_model_and_metrics(project: Path) -> N
     for attempt in ("first", "second"):
         out = project / "outputs" / attempt
         logitlab(["sweep", f"hydra.run.dir={out}", "mlflow.enabled=false", "model.max_iter=200"], project)
-        prints.append(fingerprint(out / "model", out / "reports" / "metrics.json"))
+        prints.append(fingerprint(out / "models", out / "reports" / "metrics.json"))
     assert prints[0] == prints[1]
 
 
@@ -40,7 +40,12 @@ def test_launchers_and_dvc_repro_give_bit_identical_results(project: Path) -> No
     assert fingerprint(project / "models", project / "reports" / "metrics.json") == dvc_print
 
     sweeps = {}
-    for launcher, extra in (("basic", []), ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
+    launchers = {
+        "local": [],
+        "basic": ["hydra/launcher=basic"],
+        "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    }
+    for launcher, extra in launchers.items():
         sweep_dir = project / "multirun" / launcher
         logitlab(
             [
@@ -54,9 +59,9 @@ def test_launchers_and_dvc_repro_give_bit_identical_results(project: Path) -> No
             project,
         )
         sweeps[launcher] = {
-            job: fingerprint(sweep_dir / job / "model", sweep_dir / job / "reports" / "metrics.json")
+            job: fingerprint(sweep_dir / job / "models", sweep_dir / job / "reports" / "metrics.json")
             for job in ("0", "1")
         }
-    assert sweeps["basic"] == sweeps["joblib"]
+    assert sweeps["local"] == sweeps["basic"] == sweeps["joblib"]
     assert sweeps["basic"]["0"] != sweeps["basic"]["1"]  # the learning rate mattered
     assert sweeps["basic"]["0"] == dvc_print  # learning_rate=0.1 is the default config

@@ -241,3 +241,69 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_file(tmp_path: Path, solver
     peak = peak_rss_mb(PEAK_SCRIPT, str(path), solver)
     assert peak - baseline < 100, (peak, baseline, data_mb)
     assert data_mb > 350
+
+
+SWEEP_PEAK = textwrap.dedent(
+    """
+    import atexit, runpy, sys
+
+    def peak():
+        with open("/proc/self/status") as status:
+            print("PEAK_KB", next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+    atexit.register(peak)
+    sys.argv = ["logitlab.sweep", *sys.argv[1:]]
+    runpy.run_module("logitlab.sweep", run_name="__main__")
+    """
+)
+
+
+def numeric_csv(path: Path, n_rows: int, n_features: int = 12) -> float:
+    """A labelled CSV of `n_rows` written block by block; its size in MB."""
+    rng = np.random.default_rng(0)
+    with open(path, "w") as out:
+        out.write(",".join([*(f"f{j}" for j in range(n_features)), "label"]) + "\n")
+        for start in range(0, n_rows, 100_000):
+            X = rng.normal(size=(min(100_000, n_rows - start), n_features)).round(6)
+            frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(n_features)])
+            frame["label"] = np.where(X[:, 0] + rng.logistic(size=len(X)) > 0, "yes", "no")
+            frame.to_csv(out, header=False, index=False)
+    return path.stat().st_size / 2**20
+
+
+def sweep_peak_mb(project: Path, csv: Path, name: str) -> float:
+    """Peak resident memory of one `python -m logitlab.sweep` job (no -m: the job runs in that process)."""
+    overrides = [
+        "data=csv",
+        f"data.path={csv}",
+        "data.target=label",
+        "data.chunk_rows=20000",
+        "preprocess.numeric_impute=mean",
+        "model=lbfgs",
+        "model.max_iter=3",
+        "mlflow=off",
+        f"hydra.run.dir=outputs/{name}",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", SWEEP_PEAK, *overrides], cwd=project, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.split("PEAK_KB")[-1].split()[0]) / 1024
+
+
+def test_a_streamed_sweep_job_peaks_by_the_chunk_not_the_file(tmp_path: Path) -> None:
+    """`data.chunk_rows` streams a sweep job through every stage as it streams `dvc repro`: the job's peak
+    memory on a ~100 MB CSV stays within a small margin of the same job on a CSV of one chunk's size."""
+    project = make_project(tmp_path / "project")
+    small, big = project / "data/raw/external/small.csv", project / "data/raw/external/big.csv"
+    numeric_csv(small, 20_000)
+    size_mb = numeric_csv(big, 900_000)
+    baseline = sweep_peak_mb(project, small, "small")
+    peak = sweep_peak_mb(project, big, "big")
+    print(f"CSV {size_mb:.0f} MB: peak {peak:.0f} MB, one-chunk baseline {baseline:.0f} MB")
+    assert size_mb > 90
+    assert peak - baseline < 0.5 * size_mb, (peak, baseline, size_mb)
+    metrics = json.loads((project / "outputs/big/reports/metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.6 and metrics["n_iter"] == 3
+    entries = list(project.glob(".cache/logitlab/feature-engineer/*/data/processed/train.parquet"))
+    assert len(entries) == 2 and max(pq.ParquetFile(path).num_row_groups for path in entries) == 45

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import make_project, run, store_uri
+from .conftest import logitlab, make_project, run, store_uri
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -34,6 +34,20 @@ def test_repro_reaches_90_percent_and_writes_every_report(reproduced: Path) -> N
     figures = {p.name for p in (reproduced / "reports/figures").iterdir()}
     assert {"loss_curve.png", "roc.png", "confusion.png", "decision_boundary.png"} <= figures
     assert (reproduced / "models/model.npz").is_file() and (reproduced / "models/transforms.json").is_file()
+
+
+def same_run(dvc_project: Path, job_dir: Path) -> None:
+    """`dvc repro` in the project and a sweep job in `job_dir`: the same metrics and the same model bytes."""
+    assert json.loads((job_dir / "reports/metrics.json").read_text()) == json.loads(
+        (dvc_project / "reports/metrics.json").read_text()
+    )
+    for name in ("model.npz", "transforms.json"):
+        assert (job_dir / "models" / name).read_bytes() == (dvc_project / "models" / name).read_bytes(), name
+
+
+def test_a_sweep_job_on_the_same_config_gives_what_dvc_repro_gives(reproduced: Path) -> None:
+    logitlab(["sweep", "mlflow=off", "hydra.run.dir=outputs/same"], reproduced)
+    same_run(reproduced, reproduced / "outputs/same")
 
 
 def test_second_repro_does_nothing(reproduced: Path) -> None:
@@ -100,3 +114,7 @@ def test_exp_run_set_param_recomposes_params_and_runs(tmp_path: Path) -> None:
     assert metrics["test_accuracy"] > 0.97
     shown = dvc(project, "exp", "show", "--json").stdout
     assert "circles-deg2" in shown and "test_accuracy" in shown
+    logitlab(
+        ["sweep", "-m", "features.degree=2", "data=circles", "mlflow=off", "hydra.sweep.dir=multirun/same"], project
+    )
+    same_run(project, project / "multirun/same/0")

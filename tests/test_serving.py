@@ -67,7 +67,7 @@ def champion(swept: Path) -> dict[str, Any]:
     ]
     assert len(sweep_dirs) == 1, sweep_dirs
     job_dir = sweep_dirs[0] / run_.data.tags["hydra_job_num"]
-    assert (job_dir / "model").is_dir() and (job_dir / "reports" / "metrics.json").is_file()
+    assert (job_dir / "models").is_dir() and (job_dir / "reports" / "metrics.json").is_file()
     return {"version": version, "run": run_, "job_dir": job_dir}
 
 
@@ -117,9 +117,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 # ------------------------------------------------------------------------------------------- helpers
 def job_config(job_dir: Path) -> Any:
-    from logitlab.pipeline import Config
+    """The job's validated preprocess settings (split config and seed)."""
+    from logitlab.stages import preprocess
 
-    return Config.from_params(yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()))
+    return preprocess.settings(yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()))
 
 
 def raw_rows(project: Path, job_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
@@ -128,7 +129,7 @@ def raw_rows(project: Path, job_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     from logitlab.sources import TARGET
     from logitlab.stages import preprocess
 
-    raws = sorted(project.glob(".cache/logitlab/ingest/*/dataset.parquet"))
+    raws = sorted(project.glob(".cache/logitlab/ingest/*/data/raw/dataset.parquet"))
     assert len(raws) == 1, raws  # one data set in this sweep
     raw = pd.read_parquet(raws[0])
     cfg = job_config(job_dir)
@@ -141,7 +142,8 @@ def evaluate_stage_proba(project: Path, pipeline: Any) -> np.ndarray:
     from logitlab.sources import TARGET
 
     wanted = [*pipeline.expander.output_columns, TARGET]
-    tables = [pd.read_parquet(f) for f in sorted(project.glob(".cache/logitlab/features/*/test.parquet"))]
+    entries = sorted(project.glob(".cache/logitlab/feature-engineer/*/data/processed/test.parquet"))
+    tables = [pd.read_parquet(f) for f in entries]
     matching = [t for t in tables if list(t.columns) == wanted]
     assert len(matching) == 1, [list(t.columns) for t in tables]
     return np.asarray(pipeline.model.predict_proba(matching[0].drop(columns=[TARGET]))[:, 1])
@@ -182,7 +184,7 @@ def test_served_champion_scores_raw_rows_like_the_pipeline(
     assert list(served.columns) == ["probability", "label"] and len(served) == len(rows)
     served_p = served["probability"].to_numpy(dtype=np.float64)
 
-    pipeline = ScoringPipeline.load(job_dir / "model")
+    pipeline = ScoringPipeline.load(job_dir / "models")
     expected = pipeline.predict_frame(rows)
     np.testing.assert_allclose(served_p, expected["probability"].to_numpy(), rtol=0, atol=TOL)
     assert served["label"].astype(str).tolist() == expected["label"].tolist()

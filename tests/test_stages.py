@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from logitlab import config, reports
+from logitlab import config, io, pipeline, reports
 from logitlab.errors import DataError
-from logitlab.pipeline import Config
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
-from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
+from logitlab.stages import feature_engineer, ingest, preprocess
 
 from .conftest import REPO
 
@@ -29,24 +27,22 @@ def csv_config(path: Path, **overrides: object) -> config.CsvData:
     return config.data_config(raw)
 
 
-def default_config(*overrides: str) -> Config:
-    return Config.from_params(config.compose(list(overrides), config_dir=REPO / "conf"))
+def data_config(*overrides: str) -> config.DataConfig:
+    return ingest.settings(config.compose(list(overrides), config_dir=REPO / "conf"))
 
 
-def fit_all(cfg: Config, root: Path = REPO) -> tuple[dict[str, pd.DataFrame], ScoringPipeline, dict]:
-    raw, schema = ingest.run(cfg.data, root)
-    interim, pre, _ = preprocess.run(raw, cfg.preprocess, cfg.seed)
-    processed, expander, _ = feature_engineer.run(interim, cfg.features)
-    model = train.run(processed["train"], processed["val"], cfg.model)
-    pipeline = ScoringPipeline(pre, expander, model, schema["labels"])
-    metrics, _ = evaluate.run(pipeline, processed)
-    return processed, pipeline, metrics
+def fit_all(root: Path, *overrides: str) -> tuple[dict[str, pd.DataFrame], ScoringPipeline, dict]:
+    """The whole pipeline for one config through the sweep executor (`pipeline.run_job`), in `root`: the
+    processed splits, the saved scoring pipeline and the metrics."""
+    job = pipeline.run_job(config.compose(list(overrides), config_dir=REPO / "conf"), root / "job", root=root)
+    processed = {name: io.read_parquet(job.files["feature-engineer"].outputs[name]) for name in preprocess.SPLITS}
+    return processed, ScoringPipeline.load(job.files["train"].outputs["model"]), job.metrics
 
 
 # ------------------------------------------------------------------------------------------ ingest
 @pytest.mark.parametrize("option", ["synthetic", "moons", "circles", "breast_cancer"])
 def test_ingest_builtin_sources_give_binary_targets(option: str) -> None:
-    frame, schema = ingest.run(default_config(f"data={option}").data, REPO)
+    frame, schema = ingest.run(data_config(f"data={option}"), REPO)
     assert set(frame[TARGET].unique()) == {0, 1}
     assert schema["n_rows"] == len(frame) and TARGET not in schema["columns"]
 
@@ -69,8 +65,7 @@ def test_ingest_csv_negative_label_and_na_values(tmp_path: Path) -> None:
 
 
 def test_ingest_sonar_without_header(sonar: Path) -> None:
-    cfg = replace(default_config("data=sonar").data, path=str(sonar))
-    frame, schema = ingest.run(cfg, REPO)
+    frame, schema = ingest.run(data_config("data=sonar", f"data.path={sonar}"), REPO)
     assert frame.shape == (208, 61)
     assert int(frame[TARGET].sum()) == 111 and schema["labels"]["positive"] == "M"
 
@@ -189,11 +184,11 @@ def test_include_unknown_column() -> None:
 
 # ---------------------------------------------------------------------------------- train/evaluate
 @pytest.mark.parametrize("model,epochs", [("gd", None), ("seed_guide", 1000)])
-def test_default_pipeline_reaches_the_seed_guides_90_percent(model: str, epochs: int | None) -> None:
-    _, pipeline, metrics = fit_all(default_config(f"model={model}"))
+def test_default_pipeline_reaches_the_seed_guides_90_percent(tmp_path: Path, model: str, epochs: int | None) -> None:
+    _, scoring, metrics = fit_all(tmp_path, f"model={model}")
     assert metrics["test_accuracy"] == pytest.approx(0.9, abs=1e-12)
-    history = pipeline.model.cost_history_
-    assert len(history) == (epochs or pipeline.model.n_iter_)
+    history = scoring.model.cost_history_
+    assert len(history) == (epochs or scoring.model.n_iter_)
     assert all(b <= a for a, b in itertools.pairwise(history))
     expected = {
         "train_accuracy",
@@ -214,18 +209,16 @@ def test_default_pipeline_reaches_the_seed_guides_90_percent(model: str, epochs:
     assert set(metrics) == set(reports.METRICS)
 
 
-def test_feature_engineering_makes_circles_separable() -> None:
-    _, _, linear = fit_all(default_config("data=circles"))
-    _, _, quadratic = fit_all(default_config("data=circles", "features.degree=2"))
+def test_feature_engineering_makes_circles_separable(tmp_path: Path) -> None:
+    _, _, linear = fit_all(tmp_path, "data=circles")
+    _, _, quadratic = fit_all(tmp_path, "data=circles", "features.degree=2")
     assert linear["test_accuracy"] < 0.65
     assert quadratic["test_accuracy"] > 0.97
 
 
 @pytest.mark.parametrize("degree", [1, 2])
-def test_sonar_within_one_and_a_half_points_of_scikit_learn(sonar: Path, degree: int) -> None:
-    cfg = default_config("data=sonar", f"features.degree={degree}")
-    cfg = replace(cfg, data=replace(cfg.data, path=str(sonar)))
-    processed, _, ours = fit_all(cfg)
+def test_sonar_within_one_and_a_half_points_of_scikit_learn(tmp_path: Path, sonar: Path, degree: int) -> None:
+    processed, _, ours = fit_all(tmp_path, "data=sonar", f"data.path={sonar}", f"features.degree={degree}")
     X, y = processed["train"].drop(columns=[TARGET]), processed["train"][TARGET]
     reference = SkLogisticRegression(C=1.0, max_iter=10_000).fit(X, y)
     Xt, yt = processed["test"].drop(columns=[TARGET]), processed["test"][TARGET]
@@ -235,11 +228,10 @@ def test_sonar_within_one_and_a_half_points_of_scikit_learn(sonar: Path, degree:
 
 
 def test_scoring_pipeline_round_trip_scores_raw_rows(tmp_path: Path) -> None:
-    cfg = default_config("data=moons", "features.degree=3")
-    raw, _ = ingest.run(cfg.data, REPO)
-    _, pipeline, _ = fit_all(cfg)
-    pipeline.save(tmp_path / "model")
+    raw, _ = ingest.run(data_config("data=moons"), REPO)
+    _, scoring, _ = fit_all(tmp_path, "data=moons", "features.degree=3")
+    scoring.save(tmp_path / "model")
     loaded = ScoringPipeline.load(tmp_path / "model")
     rows = raw.drop(columns=[TARGET]).head(20)
-    np.testing.assert_array_equal(loaded.predict_proba(rows), pipeline.predict_proba(rows))
+    np.testing.assert_array_equal(loaded.predict_proba(rows), scoring.predict_proba(rows))
     assert set(loaded.predict_frame(rows)["label"]) <= {"0", "1"}

@@ -99,7 +99,7 @@ def test_logged_model_scores_raw_rows_like_the_evaluate_stage(basic_sweep: Path)
     for job in job_dirs(basic_sweep):
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         child = next(c for c in children if c.data.tags["hydra_job_num"] == job.name)
-        pipeline = ScoringPipeline.load(job / "model")
+        pipeline = ScoringPipeline.load(job / "models")
         raw = pd.DataFrame({"x0": np.linspace(-1, 1, 25), "x1": np.linspace(1, -1, 25)})
         served = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model").predict(raw)
         np.testing.assert_allclose(served["probability"].to_numpy(), pipeline.predict_proba(raw), rtol=0, atol=1e-12)
@@ -111,7 +111,7 @@ def test_upstream_stages_run_once_per_distinct_config(basic_sweep: Path) -> None
     cache = basic_sweep / ".cache" / "logitlab"
     assert len(list((cache / "ingest").iterdir())) == 1
     assert len(list((cache / "preprocess").iterdir())) == 1
-    assert len(list((cache / "features").iterdir())) == 2  # degree 1 and 2; learning rate is downstream
+    assert len(list((cache / "feature-engineer").iterdir())) == 2  # degree 1 and 2; learning rate is downstream
 
 
 def test_best_model_is_registered_as_champion_and_moves_only_when_beaten(basic_sweep: Path) -> None:
@@ -133,6 +133,44 @@ def test_a_diverging_job_fails_alone(project: Path) -> None:
     assert failed.info.status == "FAILED"
     assert "learning_rate" in failed.data.tags["error"] and "smaller" in failed.data.tags["error"]
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 1
+
+
+def test_an_invalid_value_is_a_failed_child_counted_in_the_summary(project: Path) -> None:
+    done = sweep(project, "data=moons", "model.solver=gd,bogus", *FAST)
+    assert "sweep finished: 1 jobs finished, 1 failed" in done.stdout + done.stderr
+    client, parents, children = runs_of(project, "moons")
+    by_solver = {c.data.params["model.solver"]: c for c in children}
+    assert by_solver["gd"].info.status == "FINISHED"
+    failed = by_solver["bogus"]
+    assert failed.info.status == "FAILED" and "config key 'model.solver'" in failed.data.tags["error"]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 1
+    table = pd.read_csv(client.download_artifacts(parents[0].info.run_id, "sweep/sweep_table.csv"))
+    assert table["status"].tolist() == ["FINISHED", "FAILED"]  # ranked: the failed job last
+
+
+@pytest.mark.parametrize("tracking", ["mlflow.enabled=true", "mlflow=off"])
+def test_a_sweep_in_which_no_job_finished_exits_non_zero_with_one_line(project: Path, tracking: str) -> None:
+    done = sweep(project, "model.max_iter=abc,xyz", tracking, check=False)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "none of its 2 jobs finished" in errors[0] and "model.max_iter" in errors[0], errors
+    for noise in ("Traceback", "Warning", "warnings.warn"):
+        assert noise not in done.stdout + done.stderr
+    if tracking == "mlflow=off":
+        assert not (project / "mlflow.db").exists()
+        return
+    _, parents, children = runs_of(project, "synthetic")
+    assert [c.info.status for c in children] == ["FAILED", "FAILED"]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 2
+
+
+def test_a_job_hydra_cannot_compose_stops_the_sweep_before_any_job_in_one_line(project: Path) -> None:
+    done = sweep(project, "data=circles,nope", *FAST, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "data/nope" in errors[0] and "circles" in errors[0], errors
+    _, parents, children = runs_of(project, "synthetic")
+    assert not children and parents[0].info.status == "FAILED"
 
 
 def test_joblib_launcher_children_nest_under_one_parent(project: Path) -> None:

@@ -15,18 +15,19 @@ from .conftest import run
 SCENARIO = """
 import os, signal, sys, time, weakref
 from pathlib import Path
-from logitlab import config, tracking
+from logitlab import config
+from logitlab.tracking import lifecycle, store
 
-store = Path(sys.argv[1])
-cfg = config.mlflow_config({"tracking_uri": f"sqlite:///{store}", "experiment_name": "signals"})
-tracker = tracking.connect(cfg, root=store.parent)
+store_path = Path(sys.argv[1])
+cfg = config.mlflow_config({"tracking_uri": f"sqlite:///{store_path}", "experiment_name": "signals"})
+tracker = store.connect(cfg, root=store_path.parent)
 
 class Logged:
     pass
 
 run_id = None
 try:
-    with tracking.tracked_run(tracker, "swallowed", {}, {"seed": 1}) as run_id:
+    with lifecycle.tracked_run(tracker, "swallowed", {}, {"seed": 1}) as run_id:
         logged = Logged()
         # The handler runs inside this callback: its KeyboardInterrupt is printed and dropped by Python.
         ref = weakref.ref(logged, lambda _: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.05)))
@@ -35,7 +36,7 @@ try:
     print("body finished")
 except KeyboardInterrupt:
     print("interrupted")
-print("status", tracking.tracker_client().get_run(run_id).info.status)
+print("status", store.tracker_client().get_run(run_id).info.status)
 """
 
 

@@ -96,11 +96,12 @@ class RunData:
 
 # ------------------------------------------------------------------------------------------- the store
 def default_tracking_uri(root: Path | None = None) -> str:
-    """The store the pipeline logs to, resolved by `logitlab.tracking.tracking_uri`."""
-    from logitlab import config, tracking
+    """The store the pipeline logs to, resolved by `logitlab.tracking.store.tracking_uri`."""
+    from logitlab import config
+    from logitlab.tracking import store
 
     root = root or config.project_root()
-    return tracking.tracking_uri(_mlflow_config(root), root)
+    return store.tracking_uri(_mlflow_config(root), root)
 
 
 def _mlflow_config(root: Path) -> Any:

@@ -1,7 +1,9 @@
 """Hydra callbacks: the sweep's MLflow parent run is made before the jobs start and finished after.
 
 Hydra calls `on_multirun_start`/`on_multirun_end` in the launching process, whatever the launcher, so the
-store, the experiment and the parent run exist before any (possibly parallel) job tries to use them.
+store, the experiment and the parent run exist before any (possibly parallel) job tries to use them. Hydra
+turns an exception raised in a callback into a warning and carries on; so these record what went wrong in
+`outcome`, and `sweep.main` ends the command with one line.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import config as settings
-from logitlab.cli import fail, raise_interrupt
+from logitlab import finishing, sweep_job
+from logitlab.cli import debug, fail, raise_interrupt
 from logitlab.errors import LogitlabError
 
 log = logging.getLogger(__name__)
 
 # The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
 open_sweep: dict[str, Any] = {}
+# How the last sweep of this process ended: jobs finished and failed, and the first failure's reason.
+outcome: dict[str, Any] = {}
 
 
 def _inside_project(key: str, path: str) -> None:
@@ -46,48 +51,56 @@ class TrackingCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         signal.signal(signal.SIGTERM, raise_interrupt)
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
-        cfg = _mlflow_cfg(config)
-        if not cfg.enabled:
-            return
-        from logitlab import tracking
-
+        outcome.clear()
         try:
-            tracker = tracking.connect(cfg)
-        except LogitlabError as err:  # Hydra would swallow it as a warning; stop before any job runs
+            cfg = _mlflow_cfg(config)
+            if not cfg.enabled:
+                return
+            from logitlab.tracking import store, sweeps
+
+            tracker = store.connect(cfg)
+        except LogitlabError as err:  # stop before any job runs
             fail(str(err))
         if tracker is None:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        parent = tracking.start_sweep(tracker, sweep_dir, list(config.hydra.overrides.task))
-        open_sweep.update(tracker=tracker, parent=parent, sweep_dir=sweep_dir)
-        log.info("sweep parent run %s in experiment '%s' (%s)", parent, tracker.experiment_name, tracker.uri)
+        parent = sweeps.start_sweep(tracker, sweep_dir, list(config.hydra.overrides.task))
+        open_sweep["parent"] = parent
+        log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, tracker.experiment_name, tracker.uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not open_sweep:
-            return
-        from logitlab import tracking
+        try:
+            _summarise(config)
+        except Exception as err:
+            if debug():
+                raise
+            outcome["error"] = settings.one_line(str(err)) or type(err).__name__
 
-        sweep_cfg = settings.sweep_config(_section(config, "sweep"))
-        summary = tracking.finish_sweep(
-            open_sweep["tracker"],
-            open_sweep["parent"],
-            sweep_cfg,
-            register=_mlflow_cfg(config).register,
-            out_dir=open_sweep["sweep_dir"] / "summary",
+
+def _summarise(config: DictConfig) -> None:
+    """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
+    finishing.drain()
+    sweep_cfg = settings.sweep_config(_section(config, "sweep"))
+    jobs = sweep_job.outcomes(Path(config.hydra.sweep.dir))
+    failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
+    outcome.update(finished=len(jobs) - len(failures), failed=len(failures), first_error=next(iter(failures), ""))
+    best = "none"
+    if parent := open_sweep.pop("parent", None):
+        from logitlab.tracking import sweeps
+
+        summary = sweeps.finish_sweep(
+            parent, sweep_cfg, register=_mlflow_cfg(config).register, out_dir=Path(config.hydra.sweep.dir) / "summary"
         )
-        open_sweep.clear()
-        best = "none" if summary.best_value is None else f"{summary.best_value:.4f} (run {summary.best_run_id})"
-        log.info(
-            "sweep finished: %d jobs finished, %d failed; best %s = %s; parent run %s",
-            summary.finished,
-            summary.failed,
-            sweep_cfg.metric,
-            best,
-            summary.parent_run_id,
-        )
-        if summary.finished == 0 and summary.failed > 0:
-            raise SystemExit(1)
+        if summary.best_value is not None:
+            best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
+    log.info(
+        "sweep finished: %d jobs finished, %d failed; best %s = %s",
+        outcome["finished"],
+        outcome["failed"],
+        sweep_cfg.metric,
+        best,
+    )
 
 
 def _section(cfg: DictConfig, name: str) -> Any:
@@ -101,13 +114,14 @@ def _mlflow_cfg(cfg: DictConfig) -> settings.MlflowConfig:
 def end_open_sweep(status: str, reason: str) -> None:
     """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
     that escaped the jobs."""
-    if not open_sweep:
+    finishing.stop()
+    parent = open_sweep.pop("parent", None)
+    if parent is None:
         return
-    from logitlab import tracking
+    from logitlab.tracking import sweeps
 
-    tracking.end_sweep_early(open_sweep["tracker"], open_sweep["parent"], status, reason)
-    log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, open_sweep["parent"], status)
-    open_sweep.clear()
+    sweeps.end_sweep_early(parent, status, reason)
+    log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, parent.run_id, status)
 
 
 def is_multirun() -> bool:

@@ -24,6 +24,14 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
+def hydra_message(err: BaseException) -> str:
+    """Hydra's multi-line messages as one line, without OmegaConf's full_key/object_type trailer."""
+    lines = [str(err), str(err.__cause__ or "")]
+    kept = [line.strip() for text in lines for line in text.splitlines() if line.strip()]
+    kept = [line for line in kept if not line.startswith(("full_key:", "object_type=", "reference_type="))]
+    return " ".join(dict.fromkeys(kept)).split(" Config search path:")[0]
+
+
 def setup_logging() -> None:
     """Plain `logging` for the stage commands (Hydra configures its own for sweeps)."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -252,32 +253,6 @@ def sweep_config(raw: Any) -> SweepConfig:
     return cfg
 
 
-def model_params(raw: Any, seed: int) -> dict[str, Any]:
-    """The estimator's keyword arguments: the `model` section plus `random_state` from `seed`.
-
-    The estimator owns its parameter checks; here they run early and their message gets the `model.` prefix.
-    """
-    from logitlab.model import LogisticRegression
-
-    if not isinstance(raw, dict):
-        raise _fail("model", "a mapping of estimator parameters", raw)
-    allowed = set(LogisticRegression().get_params()) - {"random_state", "warm_start"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"config key 'model.{unknown[0]}' is unknown; model takes: {', '.join(sorted(allowed))}")
-    params = {**raw, "random_state": seed}
-    try:
-        LogisticRegression(**params).validate_params()
-    except ValueError as err:
-        raise ConfigError(f"config key 'model.{_param_named_in(str(err), params)}': {err}") from None
-    return params
-
-
-def _param_named_in(message: str, params: dict[str, Any]) -> str:
-    named = [p for p in params if f"'{p}'" in message or message.startswith(f"{p} ") or f" {p}=" in message]
-    return max(named, key=len) if named else "?"
-
-
 def seed_value(raw: Any) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
         raise _fail("seed", "a non-negative integer", raw)
@@ -302,10 +277,15 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str) -> Any:
+def section(params: Mapping[str, Any], name: str) -> Any:
     if name not in params:
         raise ConfigError(f"config section '{name}' is missing from params.yaml; run `make params`")
     return params[name]
+
+
+def sections(params: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The named sections of a params tree: what one stage reads."""
+    return {name: section(params, name) for name in names}
 
 
 def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:

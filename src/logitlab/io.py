@@ -10,16 +10,13 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logitlab.errors import DataError
-
-if TYPE_CHECKING:
-    from logitlab.model import ParquetChunks
 
 # Read once at import (single-threaded then): mkstemp makes 0600 files, outputs get the usual 0666 & ~umask.
 _UMASK = os.umask(0o022)
@@ -114,18 +111,15 @@ def _parquet_file(path: str | os.PathLike[str]) -> pq.ParquetFile:
         raise DataError(f"'{file}' is not a readable parquet file ({' '.join(str(err).split())})") from None
 
 
-def parquet_chunks(path: str | os.PathLike[str]) -> ParquetChunks:
-    """A model-input file (features + `target`) for a streamed fit; one line naming the file if unusable."""
-    from logitlab.model import ParquetChunks
-    from logitlab.sources import TARGET
-
-    _parquet_file(path)
-    return ParquetChunks(Path(path), TARGET)
-
-
 def row_groups(path: str | os.PathLike[str]) -> int:
     """Number of row groups: more than one means the data is streamed, one row group at a time."""
     return _parquet_file(path).num_row_groups
+
+
+def head(path: str | os.PathLike[str], rows: int) -> pd.DataFrame:
+    """The first `rows` rows, reading no more of the file than that."""
+    batch = next(_parquet_file(path).iter_batches(batch_size=rows), None)
+    return batch.to_pandas() if batch is not None else read_parquet(path).head(0)
 
 
 def read_row_groups(path: str | os.PathLike[str], columns: list[str] | None = None) -> Iterator[pd.DataFrame]:

@@ -1,93 +1,167 @@
-"""The five stage functions in one process, for sweeps: upstream results memoised by content hash.
+"""The pipeline: the five stage declarations in order, `dvc.yaml` generated from them, and the sweep executor.
 
-A sweep over `model.*` ingests, preprocesses and feature-engineers once per distinct upstream config:
-each upstream result lives in `<root>/.cache/logitlab/<stage>/<key>/`, where the key hashes the stage's
-params, its input's key and the stage's source code. An entry is computed under a file lock by one worker
-(the others wait, then reuse it) and published by an atomic directory rename, so no reader sees half of one.
+DVC runs the stages as files on disk (`dvc.yaml`, written by `make pipeline` from `STAGES`). A sweep job runs
+the same declarations in process (`run_job`): a shared stage's outputs live in a content-addressed cache,
+`<root>/.cache/logitlab/<stage>/<key>/`, where the key hashes the stage's validated params, its inputs' keys,
+the content of every source file `dvc.yaml` lists for it and of any file its params name (a user's CSV); the
+other stages write into the job's directory. Each stage function streams when its input is streamed, so a
+sweep job streams exactly as `dvc repro` does.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import yaml
 from filelock import FileLock
 
-from logitlab import config, io, sources
-from logitlab.scoring import ScoringPipeline
+from logitlab import config
+from logitlab.stage import Files, Stage
 from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
-from logitlab.transforms import PolynomialExpander, Preprocessor
 
 log = logging.getLogger(__name__)
 
-SPLITS = preprocess.SPLITS
+STAGES: tuple[Stage[Any], ...] = (
+    ingest.STAGE,
+    preprocess.STAGE,
+    feature_engineer.STAGE,
+    train.STAGE,
+    evaluate.STAGE,
+)
 
-
-@dataclass
-class JobResult:
-    metrics: dict[str, Any]
-    pipeline: ScoringPipeline
-    history: pd.DataFrame
-    out_dir: Path  # holds model/ and reports/
-    raw_example: pd.DataFrame
-    data_hash: str
-    cache: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Config:
-    """A whole validated config, as the sweep and tests use it."""
-
-    data: config.DataConfig
-    preprocess: config.PreprocessConfig
-    features: config.FeaturesConfig
-    model: dict[str, Any]
-    mlflow: config.MlflowConfig
-    sweep: config.SweepConfig
-    seed: int
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Config:
-        seed = config.seed_value(config.section(params, "seed"))
-        return cls(
-            data=config.data_config(config.section(params, "data")),
-            preprocess=config.preprocess_config(config.section(params, "preprocess")),
-            features=config.features_config(config.section(params, "features")),
-            model=config.model_params(config.section(params, "model"), seed),
-            mlflow=config.mlflow_config(config.section(params, "mlflow")),
-            sweep=config.sweep_config(config.section(params, "sweep")),
-            seed=seed,
+# `dvc plots show`: the curve data the stages write, and two of the figures.
+PLOTS: list[Any] = [
+    {
+        "Loss per epoch": {
+            "template": "linear",
+            "x": "epoch",
+            "y": {str(train.STAGE.output("cost_history")): ["train_loss", "val_loss"]},
+        }
+    },
+    *(
+        {title: {"template": template, "x": x, "y": {str(evaluate.STAGE.output("curves") / csv): y}}}
+        for title, template, csv, x, y in (
+            ("ROC", "simple", "roc.csv", "fpr", "tpr"),
+            ("Precision-recall", "simple", "pr.csv", "recall", "precision"),
+            ("Confusion matrix", "confusion", "confusion.csv", "predicted", "actual"),
+            ("Calibration", "linear", "calibration.csv", "mean_predicted", "fraction_positive"),
         )
+    ),
+    str(evaluate.STAGE.output("figures") / "decision_boundary.png"),
+    str(evaluate.STAGE.output("figures") / "coefficients.png"),
+]
+
+DVC_YAML_HEADER = """\
+# The map of the project, generated from the stage declarations (src/logitlab/stages/*.py, in order in
+# src/logitlab/pipeline.py) by `make pipeline`; a test fails when the two differ, so edit the declarations.
+# Each stage is `python -m logitlab.stages.<stage>`, reading only its own sections of params.yaml (composed
+# from conf/; `dvc exp run -S key=value` recomposes it). Outputs are `persist: true`: DVC would delete them
+# before a stage runs, and a failed run must leave the previous results in place; the stages replace each
+# file atomically instead.
+"""
 
 
+# --------------------------------------------------------------------------------------------- dvc.yaml
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as people write dvc.yaml."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def dvc_yaml() -> str:
+    """The text of dvc.yaml: every stage's command, deps (sources, then inputs), params, outs and metrics."""
+    stages = {}
+    for stage in STAGES:
+        entry: dict[str, Any] = {
+            "cmd": f"python -m {stage.module}",
+            "deps": [*stage.sources, *(str(path) for path in stage.inputs.values())],
+            "params": list(stage.params),
+        }
+        for kind, metric in (("metrics", True), ("outs", False)):
+            outs = [
+                {str(out.path): {"persist": True, **({} if out.cache else {"cache": False})}}
+                for out in stage.outputs.values()
+                if out.metric is metric
+            ]
+            if outs:
+                entry[kind] = outs
+        stages[stage.name] = entry
+    body = yaml.dump({"stages": stages, "plots": PLOTS}, Dumper=_IndentedDumper, sort_keys=False, width=120)
+    return DVC_YAML_HEADER + body
+
+
+def write_dvc_yaml(path: str | os.PathLike[str]) -> None:
+    from logitlab import io
+
+    io.write_text(path, dvc_yaml())
+
+
+# ------------------------------------------------------------------------------------------- settings
+def settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every stage's validated settings, by stage name: a bad value anywhere fails before any stage runs."""
+    return {stage.name: stage.settings(config.sections(params, stage.params)) for stage in STAGES}
+
+
+# ------------------------------------------------------------------------------------------ cache keys
 def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-@functools.cache
-def _code_hash(*modules: Any) -> str:
-    """Hashed once per process: the code a process runs is the code it imported."""
-    return _digest(*(hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in modules))
+_content_hashes: dict[tuple[str, int, int], str] = {}
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def content_hash(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for the process: a sweep's jobs hash a big CSV once."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _content_hashes:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _content_hashes[key] = digest.hexdigest()
+    return _content_hashes[key]
 
 
+def _source_files(declared: str, root: Path) -> Iterator[Path]:
+    """A source path as dvc.yaml lists it, in the project; where the project has no `src/` (an installed
+    package), the same path in the package logitlab was imported from."""
+    path = root / declared
+    if not path.exists():
+        path = Path(__file__).parent.joinpath(*Path(declared).parts[2:])
+    if path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    else:
+        yield path
+
+
+def cache_key(stage: Stage[Any], cfg: Any, upstream: Sequence[str], root: Path) -> str:
+    """What a shared stage's outputs are a function of: validated params, inputs' keys, source and named files."""
+    values = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else cfg
+    sources = {
+        str(file.relative_to(root) if file.is_relative_to(root) else file): content_hash(file)
+        for declared in stage.sources
+        for file in _source_files(declared, root)
+    }
+    named = [content_hash(path) for path in stage.named_files(cfg)] if stage.named_files else []
+    return _digest(stage.name, values, list(upstream), sources, named)
+
+
+# ----------------------------------------------------------------------------------------------- memo
 class Memo:
     """A content-addressed cache of stage results under `<root>/.cache/logitlab`."""
 
@@ -99,14 +173,16 @@ class Memo:
         return self.base / stage / key
 
     def get_or_compute(self, stage: str, key: str, compute: Callable[[Path], None]) -> Path:
-        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place."""
+        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place.
+
+        Parallel workers wanting the same entry: one computes under a file lock, the others wait and reuse it;
+        the atomic rename means no reader ever sees half an entry."""
         final = self.entry(stage, key)
         self.status[stage] = "hit"
         if final.is_dir():
             return final
         locks = self.base / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        # Parallel workers wanting the same entry: one computes, the others wait and then reuse it.
         with FileLock(locks / f"{stage}-{key}.lock", timeout=3600):
             if final.is_dir():
                 return final
@@ -121,92 +197,64 @@ class Memo:
         return final
 
 
-def _write_stage(tmp: Path, splits: dict[str, pd.DataFrame], state_file: str, state: Any, report: Any) -> None:
-    for name, frame in splits.items():
-        io.write_parquet(tmp / f"{name}.parquet", frame)
-    io.write_json(tmp / state_file, state)
-    io.write_json(tmp / "report.json", report)
+# ---------------------------------------------------------------------------------------- one sweep job
+@dataclass
+class JobResult:
+    metrics: dict[str, Any]  # what the last stage returned
+    files: dict[str, Files]  # where each stage read and wrote, by stage name
+    cache: dict[str, str]  # shared stage -> "hit" | "miss"
 
 
-def _ingest(cfg: Config, root: Path, memo: Memo) -> tuple[str, Path]:
-    source_hash = ""
-    if isinstance(cfg.data, config.CsvData):
-        csv = sources.resolve_input(cfg.data.path, root)
-        source_hash = _file_hash(csv) if csv.is_file() else "missing"
-    key = _digest("ingest", asdict(cfg.data), source_hash, _code_hash(ingest, sources))
-
-    def compute(tmp: Path) -> None:
-        frame, schema = ingest.run(cfg.data, root)
-        io.write_parquet(tmp / ingest.RAW.name, frame)
-        io.write_json(tmp / ingest.SCHEMA.name, schema)
-
-    return key, memo.get_or_compute("ingest", key, compute)
+def run_now(finish: Callable[[Files], None], files: Files) -> None:
+    finish(files)
 
 
-def _preprocess(cfg: Config, parent_key: str, parent: Path, memo: Memo) -> tuple[str, Path]:
-    key = _digest("preprocess", parent_key, asdict(cfg.preprocess), cfg.seed, _code_hash(preprocess))
-
-    def compute(tmp: Path) -> None:
-        splits, pre, report = preprocess.run(io.read_parquet(parent / ingest.RAW.name), cfg.preprocess, cfg.seed)
-        _write_stage(tmp, splits, preprocess.STATE.name, pre.to_dict(), report)
-
-    return key, memo.get_or_compute("preprocess", key, compute)
-
-
-def _features(cfg: Config, parent_key: str, parent: Path, memo: Memo) -> tuple[str, Path]:
-    key = _digest("features", parent_key, asdict(cfg.features), _code_hash(feature_engineer))
-
-    def compute(tmp: Path) -> None:
-        splits = {name: io.read_parquet(parent / f"{name}.parquet") for name in SPLITS}
-        out, expander, report = feature_engineer.run(splits, cfg.features)
-        _write_stage(tmp, out, feature_engineer.STATE.name, expander.to_dict(), report)
-
-    return key, memo.get_or_compute("features", key, compute)
-
-
-def run_job(cfg: Config, out_dir: Path, root: Path | None = None) -> JobResult:
-    """ingest -> preprocess -> feature-engineer (memoised) -> train -> evaluate, reports under `out_dir`."""
+def run_job(
+    params: Mapping[str, Any],
+    job_dir: Path,
+    root: Path | None = None,
+    finish: Callable[[Callable[[Files], None], Files], None] = run_now,
+) -> JobResult:
+    """Every stage of `STAGES` for one config: shared stages through the memo, the others into `job_dir`
+    (the layout `dvc repro` leaves in the project: `models/`, `reports/`). `finish` runs each stage's
+    finishing work (figures); a sweep may hand it to another process."""
     root = root or config.project_root()
+    validated = settings(params)
     memo = Memo(root)
-    raw_key, raw_dir = _ingest(cfg, root, memo)
-    pre_key, pre_dir = _preprocess(cfg, raw_key, raw_dir, memo)
-    _, feat_dir = _features(cfg, pre_key, pre_dir, memo)
-    status = memo.status
-    log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in status.items()))
-
-    splits = {name: io.read_parquet(feat_dir / f"{name}.parquet") for name in SPLITS}
-    model = train.run(splits["train"], splits["val"], cfg.model)
-    pipeline = ScoringPipeline(
-        Preprocessor.from_dict(io.read_json(pre_dir / preprocess.STATE.name)),
-        PolynomialExpander.from_dict(io.read_json(feat_dir / feature_engineer.STATE.name)),
-        model,
-        io.read_json(raw_dir / ingest.SCHEMA.name)["labels"],
-    )
-    pipeline.save(out_dir / "model")
-    history = train.cost_history(model)
-    reports_dir = out_dir / "reports"
-    io.write_csv(reports_dir / train.COST_HISTORY.name, history)
-    interim_test = io.read_parquet(pre_dir / "test.parquet")
-    metrics = evaluate.write_reports(reports_dir, pipeline, splits, interim_test, history)
-    hashed = data_hash({name: [frame] for name, frame in splits.items()})
-    return JobResult(metrics, pipeline, history, out_dir, _raw_example(raw_dir).copy(), hashed, status)
+    located: dict[Path, Path] = {}  # declared path -> where this job's copy is
+    keys: dict[Path, str] = {}  # declared output path -> cache key of the entry holding it
+    files: dict[str, Files] = {}
+    result: Any = None
+    for stage in STAGES:
+        cfg = validated[stage.name]
+        inputs = {path: located.get(path, root / path) for path in stage.inputs.values()}
+        if stage.shared:
+            key = cache_key(stage, cfg, [keys[path] for path in stage.inputs.values() if path in keys], root)
+            entry = memo.get_or_compute(stage.name, key, lambda tmp: stage.run(cfg, stage.resolve(inputs, tmp)))  # noqa: B023
+            files[stage.name] = stage.resolve(inputs, entry)
+            keys.update({out.path: key for out in stage.outputs.values()})
+        else:
+            files[stage.name] = stage.resolve(inputs, job_dir)
+            result = stage.run(cfg, files[stage.name])
+            if stage.finish is not None:
+                finish(stage.finish, files[stage.name])
+        located.update({out.path: files[stage.name].outputs[name] for name, out in stage.outputs.items()})
+    log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in memo.status.items()))
+    return JobResult(result, files, dict(memo.status))
 
 
-@functools.cache
-def _raw_example(raw_dir: Path) -> pd.DataFrame:
-    """Five raw rows for the logged model's input example, read once per memo entry and process (entries never
-    change once published)."""
-    return io.read_parquet(raw_dir / ingest.RAW.name).drop(columns=[sources.TARGET]).head(5)
+def finish_outputs(job: JobResult) -> list[Path]:
+    """Where the job's finishing work writes (the figures)."""
+    return [
+        job.files[stage.name].outputs[name]
+        for stage in STAGES
+        for name, out in stage.outputs.items()
+        if out.by_finish and stage.name in job.files
+    ]
 
 
-def data_hash(splits: Mapping[str, Iterable[pd.DataFrame]]) -> str:
-    """A short content hash of the model's input tables (tagged on runs to tell data versions apart).
-
-    Each split is a sequence of row chunks (one frame in memory, or a streamed file's row groups); row hashes
-    concatenate, so the digest does not depend on how the rows were chunked."""
-    digest = hashlib.sha256()
-    for name in sorted(splits):
-        digest.update(name.encode())
-        for frame in splits[name]:
-            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
+def record(job: JobResult) -> Any:
+    """The run record of a finished job (`RunRecord`), from the stage that declares one."""
+    stage = next(stage for stage in STAGES if stage.record is not None)
+    assert stage.record is not None
+    return stage.record(job.files[stage.name])

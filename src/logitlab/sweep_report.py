@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from logitlab import plots
+from logitlab import config, plots
+from logitlab.tracking import selection
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -23,20 +24,23 @@ def swept_params(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
 
 
-def table(runs: list[Run]) -> pd.DataFrame:
+def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
+    """One row per job, best first (`selection.rank_key`); failed jobs last, with their reason."""
     varied = swept_params(runs)
+    shown = list(dict.fromkeys([sweep.metric, *SHOWN_METRICS]))
     rows = []
-    for run in sorted(runs, key=lambda r: int(r.data.tags.get("hydra_job_num", "0"))):
+    for run in sorted(runs, key=lambda r: selection.rank_key(r, sweep)):
         row: dict[str, object] = {
             "job": int(run.data.tags.get("hydra_job_num", "0")),
             "run_id": run.info.run_id,
             "status": run.info.status,
         }
         row.update({k: run.data.params.get(k) for k in varied})
-        row.update({m: run.data.metrics.get(m) for m in SHOWN_METRICS})
+        row.update({m: run.data.metrics.get(m) for m in shown})
         row["error"] = run.data.tags.get("error", "")
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["job", "run_id", "status", *varied, *shown, "error"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def to_html(frame: pd.DataFrame, metric: str) -> str:

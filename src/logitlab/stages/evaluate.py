@@ -1,5 +1,5 @@
-"""Stage 5: metrics on every split, curve data for `dvc plots`, figures, and (when tracking is on) one
-MLflow run recording this repro."""
+"""Stage 5: metrics on every split, curve data for `dvc plots`, coefficients and figures; the files a run
+records in MLflow (`record`), whoever executes the stage."""
 
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ from typing import Any, cast
 import pandas as pd
 
 from logitlab import config, io, plots, reports
-from logitlab.cli import run_guarded, setup_logging
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
+from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
+from logitlab.tracking.results import RunRecord
 
 log = logging.getLogger(__name__)
 
-METRICS = Path("reports/metrics.json")
-CURVES_DIR = Path("reports/plots")
-FIGURES_DIR = Path("reports/figures")
-
+SPLITS = preprocess.SPLITS
+INPUT_EXAMPLE_ROWS = 5
 
 # The model's input tables: frames in memory, or (streamed data) parquet files scored row group by row group.
 Splits = Mapping[str, pd.DataFrame] | Mapping[str, Path]
@@ -37,67 +36,92 @@ def run(pipeline: ScoringPipeline, splits: Splits) -> tuple[dict[str, Any], dict
     return reports.evaluate(pipeline.model, dict(frames)), reports.curves(pipeline.model, frames["test"])
 
 
-def write_reports(
-    out: Path,
-    pipeline: ScoringPipeline,
-    splits: Splits,
-    interim_test: pd.DataFrame,
-    history: pd.DataFrame,
-) -> dict[str, Any]:
-    """Write metrics.json, curve CSVs and figures under `out` (the same layout for DVC and for sweep jobs)."""
+def settings(params: Mapping[str, Any]) -> config.MlflowConfig:
+    return config.mlflow_config(params["mlflow"])
+
+
+def execute(cfg: config.MlflowConfig, files: Files) -> dict[str, Any]:
+    """metrics.json, the curve CSVs and the coefficient table; the metrics."""
+    pipeline = ScoringPipeline.load(files.inputs["model"])
+    paths = {name: files.inputs[name] for name in SPLITS}
+    streamed = any(io.row_groups(path) > 1 for path in paths.values())
+    splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
     metrics, curves = run(pipeline, splits)
-    io.write_json(out / METRICS.name, metrics)
+    io.write_json(files.outputs["metrics"], metrics)
     for name, table in curves.items():
-        io.write_csv(out / CURVES_DIR.name / f"{name}.csv", table)
-    coefs = reports.coefficients(pipeline.model, pipeline.expander.output_columns)
-    io.write_csv(out / "coefficients.csv", coefs)
-    figures = out / FIGURES_DIR.name
-    labels = (str(pipeline.labels["negative"]), str(pipeline.labels["positive"]))
-    plots.save(plots.loss_curve(history), figures / "loss_curve.png")
-    plots.save(plots.roc(curves["roc"], metrics["test_roc_auc"]), figures / "roc.png")
-    plots.save(plots.precision_recall(curves["pr"]), figures / "precision_recall.png")
-    plots.save(plots.confusion(curves["confusion"], labels), figures / "confusion.png")
-    plots.save(plots.calibration(curves["calibration"]), figures / "calibration.png")
-    plots.save(plots.coefficients(coefs), figures / "coefficients.png")
-    points = interim_test.drop(columns=[TARGET])
-    if points.shape[1] == 2:
-        degree = pipeline.expander.degree
-        proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
-        figure = plots.decision_boundary(
-            points, interim_test[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
-        )
-        plots.save(figure, figures / "decision_boundary.png")
-    else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
-        (figures / "decision_boundary.png").unlink(missing_ok=True)
+        io.write_csv(files.outputs["curves"] / f"{name}.csv", table)
+    io.write_csv(files.outputs["coefficients"], reports.coefficients(pipeline.model, pipeline.expander.output_columns))
+    log.info("%s", reports.summary(metrics))
     return metrics
 
 
-def main() -> None:
-    params = config.load_params()
-    mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
-    pipeline = ScoringPipeline.load(train.MODEL_DIR)
-    paths = {name: feature_engineer.OUT_DIR / f"{name}.parquet" for name in preprocess.SPLITS}
-    streamed = any(io.row_groups(path) > 1 for path in paths.values())
-    splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
-    history = pd.read_csv(train.COST_HISTORY)
-    interim_test = preprocess.OUT_DIR / "test.parquet"
-    # Streamed: the first chunk of the test split is plenty of points for the decision-boundary figure.
-    points = next(io.read_row_groups(interim_test)) if streamed else io.read_parquet(interim_test)
-    metrics = write_reports(Path("reports"), pipeline, splits, points, history)
-    log.info("%s", reports.summary(metrics))
-    if mlflow_cfg.enabled:
-        from logitlab import tracking
-        from logitlab.pipeline import data_hash
+def draw_figures(files: Files) -> None:
+    """Every figure from the files `execute` and the upstream stages wrote: nothing downstream reads them,
+    so a sweep may draw them in another process."""
+    pipeline = ScoringPipeline.load(files.inputs["model"])
+    out, curves = files.outputs["figures"], files.outputs["curves"]
+    metrics = io.read_json(files.outputs["metrics"])
+    curve = {name: pd.read_csv(curves / f"{name}.csv") for name in ("roc", "pr", "calibration", "confusion")}
+    labels = (str(pipeline.labels["negative"]), str(pipeline.labels["positive"]))
+    plots.save(plots.loss_curve(pd.read_csv(files.inputs["cost_history"])), out / "loss_curve.png")
+    plots.save(plots.roc(curve["roc"], metrics["test_roc_auc"]), out / "roc.png")
+    plots.save(plots.precision_recall(curve["pr"]), out / "precision_recall.png")
+    plots.save(plots.confusion(curve["confusion"], labels), out / "confusion.png")
+    plots.save(plots.calibration(curve["calibration"]), out / "calibration.png")
+    plots.save(plots.coefficients(pd.read_csv(files.outputs["coefficients"])), out / "coefficients.png")
+    # Streamed data: the first chunk of the test split is plenty of points for the decision boundary.
+    points = next(io.read_row_groups(files.inputs["interim_test"]))
+    if points.shape[1] == 3:  # two raw features and the label
+        degree = pipeline.expander.degree
+        proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
+        figure = plots.decision_boundary(
+            points.drop(columns=[TARGET]), points[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
+        )
+        plots.save(figure, out / "decision_boundary.png")
+    else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
+        (out / "decision_boundary.png").unlink(missing_ok=True)
 
-        if streamed:
-            example = next(io.read_row_groups(ingest.RAW)).drop(columns=[TARGET]).head(5)
-            hashed = data_hash({name: io.read_row_groups(path) for name, path in paths.items()})
-        else:
-            example = io.read_parquet(ingest.RAW).drop(columns=[TARGET]).head(5)
-            hashed = data_hash({name: [cast(pd.DataFrame, frame)] for name, frame in splits.items()})
-        tracking.log_repro(params, mlflow_cfg, metrics, history, Path("reports"), train.MODEL_DIR, example, hashed)
 
+def record(files: Files) -> RunRecord:
+    """What MLflow logs of a finished run: metrics, curves, every report file and the model."""
+    declared = {**STAGE.inputs, **{name: out.path for name, out in STAGE.outputs.items()}}
+    located = {**files.inputs, **files.outputs}
+    return RunRecord(
+        metrics=io.read_json(files.outputs["metrics"]),
+        history=pd.read_csv(files.inputs["cost_history"]),
+        artifacts=[located[name] for name, path in declared.items() if path.parts[0] == "reports"],
+        model_dir=files.inputs["model"],
+        input_example=io.head(files.inputs["dataset"], INPUT_EXAMPLE_ROWS).drop(columns=[TARGET]),
+        data_hash=io.read_json(files.inputs["features_report"])["data_hash"],
+    )
+
+
+STAGE = Stage(
+    name="evaluate",
+    params=("mlflow",),
+    inputs={
+        "model": train.STAGE.output("model"),
+        "cost_history": train.STAGE.output("cost_history"),
+        **{name: feature_engineer.STAGE.output(name) for name in SPLITS},
+        "features_report": feature_engineer.STAGE.output("report"),  # data_hash
+        "preprocess_report": preprocess.STAGE.output("report"),
+        "interim_test": preprocess.STAGE.output("test"),  # raw features: the decision boundary
+        "dataset": ingest.STAGE.output("dataset"),  # a few raw rows: the logged model's input example
+    },
+    outputs={
+        "metrics": Output(Path("reports/metrics.json"), cache=False, metric=True),
+        "coefficients": Output(Path("reports/coefficients.csv"), cache=False),
+        "curves": Output(Path("reports/plots"), cache=False),  # the top-level plots' data
+        "figures": Output(Path("reports/figures"), by_finish=True),
+    },
+    sources=("src/logitlab/stages/evaluate.py", "src/logitlab/reports.py", "src/logitlab/plots.py"),
+    settings=settings,
+    run=execute,
+    finish=draw_figures,
+    record=record,
+)
 
 if __name__ == "__main__":
-    setup_logging()
-    run_guarded(main)
+    from logitlab import dvc_stage
+
+    dvc_stage.main(STAGE)

@@ -1,70 +1,120 @@
-"""Stage 3: polynomial and interaction terms with readable names, written as the model's input tables."""
+"""Stage 3: polynomial and interaction terms with readable names, written as the model's input tables.
+
+The report carries `data_hash`, a content hash of the tables written (runs are tagged with it to tell data
+versions apart): computed here, once per data version, while the rows pass through anyway.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from logitlab import config, io
-from logitlab.cli import run_guarded, setup_logging
 from logitlab.sources import TARGET
+from logitlab.stage import Files, Output, Stage
 from logitlab.stages import preprocess
 from logitlab.transforms import PolynomialExpander
 
-OUT_DIR = Path("data/processed")
-STATE = OUT_DIR / "features.json"
-REPORT = Path("reports/features.json")
+SPLITS = preprocess.SPLITS
 
 
 def run(
     splits: dict[str, pd.DataFrame], cfg: config.FeaturesConfig
 ) -> tuple[dict[str, pd.DataFrame], PolynomialExpander, dict[str, Any]]:
-    expander = PolynomialExpander(cfg.degree, cfg.interaction_only, cfg.include, cfg.max_features)
-    expander.fit(splits["train"].drop(columns=[TARGET]))
-    out = {}
-    for name, part in splits.items():
-        frame = expander.transform(part.drop(columns=[TARGET]))
-        frame[TARGET] = part[TARGET].to_numpy()
-        out[name] = frame
-    return out, expander, expander.report()
+    expander = _fitted(splits["train"], cfg)
+    out = {name: _expanded(expander, part) for name, part in splits.items()}
+    return out, expander, {**expander.report(), "data_hash": data_hash({k: [v] for k, v in out.items()})}
 
 
-def stream(in_dir: Path, out_dir: Path, cfg: config.FeaturesConfig) -> tuple[PolynomialExpander, dict[str, Any]]:
+def stream(
+    inputs: Mapping[str, Path], outputs: Mapping[str, Path], cfg: config.FeaturesConfig
+) -> tuple[PolynomialExpander, dict[str, Any]]:
     """The chunked `run`: fitted on the first training chunk (the expansion depends only on the columns,
     and a chunk is what must fit in memory), then each split expanded row group by row group."""
-    expander = PolynomialExpander(cfg.degree, cfg.interaction_only, cfg.include, cfg.max_features)
-    first = next(io.read_row_groups(in_dir / "train.parquet"))
-    expander.fit(first.drop(columns=[TARGET]))
-    del first
+    expander = _fitted(next(io.read_row_groups(inputs["train"])), cfg)
+    digests = {}
     with contextlib.ExitStack() as stack:
-        for name in preprocess.SPLITS:
-            writer = stack.enter_context(io.chunk_writer(out_dir / f"{name}.parquet"))
-            for part in io.read_row_groups(in_dir / f"{name}.parquet"):
-                frame = expander.transform(part.drop(columns=[TARGET]))
-                frame[TARGET] = part[TARGET].to_numpy()
-                writer.write(frame)
-    return expander, expander.report()
+        for name in SPLITS:
+            writer = stack.enter_context(io.chunk_writer(outputs[name]))
+            expanded = (_expanded(expander, part) for part in io.read_row_groups(inputs[name]))
+            digests[name] = _digest(_written(writer, expanded))
+    return expander, {**expander.report(), "data_hash": _combined(digests)}
 
 
-def main() -> None:
-    params = config.load_params()
-    cfg = config.features_config(config.section(params, "features"))
-    if io.row_groups(preprocess.OUT_DIR / "train.parquet") > 1:
-        expander, report = stream(preprocess.OUT_DIR, OUT_DIR, cfg)
-        io.write_json(STATE, expander.to_dict())
-        io.write_json(REPORT, report)
-        return
-    splits = {name: io.read_parquet(preprocess.OUT_DIR / f"{name}.parquet") for name in preprocess.SPLITS}
-    out, expander, report = run(splits, cfg)
-    for name, frame in out.items():
-        io.write_parquet(OUT_DIR / f"{name}.parquet", frame)
-    io.write_json(STATE, expander.to_dict())
-    io.write_json(REPORT, report)
+def _fitted(train: pd.DataFrame, cfg: config.FeaturesConfig) -> PolynomialExpander:
+    expander = PolynomialExpander(cfg.degree, cfg.interaction_only, cfg.include, cfg.max_features)
+    return expander.fit(train.drop(columns=[TARGET]))
 
+
+def _expanded(expander: PolynomialExpander, part: pd.DataFrame) -> pd.DataFrame:
+    frame = expander.transform(part.drop(columns=[TARGET]))
+    frame[TARGET] = part[TARGET].to_numpy()
+    return frame
+
+
+def _written(writer: io.ChunkWriter, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for frame in frames:
+        writer.write(frame)
+        yield frame
+
+
+def data_hash(splits: Mapping[str, Iterable[pd.DataFrame]]) -> str:
+    """A short content hash of the model's input tables: each split a sequence of row chunks; row hashes
+    concatenate, so the digest does not depend on how the rows were chunked."""
+    return _combined({name: _digest(chunks) for name, chunks in splits.items()})
+
+
+def _digest(chunks: Iterable[pd.DataFrame]) -> bytes:
+    digest = hashlib.sha256()
+    for frame in chunks:
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.digest()
+
+
+def _combined(digests: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(digests):
+        digest.update(name.encode() + digests[name])
+    return digest.hexdigest()[:16]
+
+
+def settings(params: Mapping[str, Any]) -> config.FeaturesConfig:
+    return config.features_config(params["features"])
+
+
+def execute(cfg: config.FeaturesConfig, files: Files) -> None:
+    if io.row_groups(files.inputs["train"]) > 1:
+        expander, report = stream(files.inputs, files.outputs, cfg)
+    else:
+        splits = {name: io.read_parquet(files.inputs[name]) for name in SPLITS}
+        out, expander, report = run(splits, cfg)
+        for name, frame in out.items():
+            io.write_parquet(files.outputs[name], frame)
+    io.write_json(files.outputs["state"], expander.to_dict())
+    io.write_json(files.outputs["report"], report)
+
+
+STAGE = Stage(
+    name="feature-engineer",
+    params=("features",),
+    inputs={name: preprocess.STAGE.output(name) for name in SPLITS},
+    outputs={
+        **{name: Output(Path(f"data/processed/{name}.parquet")) for name in SPLITS},
+        "state": Output(Path("data/processed/features.json")),
+        "report": Output(Path("reports/features.json"), cache=False),
+    },
+    sources=("src/logitlab/stages/feature_engineer.py", "src/logitlab/transforms.py"),
+    settings=settings,
+    run=execute,
+    shared=True,
+)
 
 if __name__ == "__main__":
-    setup_logging()
-    run_guarded(main)
+    from logitlab import dvc_stage
+
+    dvc_stage.main(STAGE)

@@ -1,17 +1,19 @@
-"""Stage 1: load the configured data set into `data/raw/` as a labelled frame and its schema."""
+"""Stage 1: load the configured data set as a labelled frame and its schema.
+
+A CSV with `data.chunk_rows` is copied chunk by chunk into a parquet file of one row group per chunk; every
+later stage sees the row groups and streams too, whoever runs it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from logitlab import config, io, sources
-from logitlab.cli import run_guarded, setup_logging
-
-RAW = Path("data/raw/dataset.parquet")
-SCHEMA = Path("data/raw/schema.json")
+from logitlab.stage import Files, Output, Stage
 
 
 def run(cfg: config.DataConfig, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -47,18 +49,41 @@ def stream(cfg: config.CsvData, root: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    params = config.load_params()
+def settings(params: Mapping[str, Any]) -> config.DataConfig:
+    return config.data_config(params["data"])
+
+
+def execute(cfg: config.DataConfig, files: Files) -> None:
     root = config.project_root()
-    cfg = config.data_config(config.section(params, "data"))
     if isinstance(cfg, config.CsvData) and cfg.chunk_rows is not None:
-        io.write_json(SCHEMA, stream(cfg, root, RAW))
+        io.write_json(files.outputs["schema"], stream(cfg, root, files.outputs["dataset"]))
         return
     frame, schema = run(cfg, root)
-    io.write_parquet(RAW, frame)
-    io.write_json(SCHEMA, schema)
+    io.write_parquet(files.outputs["dataset"], frame)
+    io.write_json(files.outputs["schema"], schema)
 
+
+def named_files(cfg: config.DataConfig) -> list[Path]:
+    """The user's CSV: its content is part of what the stage computes from."""
+    return [sources.resolve_input(cfg.path, config.project_root())] if isinstance(cfg, config.CsvData) else []
+
+
+STAGE = Stage(
+    name="ingest",
+    params=("data",),
+    inputs={"external": Path("data/raw/external")},  # user CSVs live here, so that editing one re-runs the pipeline
+    outputs={
+        "dataset": Output(Path("data/raw/dataset.parquet")),
+        "schema": Output(Path("data/raw/schema.json"), cache=False),
+    },
+    sources=("src/logitlab/stages/ingest.py", "src/logitlab/sources.py"),
+    settings=settings,
+    run=execute,
+    shared=True,
+    named_files=named_files,
+)
 
 if __name__ == "__main__":
-    setup_logging()
-    run_guarded(main)
+    from logitlab import dvc_stage
+
+    dvc_stage.main(STAGE)

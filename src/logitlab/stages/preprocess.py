@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,19 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from logitlab import config, io
-from logitlab.cli import run_guarded, setup_logging
 from logitlab.errors import DataError
 from logitlab.sources import TARGET
+from logitlab.stage import Files, Output, Stage
 from logitlab.stages import ingest
 from logitlab.transforms import Preprocessor, StreamedPreprocessorFit
 
 SPLITS = ("train", "val", "test")
-OUT_DIR = Path("data/interim")
-STATE = OUT_DIR / "preprocessor.json"
-REPORT = Path("reports/preprocess.json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    preprocess: config.PreprocessConfig
+    seed: int
 
 
 def split(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int) -> dict[str, pd.DataFrame]:
@@ -95,7 +100,9 @@ def split_chunk(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int, in
     return {name: frame.iloc[np.sort(np.concatenate(parts))] for name, parts in rows.items()}
 
 
-def stream(raw: Path, out_dir: Path, cfg: config.PreprocessConfig, seed: int) -> tuple[Preprocessor, dict[str, Any]]:
+def stream(
+    raw: Path, outputs: Mapping[str, Path], cfg: config.PreprocessConfig, seed: int
+) -> tuple[Preprocessor, dict[str, Any]]:
     """The chunked `run`: one pass for the training statistics, one to transform and write each split,
     chunk by chunk (one row group per chunk and split). Returns the fitted state and the report."""
     fit = StreamedPreprocessorFit(cfg.scaler, cfg.numeric_impute, cfg.max_categories)
@@ -115,7 +122,7 @@ def stream(raw: Path, out_dir: Path, cfg: config.PreprocessConfig, seed: int) ->
             )
     pre = fit.result()
     with contextlib.ExitStack() as stack:
-        writers = {name: stack.enter_context(io.chunk_writer(out_dir / f"{name}.parquet")) for name in SPLITS}
+        writers = {name: stack.enter_context(io.chunk_writer(outputs[name])) for name in SPLITS}
         for index, chunk in enumerate(io.read_row_groups(raw)):
             for name, part in split_chunk(chunk, cfg, seed, index).items():
                 frame = pre.transform(part.drop(columns=[TARGET])).reset_index(drop=True)
@@ -124,22 +131,38 @@ def stream(raw: Path, out_dir: Path, cfg: config.PreprocessConfig, seed: int) ->
     return pre, {**pre.report(), "rows": {name: int(count.sum()) for name, count in counts.items()}}
 
 
-def main() -> None:
-    params = config.load_params()
-    cfg = config.preprocess_config(config.section(params, "preprocess"))
-    seed = config.seed_value(config.section(params, "seed"))
-    if io.row_groups(ingest.RAW) > 1:
-        pre, report = stream(ingest.RAW, OUT_DIR, cfg, seed)
-        io.write_json(STATE, pre.to_dict())
-        io.write_json(REPORT, report)
-        return
-    splits, pre, report = run(io.read_parquet(ingest.RAW), cfg, seed)
-    for name, frame in splits.items():
-        io.write_parquet(OUT_DIR / f"{name}.parquet", frame)
-    io.write_json(STATE, pre.to_dict())
-    io.write_json(REPORT, report)
+def settings(params: Mapping[str, Any]) -> Settings:
+    return Settings(config.preprocess_config(params["preprocess"]), config.seed_value(params["seed"]))
 
+
+def execute(cfg: Settings, files: Files) -> None:
+    raw = files.inputs["dataset"]
+    if io.row_groups(raw) > 1:
+        pre, report = stream(raw, files.outputs, cfg.preprocess, cfg.seed)
+    else:
+        splits, pre, report = run(io.read_parquet(raw), cfg.preprocess, cfg.seed)
+        for name, frame in splits.items():
+            io.write_parquet(files.outputs[name], frame)
+    io.write_json(files.outputs["state"], pre.to_dict())
+    io.write_json(files.outputs["report"], report)
+
+
+STAGE = Stage(
+    name="preprocess",
+    params=("preprocess", "seed"),
+    inputs={"dataset": ingest.STAGE.output("dataset")},
+    outputs={
+        **{name: Output(Path(f"data/interim/{name}.parquet")) for name in SPLITS},
+        "state": Output(Path("data/interim/preprocessor.json")),
+        "report": Output(Path("reports/preprocess.json"), cache=False),
+    },
+    sources=("src/logitlab/stages/preprocess.py", "src/logitlab/transforms.py"),
+    settings=settings,
+    run=execute,
+    shared=True,
+)
 
 if __name__ == "__main__":
-    setup_logging()
-    run_guarded(main)
+    from logitlab import dvc_stage
+
+    dvc_stage.main(STAGE)

@@ -3,21 +3,20 @@ the fitted preprocessing and feature steps so that raw rows can be scored."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from logitlab import config, io
-from logitlab.cli import run_guarded, setup_logging
+from logitlab.errors import ConfigError
 from logitlab.model import LogisticRegression, ParquetChunks
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
+from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess
 from logitlab.transforms import PolynomialExpander, Preprocessor
-
-MODEL_DIR = Path("models")
-COST_HISTORY = Path("reports/cost_history.csv")
 
 
 def run(
@@ -44,26 +43,71 @@ def cost_history(model: LogisticRegression) -> pd.DataFrame:
     return pd.DataFrame({"epoch": range(1, len(train_loss) + 1), "train_loss": train_loss, "val_loss": val_loss})
 
 
-def main() -> None:
-    params = config.load_params()
-    model_params = config.model_params(
-        config.section(params, "model"), config.seed_value(config.section(params, "seed"))
-    )
-    train_file, val_file = feature_engineer.OUT_DIR / "train.parquet", feature_engineer.OUT_DIR / "val.parquet"
-    if io.row_groups(train_file) > 1:
-        model = run(io.parquet_chunks(train_file), io.parquet_chunks(val_file), model_params)
-    else:
-        model = run(io.read_parquet(train_file), io.read_parquet(val_file), model_params)
-    pipeline = ScoringPipeline(
-        Preprocessor.from_dict(io.read_json(preprocess.STATE)),
-        PolynomialExpander.from_dict(io.read_json(feature_engineer.STATE)),
-        model,
-        io.read_json(ingest.SCHEMA)["labels"],
-    )
-    pipeline.save(MODEL_DIR)
-    io.write_csv(COST_HISTORY, cost_history(model))
+def model_params(raw: Any, seed: int) -> dict[str, Any]:
+    """The estimator's keyword arguments: the `model` section plus `random_state` from `seed`.
 
+    The estimator owns its parameter checks; here they run early and their message gets the `model.` prefix.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'model': expected a mapping of estimator parameters, got {raw!r}")
+    allowed = set(LogisticRegression().get_params()) - {"random_state", "warm_start"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"config key 'model.{unknown[0]}' is unknown; model takes: {', '.join(sorted(allowed))}")
+    params = {**raw, "random_state": seed}
+    try:
+        LogisticRegression(**params).validate_params()
+    except ValueError as err:
+        raise ConfigError(f"config key 'model.{_param_named_in(str(err), params)}': {err}") from None
+    return params
+
+
+def _param_named_in(message: str, params: dict[str, Any]) -> str:
+    named = [p for p in params if f"'{p}'" in message or message.startswith(f"{p} ") or f" {p}=" in message]
+    return max(named, key=len) if named else "?"
+
+
+def settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    return model_params(params["model"], config.seed_value(params["seed"]))
+
+
+def _model_input(path: Path) -> pd.DataFrame | ParquetChunks:
+    """A file of one row group in memory; a streamed file (several) as chunks the solvers read in turn."""
+    return ParquetChunks(path, TARGET) if io.row_groups(path) > 1 else io.read_parquet(path)
+
+
+def execute(params: dict[str, Any], files: Files) -> None:
+    model = run(_model_input(files.inputs["train"]), _model_input(files.inputs["val"]), params)
+    pipeline = ScoringPipeline(
+        Preprocessor.from_dict(io.read_json(files.inputs["preprocessor"])),
+        PolynomialExpander.from_dict(io.read_json(files.inputs["features"])),
+        model,
+        io.read_json(files.inputs["schema"])["labels"],
+    )
+    pipeline.save(files.outputs["model"])
+    io.write_csv(files.outputs["cost_history"], cost_history(model))
+
+
+STAGE = Stage(
+    name="train",
+    params=("model", "seed"),
+    inputs={
+        "train": feature_engineer.STAGE.output("train"),
+        "val": feature_engineer.STAGE.output("val"),
+        "features": feature_engineer.STAGE.output("state"),
+        "preprocessor": preprocess.STAGE.output("state"),
+        "schema": ingest.STAGE.output("schema"),
+    },
+    outputs={
+        "model": Output(Path("models")),
+        "cost_history": Output(Path("reports/cost_history.csv"), cache=False),  # the plot "Loss per epoch"
+    },
+    sources=("src/logitlab/stages/train.py", "src/logitlab/model"),
+    settings=settings,
+    run=execute,
+)
 
 if __name__ == "__main__":
-    setup_logging()
-    run_guarded(main)
+    from logitlab import dvc_stage
+
+    dvc_stage.main(STAGE)

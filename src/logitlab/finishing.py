@@ -1,0 +1,81 @@
+"""Finishing work (a stage's `finish`: the figures) in a helper process while a sequential sweep fits on.
+
+A sweep whose jobs run in the launching process (the default `local` launcher) leaves the machine's second
+core idle; drawing a job's figures there, and attaching them to its MLflow run, takes them off the job's
+path. The sweep waits for the helper (`drain`) before it writes its summary, so every child has its figures
+by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from logitlab.stage import Files
+
+log = logging.getLogger(__name__)
+
+FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
+
+_pool: ProcessPoolExecutor | None = None
+_pending: list[tuple[Future[None], str]] = []
+_active = False
+
+
+def start() -> None:
+    """Jobs run in this process from now on: finish them in the helper (started at the first job)."""
+    global _active
+    _active = True
+
+
+def active() -> bool:
+    return _active
+
+
+def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
+    """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    _pending.append((_pool.submit(_finish, stage, files, uri, run_id), label))
+
+
+def drain() -> int:
+    """Wait for every submitted job; the number that failed (each logged with its reason)."""
+    failed = 0
+    while _pending:
+        future, label = _pending.pop(0)
+        try:
+            future.result(timeout=FINISH_TIMEOUT_S)
+        except (Exception, FutureTimeout) as err:  # a bug in drawing: the job's metrics and model still count
+            failed += 1
+            log.error("figures of %s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
+    return failed
+
+
+def stop() -> None:
+    """Interrupted: drop what has not started, end the helper."""
+    global _pool, _active
+    _active = False
+    _pending.clear()
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) -> None:
+    from logitlab.pipeline import STAGES
+
+    stage = next(stage for stage in STAGES if stage.name == stage_name)
+    assert stage.finish is not None
+    stage.finish(files)
+    if uri is None or run_id is None:
+        return
+    import mlflow
+
+    from logitlab.tracking.results import log_artifacts
+
+    mlflow.set_tracking_uri(uri)
+    log_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])

@@ -1,0 +1,118 @@
+"""One sweep job: the pipeline (`pipeline.run_job`) inside the job's MLflow run, and a failure of any kind
+recorded as a result rather than lost.
+
+The run opens before the config is validated, so a job with an invalid value is a FAILED child run with
+its reason like a job that diverged (lightning-hydra-template's task wrapper, with MLflow as the record).
+Each job also leaves `job.json` (status, metric or error) in its directory: an untracked sweep counts its
+failures from those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from logitlab import config, finishing, io, pipeline, reports
+from logitlab.errors import ConfigError
+from logitlab.stage import Files
+from logitlab.tracking import sweeps
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "job.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What Hydra says of a job."""
+
+    num: int
+    overrides: list[str]
+    job_dir: Path
+    sweep_dir: Path | None  # None: a single run (no -m)
+
+
+def run(params: Mapping[str, Any], job: Job) -> float:
+    """The job's sweep metric. A failure is recorded (run FAILED, job.json) and raised again."""
+    try:
+        value = _tracked(params, job)
+    except BaseException as err:
+        _write_status(job.job_dir, {"status": "FAILED", "error": config.one_line(str(err)) or type(err).__name__})
+        raise
+    _write_status(job.job_dir, {"status": "FINISHED", "metric": value})
+    return value
+
+
+def _tracked(params: Mapping[str, Any], job: Job) -> float:
+    """Inside the sweep parent's child run, a top-level run for a single run, or untracked."""
+    if job.sweep_dir is not None:
+        parent = sweeps.read_parent(job.sweep_dir)
+        if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
+            return _body(params, job, None, None)
+        tracker = parent.tracker()
+        with sweeps.job_run(parent, tracker, job.num, job.overrides, params) as run_id:
+            return _body(params, job, tracker.uri, run_id)
+    mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
+    if not mlflow_cfg.enabled:  # mlflow is imported only when tracking is on
+        return _body(params, job, None, None)
+    from logitlab.tracking import store
+
+    connected = store.connect(mlflow_cfg)
+    if connected is None:
+        return _body(params, job, None, None)
+    with sweeps.job_run(None, connected, job.num, job.overrides, params) as run_id:
+        return _body(params, job, connected.uri, run_id)
+
+
+def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
+    sweep = config.sweep_config(config.section(params, "sweep"))
+    if sweep.metric not in reports.METRICS:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{sweep.metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
+        )
+    deferred = finishing.active()
+    result = pipeline.run_job(
+        params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else pipeline.run_now
+    )
+    if run_id is not None:
+        from logitlab.tracking import results
+
+        mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
+        record = pipeline.record(result)
+        if deferred:  # the helper attaches them once drawn
+            late = set(pipeline.finish_outputs(result))
+            record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
+        tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
+        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
+    return float(result.metrics[sweep.metric])
+
+
+def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Callable[[Files], None], Files], None]:
+    def submit(finish: Callable[[Files], None], files: Files) -> None:
+        stage = next(stage for stage in pipeline.STAGES if stage.finish is finish)
+        finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
+
+    return submit
+
+
+def _write_status(job_dir: Path, status: dict[str, Any]) -> None:
+    io.write_json(job_dir / STATUS_FILE, status)
+
+
+def record_failure(sweep_dir: Path, num: int, overrides: list[str], reason: str) -> None:
+    """A job that failed before it could run (Hydra could not compose its config): a FAILED child run when
+    the sweep is tracked, and its job.json."""
+    _write_status(sweep_dir / str(num), {"status": "FAILED", "error": reason})
+    parent = sweeps.read_parent(sweep_dir)
+    if parent is not None:
+        sweeps.record_failed_job(parent, num, overrides, reason)
+
+
+def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job's status in a sweep directory."""
+    return [io.read_json(path) for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]

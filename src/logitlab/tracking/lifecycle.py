@@ -1,0 +1,131 @@
+"""Runs that always end: FINISHED, FAILED with the reason, or KILLED on SIGINT/SIGTERM, never left RUNNING."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from logitlab.cli import raise_interrupt
+from logitlab.tracking.store import Tracker, tracker_client
+
+log = logging.getLogger(__name__)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"model": {"C": 1}}` -> `{"model.C": "1"}`: the keys users type on the command line."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return flat
+
+
+def git_tags(cwd: Path | None = None) -> dict[str, str]:
+    return dict(_git_state(cwd))
+
+
+@functools.cache
+def _git_state(cwd: Path | None) -> tuple[tuple[str, str], ...]:
+    """Commit and dirtiness, asked of git once per process: a sweep's jobs share them."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return ()
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return (("git_commit", commit), ("git_dirty", str(dirty).lower()))
+
+
+@contextlib.contextmanager
+def tracked_run(
+    tracker: Tracker,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    parent_run_id: str | None = None,
+) -> Iterator[str]:
+    """A run that always ends: FINISHED, FAILED (with the error as a tag) or KILLED on interrupt.
+
+    Params and the resolved config are logged first, so a failed run still shows what it was.
+    """
+    import mlflow
+
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=run_name, tags=all_tags)
+    previous_sigterm = _sigterm_interrupts()
+    try:
+        _log_params(run.info.run_id, params)
+        yield run.info.run_id
+        if previous_sigterm is not None and _sigterms_received:
+            raise KeyboardInterrupt("SIGTERM")  # raised once already, but swallowed (see `_interrupt_run`)
+    except (KeyboardInterrupt, SystemExit):
+        _end(run.info.run_id, "KILLED", "interrupted")
+        raise
+    except BaseException as err:
+        _end(run.info.run_id, "FAILED", " ".join(str(err).split()) or type(err).__name__)
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    import yaml
+    from mlflow.entities import Param
+
+    client = tracker_client()
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in sorted(flatten(params).items())])
+    client.log_text(run_id, yaml.safe_dump(dict(params), sort_keys=False), "config.yaml")
+
+
+def _sigterm_interrupts() -> Any:
+    """While a run is open, SIGTERM (a cancelled CI job, `kill`, a scheduler) raises KeyboardInterrupt as Ctrl-C
+    does, so the run ends KILLED instead of staying RUNNING. Only where no handler is set (the sweep sets its
+    own); returns the handler to restore, or None."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    _sigterms_received.clear()
+    return signal.signal(signal.SIGTERM, _interrupt_run)
+
+
+# SIGTERMs that reached `_interrupt_run` while the run `tracked_run` opened was open.
+_sigterms_received: list[int] = []
+
+
+def _interrupt_run(signum: int, frame: object) -> None:
+    """`raise_interrupt`, remembered: Python drops an exception raised while a weakref callback or `__del__` runs
+    (MLflow's artifact repositories let go of their thread pools that way), so `tracked_run` checks again before
+    it ends the run FINISHED."""
+    _sigterms_received.append(signum)
+    raise_interrupt(signum, frame)
+
+
+def _end(run_id: str, status: str, reason: str) -> None:
+    import mlflow
+
+    with contextlib.suppress(Exception):
+        mlflow.set_tag("error", reason[:5000])
+        mlflow.set_tag("mlflow.note.content", f"{status}: {reason[:5000]}")
+    with contextlib.suppress(Exception):
+        mlflow.end_run(status)
+    if mlflow.active_run() is not None:  # the store refused: leave no run open in this process
+        mlflow.end_run(status)
+    log.info("MLflow run %s ended %s: %s", run_id, status, reason)

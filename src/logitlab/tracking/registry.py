@@ -1,0 +1,44 @@
+"""The model registry: a sweep's best model becomes the `champion` only when it beats the current one."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from logitlab import config
+from logitlab.tracking.results import MODEL_ID_TAG
+from logitlab.tracking.store import Tracker
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+log = logging.getLogger(__name__)
+
+
+def promote_champion(tracker: Tracker, best: Run, sweep: config.SweepConfig) -> None:
+    """Register the best child's model; move the `champion` alias only if it beats the current champion."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client()
+    name = tracker.experiment_name
+    value = best.data.metrics[sweep.metric]
+    try:
+        current = client.get_model_version_by_alias(name, "champion")
+        champion_value = client.get_run(current.run_id).data.metrics.get(sweep.metric) if current.run_id else None
+    except MlflowException:
+        champion_value = None
+    better = champion_value is None or (
+        value > champion_value if sweep.direction == "maximize" else value < champion_value
+    )
+    if not better:
+        log.info("champion kept: %s=%.4f is not better than %.4f", sweep.metric, value, champion_value)
+        return
+    model_id = best.data.tags.get(MODEL_ID_TAG)
+    if model_id is None:
+        log.info("best run %s has no logged model (mlflow.log_model=false): nothing to register", best.info.run_id)
+        return
+    version = mlflow.register_model(f"models:/{model_id}", name)
+    client.set_registered_model_alias(name, "champion", version.version)
+    client.set_model_version_tag(name, version.version, sweep.metric, str(value))
+    log.info("registered %s version %s as champion (%s=%.4f)", name, version.version, sweep.metric, value)

@@ -1,0 +1,118 @@
+"""What a finished run logs: the model, final metrics, loss per epoch, tags and report files."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from logitlab import reports
+from logitlab.tracking.store import tracker_client
+
+MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
+HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run as files and numbers, whichever executor produced it (`evaluate.record` builds it)."""
+
+    metrics: Mapping[str, float | int]
+    history: pd.DataFrame  # epoch, train_loss, val_loss
+    artifacts: list[Path]  # report files and folders, logged at the run's root under their own names
+    model_dir: Path
+    input_example: pd.DataFrame  # a few raw rows: the model's signature and example
+    data_hash: str
+
+
+def log_results(
+    run_id: str,
+    record: RunRecord,
+    history_points: int,
+    log_model: bool = True,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """The pyfunc model, then final metrics, per-epoch losses and tags in one `log_batch`, then the artifacts.
+
+    The model goes first: logging a model copies the run's metrics onto it by reading back every metric's
+    whole history, so with no metrics yet that is free, and the final metrics are linked to the model here
+    (`model_id`) as MLflow would have done. `log_batch` splits the points into store calls of 1000.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    all_tags = {"data_hash": record.data_hash, **(tags or {})}
+    model_id = None
+    if log_model:
+        model_id = all_tags[MODEL_ID_TAG] = log_pyfunc_model(record.model_dir, record.input_example)
+    now = int(time.time() * 1000)
+    points = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(record.metrics.items()) if finite(v)]
+    # A SQLite store spends ~65 us per point: a 5000-epoch gd job would spend most of its time writing its
+    # curves, and MLflow's charts ask for 320 sampled points per curve anyway; every epoch is in the
+    # cost_history.csv artifact.
+    history = reports.evenly_spaced(record.history, history_points)
+    for column in HISTORIES:
+        for epoch, value in zip(history["epoch"].tolist(), history[column].tolist(), strict=True):
+            if finite(value):
+                points.append(Metric(column, float(value), now, int(epoch)))
+    client = tracker_client()
+    with _gc_paused():
+        client.log_batch(run_id, metrics=points, tags=[RunTag(k, v) for k, v in sorted(all_tags.items())])
+    log_artifacts(run_id, record.artifacts)
+
+
+def log_artifacts(run_id: str, paths: list[Path]) -> None:
+    """Files at the run's root, folders as folders of the same name."""
+    client = tracker_client()
+    for path in paths:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=path.name)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path))
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A local store turns each point into short-lived ORM objects; the cyclic collector's passes over the whole
+    heap (pandas, matplotlib, mlflow loaded) then cost a quarter of the logging. Refcounting still frees them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame) -> str:
+    """The scoring pipeline as an MLflow pyfunc model named `model`, defined from code (no pickle); its id.
+
+    Everything MLflow would otherwise work out per model is given: the signature, the pinned requirements,
+    and no code paths (logitlab is installed in the serving environment).
+    """
+    import mlflow
+
+    from logitlab import pyfunc_model
+
+    example = input_example.reset_index(drop=True)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=pyfunc_model.__file__,
+        artifacts={"pipeline": str(model_dir)},
+        signature=pyfunc_model.signature(example),
+        input_example=example,
+        pip_requirements=pyfunc_model.requirements(),
+        code_paths=None,
+        infer_code_paths=False,
+    )
+    return str(info.model_id)

@@ -1,0 +1,29 @@
+"""Which child of a sweep is best: the sweep metric in its direction, ties to the better-calibrated model."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from logitlab import config
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+
+def best_run(runs: list[Run], sweep: config.SweepConfig) -> Run | None:
+    """The best FINISHED run that has the metric; ties (common for accuracy) go to the lower validation log
+    loss, then to the earlier job."""
+    finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics]
+    return min(finished, key=lambda run: rank_key(run, sweep), default=None)
+
+
+def rank_key(run: Run, sweep: config.SweepConfig) -> tuple[float, float, int]:
+    """Sorts best first."""
+    sign = -1 if sweep.direction == "maximize" else 1
+    value = run.data.metrics.get(sweep.metric, math.nan)
+    return (
+        sign * value if math.isfinite(value) else math.inf,
+        run.data.metrics.get("val_log_loss", math.inf),
+        run.info.start_time,
+    )

@@ -1,0 +1,181 @@
+"""The tracking store: which one, reachable or not, and the experiment in place before any run starts.
+
+The store and the experiment are created under a file lock: parallel first-time creation of a SQLite store
+crashes, and a parallel `set_experiment` of a new name silently logs to the Default experiment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logitlab import config
+from logitlab.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """A reachable tracking store with the experiment in place."""
+
+    uri: str
+    experiment_id: str
+    experiment_name: str
+
+    def client(self) -> MlflowClient:
+        return _client(self.uri)
+
+
+def tracking_uri(cfg: config.MlflowConfig, root: Path) -> str:
+    if env := os.environ.get("MLFLOW_TRACKING_URI"):
+        return env
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _artifact_location(uri: str, root: Path, experiment_name: str) -> str | None:
+    """Local stores keep artifacts in <root>/mlartifacts (absolute: DVC queue workers share it);
+    a server chooses its own."""
+    if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+        return (root / "mlartifacts" / experiment_name).as_uri()
+    return None
+
+
+def _check_reachable(uri: str) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+            if response.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+    raise TrackingError(f"MLflow tracking server {uri} did not answer /health with 200")
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    from filelock import FileLock
+
+    lock_dir = root / ".cache"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_dir / "mlflow-store.lock", timeout=120):
+        yield
+
+
+# Trackers this process has connected: every job of a sequential sweep reuses the callback's connection.
+_connected: dict[tuple[str, str, Path], Tracker] = {}
+
+
+def connect(cfg: config.MlflowConfig, root: Path | None = None) -> Tracker | None:
+    """Point MLflow at the store and make sure the experiment exists (once per process and store).
+
+    An unreachable store is an error naming the URI, or with `mlflow.required=false` a warning and None
+    (training goes on untracked).
+    """
+    root = root or config.project_root()
+    uri = tracking_uri(cfg, root)
+    try:
+        return _connect_once(uri, cfg.experiment_name, root)
+    except TrackingError as err:
+        if cfg.required:
+            raise
+        log.warning("%s; tracking is off for this run (mlflow.required=false)", err)
+        return None
+
+
+def _connect_once(uri: str, experiment_name: str, root: Path) -> Tracker:
+    """`_connect` once per process and store; later jobs only check that a server still answers."""
+    key = (uri, experiment_name, root)
+    tracker = _connected.get(key)
+    if tracker is None or not _store_exists(uri):
+        tracker = _connected[key] = _connect(uri, experiment_name, root)
+    else:
+        import mlflow
+
+        _check_reachable(uri)
+        mlflow.set_tracking_uri(uri)
+    return tracker
+
+
+def _store_exists(uri: str) -> bool:
+    """A local SQLite store deleted since it was connected must be created again; others are assumed to stay."""
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
+def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _quiet()
+    _check_reachable(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    try:
+        with _store_lock(root):
+            client = mlflow.tracking.MlflowClient(uri)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                experiment_id = client.create_experiment(
+                    experiment_name,
+                    artifact_location=_artifact_location(uri, root, experiment_name),
+                    # MLflow 3's UI then opens the experiment on its training runs, not the GenAI view.
+                    tags={"mlflow.experimentKind": "custom_model_development"},
+                )
+            elif experiment.lifecycle_stage == "deleted":
+                client.restore_experiment(experiment.experiment_id)
+                experiment_id = experiment.experiment_id
+            else:
+                experiment_id = experiment.experiment_id
+    except MlflowException as err:
+        raise TrackingError(f"MLflow tracking store {uri}: {' '.join(str(err).split())[:300]}") from None
+    return Tracker(uri, experiment_id, experiment_name)
+
+
+def attach(uri: str, experiment_id: str, experiment_name: str) -> Tracker:
+    """A store and experiment that someone already connected (a sweep's parent): point MLflow at them."""
+    import mlflow
+
+    _quiet()
+    _check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return Tracker(uri, experiment_id, experiment_name)
+
+
+def _quiet() -> None:
+    """Quiet, lean model logging: requirements are pinned explicitly, no progress bars in logs."""
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for chatty in ("mlflow.utils.uv_utils", "mlflow.pyfunc", "mlflow.models.model", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "no pip in this venv": uv has none
+
+
+def tracker_client() -> MlflowClient:
+    """A client on the URI `connect` set."""
+    import mlflow
+
+    return _client(mlflow.get_tracking_uri())
+
+
+@functools.cache
+def _client(uri: str) -> MlflowClient:
+    """One client per store and process: building one costs more than many of its calls."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)

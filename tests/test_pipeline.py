@@ -1,0 +1,157 @@
+"""The stage declarations and their executors: dvc.yaml is generated from the declarations, the sweep
+executor's cache follows the same declarations (params, inputs, source files), and the `local` launcher
+composes what Hydra composes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import setup_globals
+from hydra.types import HydraContext, RunMode
+from omegaconf import OmegaConf
+
+from hydra_plugins.logitlab_launcher.launcher import CachingLoader, Launcher
+from logitlab import config, io, pipeline
+from logitlab.stage import Stage
+
+from .conftest import REPO
+
+CONF = REPO / "conf"
+FAST = ["model.max_iter=50", "model.tol=0"]
+
+
+# ------------------------------------------------------------------------------------------- dvc.yaml
+def test_dvc_yaml_is_generated_from_the_stage_declarations() -> None:
+    assert (REPO / "dvc.yaml").read_text() == pipeline.dvc_yaml(), "dvc.yaml is stale: run `make pipeline`"
+
+
+@pytest.mark.parametrize("stage", pipeline.STAGES, ids=lambda stage: stage.name)
+def test_dvc_yaml_declares_each_stage_as_the_executors_run_it(stage: Stage) -> None:
+    """DVC's view of a stage (deps, params, outs) is what the sweep executor hashes and resolves."""
+    entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage.name]
+    assert entry["cmd"] == f"python -m {stage.module}"
+    assert set(entry["deps"]) == {*stage.sources, *map(str, stage.inputs.values())}
+    assert entry["params"] == list(stage.params)
+    outs = [next(iter(out)) for out in entry.get("outs", []) + entry.get("metrics", [])]
+    assert sorted(outs) == sorted(str(out.path) for out in stage.outputs.values())
+    for source in stage.sources:
+        assert (REPO / source).exists(), source
+
+
+def test_every_input_is_an_earlier_stage_output_or_external_data() -> None:
+    produced: set[Path] = set()
+    for stage in pipeline.STAGES:
+        for path in stage.inputs.values():
+            assert path in produced or path.parts[:2] == ("data", "raw"), (stage.name, path)
+        produced |= {out.path for out in stage.outputs.values()}
+
+
+def test_each_stage_validates_only_its_own_sections() -> None:
+    params = config.compose(config_dir=CONF)
+    for stage in pipeline.STAGES:
+        stage.settings(config.sections(params, stage.params))  # no KeyError: nothing else is read
+
+
+# ------------------------------------------------------------------------------------ sweep executor
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A project root whose source files the cache keys hash (a copy: the test edits it)."""
+    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def params_of(*overrides: str) -> dict:
+    return config.compose([*FAST, *overrides], config_dir=CONF)
+
+
+def test_editing_a_stage_source_file_recomputes_that_stage_and_what_follows(root: Path) -> None:
+    first = pipeline.run_job(params_of(), root / "job0", root=root)
+    assert first.cache == {"ingest": "miss", "preprocess": "miss", "feature-engineer": "miss"}
+    assert pipeline.run_job(params_of(), root / "job1", root=root).cache == dict.fromkeys(first.cache, "hit")
+    transforms = root / "src/logitlab/transforms.py"  # dvc.yaml: a dependency of preprocess and feature-engineer
+    transforms.write_text(transforms.read_text() + "\n# a fix\n")
+    edited = pipeline.run_job(params_of(), root / "job2", root=root)
+    assert edited.cache == {"ingest": "hit", "preprocess": "miss", "feature-engineer": "miss"}
+    assert edited.metrics == first.metrics
+
+
+def test_a_param_recomputes_its_stage_and_what_follows_only(root: Path) -> None:
+    pipeline.run_job(params_of(), root / "job0", root=root)
+    assert pipeline.run_job(params_of("features.degree=2"), root / "job1", root=root).cache == {
+        "ingest": "hit",
+        "preprocess": "hit",
+        "feature-engineer": "miss",
+    }
+    assert pipeline.run_job(params_of("seed=7"), root / "job2", root=root).cache == {
+        "ingest": "hit",
+        "preprocess": "miss",
+        "feature-engineer": "miss",
+    }
+
+
+def test_a_user_csv_is_part_of_the_ingest_key(root: Path) -> None:
+    csv = root / "data.csv"
+    csv.write_text("a,b,label\n" + "\n".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(60)))
+    overrides = ["data=csv", f"data.path={csv}", "data.target=label"]
+    pipeline.run_job(params_of(*overrides), root / "job0", root=root)
+    csv.write_text(csv.read_text().replace("yes", "YES"))
+    assert pipeline.run_job(params_of(*overrides), root / "job1", root=root).cache["ingest"] == "miss"
+
+
+def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
+    job = pipeline.run_job(params_of(), root / "job", root=root)
+    for stage in pipeline.STAGES:
+        for name, out in stage.outputs.items():
+            located = job.files[stage.name].outputs[name]
+            assert located.exists(), located
+            assert located.as_posix().endswith(out.path.as_posix())
+    assert (root / "job/models/model.npz").is_file() and (root / "job/reports/metrics.json").is_file()
+    record = pipeline.record(job)
+    assert record.data_hash == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
+    assert {path.name for path in record.artifacts} >= {"metrics.json", "cost_history.csv", "figures", "plots"}
+
+
+# ------------------------------------------------------------------------------------------ launcher
+@pytest.fixture
+def launcher() -> Iterator[Launcher]:
+    """The `local` launcher set up as Hydra sets it up for a multirun over conf/."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base=None):
+        setup_globals()
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [], run_mode=RunMode.MULTIRUN)
+        launcher = Launcher()
+        context = HydraContext(loader, callbacks=None)  # type: ignore[arg-type]
+        launcher.setup(hydra_context=context, task_function=lambda cfg: 0, config=master)
+        yield launcher
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.learning_rate=0.5"],
+        ["data=circles", "model.C=10", "features.degree=2"],
+        ["model=adam", "model.learning_rate=0.01", "seed=3"],
+        ["features=poly2", "++model.verbose=1", "hydra.job.name=x"],
+        ["~model.l1_ratio", "+extra=1", "model.C=2"],
+        ["data=csv", "data.path=a.csv", "data.target=y", "data.drop=[id,name]"],
+    ],
+)
+def test_local_launcher_composes_what_hydra_composes(launcher: Launcher, overrides: list[str]) -> None:
+    assert launcher.config is not None and launcher.hydra_context is not None
+    cached = launcher.hydra_context.config_loader
+    assert type(cached).__name__ == CachingLoader.__name__  # Hydra re-imports plugin modules: compare names
+    cached.load_sweep_config(launcher.config, ["features.degree=3"])  # the cache holds another config too
+    ours = cached.load_sweep_config(launcher.config, overrides)
+    hydras = cached.loader.load_sweep_config(launcher.config, overrides)
+    for cfg in (ours, hydras):
+        OmegaConf.set_readonly(cfg, False)
+        cfg.hydra.runtime.cwd = os.getcwd()
+    assert OmegaConf.to_container(ours, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
