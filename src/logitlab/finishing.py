@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -38,7 +39,8 @@ def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label:
     """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
     global _pool
     if _pool is None:
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_ignore_interrupts)
     _pending.append((_pool.submit(_finish, stage, files, uri, run_id), label))
 
 
@@ -63,6 +65,12 @@ def stop() -> None:
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)
         _pool = None
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the sweep handles it (`stop`), and the helper finishes the
+    figure it is drawing, then exits, instead of printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) -> None:

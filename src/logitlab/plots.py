@@ -1,8 +1,8 @@
 """Figures for DVC and MLflow: deterministic PNGs (no timestamps), drawn with matplotlib's Agg backend.
 
-Every sweep job draws all of them, so each is drawn once: fixed margins where the labels' size is known in
-advance (a tight layout or a tight bounding box costs one extra draw each), a tight layout only where labels
-come from the data, and fast PNG compression.
+Every sweep job draws all of them, so each is drawn once: margins are fixed, or sized from the length of
+labels that come from the data (a tight layout or a tight bounding box costs one extra draw each), and PNG
+compression is fast.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from logitlab.io import atomic_path
 
 # Subplot margins (fractions of the figure) that fit a title, axis labels and numeric tick labels.
 FIXED_MARGINS = {"left": 0.12, "right": 0.96, "bottom": 0.11, "top": 0.92}
+CHAR_WIDTH_IN = 0.075  # a tick label character at the default 10 pt, on average
+GRID_POINTS = 120  # per axis of the decision-boundary grid: smooth contours at the figure's 100 dpi
 
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -38,18 +40,20 @@ def _figure(
     draw: Callable[[Axes], None],
     title: str,
     size: tuple[float, float] = (6, 4.5),
-    margins: dict[str, float] | None = FIXED_MARGINS,
+    margins: dict[str, float] = FIXED_MARGINS,
 ) -> Figure:
-    """A figure outside pyplot's registry; `margins=None` lays it out around its (data-dependent) labels."""
+    """A figure outside pyplot's registry."""
     fig = Figure(figsize=size)
     ax = fig.add_subplot()
     draw(ax)
     ax.set_title(title)
-    if margins is None:
-        fig.tight_layout()
-    else:
-        fig.subplots_adjust(**margins)
+    fig.subplots_adjust(**margins)
     return fig
+
+
+def _left_margin(labels: list[str], width: float) -> float:
+    """The left margin (a fraction of `width` inches) that fits the longest y tick label and the axis label."""
+    return min(0.6, (0.55 + CHAR_WIDTH_IN * max(map(len, labels), default=1)) / width)
 
 
 def loss_curve(history: pd.DataFrame) -> Figure:
@@ -92,13 +96,15 @@ def confusion(rows: pd.DataFrame, labels: tuple[str, str]) -> Figure:
     def draw(ax: Axes) -> None:
         ax.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", color="black", fontsize=14)
+            colour = "white" if count > matrix.max() / 2 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=colour, fontsize=14)
         ax.set_xticks([0, 1], labels)
         ax.set_yticks([0, 1], labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual")
 
-    return _figure(draw, "Confusion matrix (test)", (4.5, 4), margins=None)
+    left = _left_margin(list(labels), 4.5)
+    return _figure(draw, "Confusion matrix (test)", (4.5, 4), {"left": left, "right": 0.95, "bottom": 0.14, "top": 0.9})
 
 
 def calibration(curve: pd.DataFrame) -> Figure:
@@ -121,7 +127,14 @@ def coefficients(table: pd.DataFrame, top: int = 30) -> Figure:
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_xlabel("coefficient")
 
-    return _figure(draw, "Coefficients", (6, max(3.0, 0.25 * len(shown) + 1)), margins=None)
+    height = max(3.0, 0.25 * len(shown) + 1)
+    left = _left_margin(list(shown["feature"].astype(str)), 6)
+    return _figure(
+        draw,
+        "Coefficients",
+        (6, height),
+        {"left": left, "right": 0.96, "bottom": 0.7 / height, "top": 1 - 0.45 / height},
+    )
 
 
 def decision_boundary(
@@ -132,8 +145,8 @@ def decision_boundary(
     pad_a = 0.1 * float(np.ptp(points[a])) or 1.0
     pad_b = 0.1 * float(np.ptp(points[b])) or 1.0
     grid_a, grid_b = np.meshgrid(
-        np.linspace(points[a].min() - pad_a, points[a].max() + pad_a, 200),
-        np.linspace(points[b].min() - pad_b, points[b].max() + pad_b, 200),
+        np.linspace(points[a].min() - pad_a, points[a].max() + pad_a, GRID_POINTS),
+        np.linspace(points[b].min() - pad_b, points[b].max() + pad_b, GRID_POINTS),
     )
     grid = pd.DataFrame({a: grid_a.ravel(), b: grid_b.ravel()})
     proba = proba_of(grid).reshape(grid_a.shape)
