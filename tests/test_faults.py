@@ -287,7 +287,7 @@ def signal_project(module_project: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("launcher", "how"),
-    [("basic", "SIGINT"), ("basic", "SIGTERM"), ("joblib", "SIGINT"), ("joblib", "SIGTERM")],
+    [("local", "SIGINT"), ("local", "SIGTERM"), ("joblib", "SIGINT"), ("joblib", "SIGTERM")],
 )
 def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(
     signal_project: Path, launcher: str, how: str
