@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import config as settings
@@ -122,10 +120,6 @@ def end_open_sweep(status: str, reason: str) -> None:
 
     sweeps.end_sweep_early(parent, status, reason)
     log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, parent.run_id, status)
-
-
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def sweep_size(cfg: DictConfig) -> int | None:
