@@ -97,7 +97,9 @@ class TrainingMonitor:
     def _check_divergence(self, epoch: int, coef: np.ndarray, objective: float) -> None:
         initial = self.cost_history[0] if self.cost_history else objective
         exploded = objective > EXPLOSION_FACTOR * max(initial, 1.0)
-        if not math.isfinite(objective) or exploded or not np.isfinite(coef).all():
+        # One call for the coefficients: their squared norm is finite exactly when no coefficient is inf, NaN or
+        # beyond 1e154, any of which means divergence.
+        if not math.isfinite(objective) or exploded or not math.isfinite(float(coef @ coef)):
             self.close()
             raise DivergenceError(f"training diverged at epoch {epoch} (loss={objective:.6g}): {self.divergence_hint}")
 
