@@ -158,3 +158,13 @@ def test_minibatch_labels_and_weights_follow_their_rows():
         rows = X_batch[:, 0].astype(int)
         np.testing.assert_array_equal(y_batch, y[rows])
         np.testing.assert_allclose(weights_batch, weights[rows] * n_samples / rows.size, rtol=1e-15)
+
+
+def test_a_strided_view_fits_exactly_like_its_contiguous_copy(classification):
+    """Rows of a larger array (a view whose rows are not adjacent) are copied once into a BLAS-ready layout."""
+    X, y = classification
+    wide = np.hstack([X, X])[:, : X.shape[1]]
+    assert not (wide.flags.c_contiguous or wide.flags.f_contiguous)
+    strided = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
+    contiguous = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
+    np.testing.assert_array_equal(strided.fit(wide, y).coef_, contiguous.fit(np.ascontiguousarray(X), y).coef_)

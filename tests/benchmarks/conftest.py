@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from logitlab.model._loss import cache_bytes
 from tests.conftest import REPO
 
 OUT_DIR = Path(os.environ.get("LOGITLAB_BENCH_DIR", REPO / "reports" / "bench"))
@@ -27,7 +28,7 @@ _ROWS: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
 
 def machine() -> dict[str, Any]:
-    """What made the numbers: CPU, cores, BLAS and library versions."""
+    """What made the numbers: CPU, cores, caches (sysfs, as the solvers read them), BLAS and library versions."""
     import sklearn
     from threadpoolctl import threadpool_info
 
@@ -41,14 +42,22 @@ def machine() -> dict[str, Any]:
         ),
         "?",
     )
+    caches = cache_bytes()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "L2 per core": f"{caches[2] >> 10} KiB",
+        "L3": f"{caches[3] >> 20} MiB",
         "blas": blas,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
     }
+
+
+def pytest_report_header() -> list[str]:
+    """The machine at the top of every `make bench` run: figures are only comparable on the same one."""
+    return ["machine: " + ", ".join(f"{key} {value}" for key, value in machine().items())]
 
 
 @pytest.fixture
