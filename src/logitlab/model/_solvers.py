@@ -354,10 +354,13 @@ def newton_cg(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> n
     Hessian-vector products that read X once each and never form the D x D Hessian (so it suits wide data),
     to the relative residual ``min(0.5, sqrt(||g||))`` (superlinear convergence, few products far from the
     optimum). The step is taken when the objective falls by a fair share of what the quadratic model predicts;
-    the region grows or shrinks with that ratio. One pass gives objective, gradient and curvature at a point.
+    the region grows or shrinks with that ratio. It starts unbounded: the usual start at ``||g||`` spent the
+    first two or three iterations (full passes) walking to the region's edge, while a Newton step of the
+    logistic loss is rarely too long; the first rejected step bounds it. One pass gives objective, gradient and
+    curvature at a point.
     """
     objective, grad, hessian_product = problem.objective_gradient_hessian_product(coef)
-    radius = float(np.linalg.norm(grad))
+    radius = math.inf
     for _ in range(monitor.max_iter):
         if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
             break
@@ -397,7 +400,9 @@ def _steihaug_cg(hessian_product: HessianProduct, grad: np.ndarray, radius: floa
         curvature = float(direction @ product)
         alpha = residual_sq / curvature if curvature > 0 else math.inf
         if curvature <= 0 or np.linalg.norm(step + alpha * direction) >= radius:
-            alpha = _to_boundary(step, direction, radius)
+            # To the region's edge; without a region yet (no curvature met along the direction), a unit step
+            # along it, which the ratio test of the caller judges.
+            alpha = _to_boundary(step, direction, radius) if math.isfinite(radius) else 1.0
             step += alpha * direction
             residual -= alpha * product
             break
