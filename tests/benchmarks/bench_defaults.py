@@ -9,10 +9,10 @@ per epoch); theirs is `LogisticRegression()` on the training rows. Both are scor
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
@@ -21,7 +21,7 @@ from logitlab.sources import TARGET
 from logitlab.stages import train
 from tests.conftest import REPO
 
-from .conftest import best_seconds
+from .conftest import interleaved
 from .data import objective, one_hot_like
 
 N_SAMPLES = 32_561
@@ -35,31 +35,33 @@ def _splits() -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame.iloc[:n_train], frame.iloc[n_train : n_train + n_val]
 
 
-@pytest.mark.parametrize("library", ["logitlab default config", "scikit-learn default"])
-def bench_default_fit(benchmark, record, library: str) -> None:
+def bench_default_fit(benchmark, record) -> None:
     train_frame, val_frame = _splits()
     features, y = train_frame.drop(columns=[TARGET]), train_frame[TARGET].to_numpy()
     X = features.to_numpy()
     composed = config.compose([], REPO / "conf")
     params = config.model_params(composed["model"], composed["seed"])
+    fitted: dict[str, Any] = {}
 
-    def fit():
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)  # the default config must not warn
-            if library.startswith("logitlab"):
-                return train.run(train_frame, val_frame, params)
-            return SklearnLogisticRegression().fit(X, y)
+    def ours() -> None:
+        fitted["logitlab default config"] = train.run(train_frame, val_frame, params)
 
-    fitted = benchmark.pedantic(fit, rounds=5, iterations=1, warmup_rounds=1)
+    def theirs() -> None:
+        fitted["scikit-learn default"] = SklearnLogisticRegression().fit(X, y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # neither default may warn
+        best = interleaved(benchmark, 5, **{"logitlab default config": ours, "scikit-learn default": theirs})
     optimum = SklearnLogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=100).fit(X, y)
-    best = objective(X, y, optimum.coef_[0], optimum.intercept_[0])
-    record(
-        "defaults",
-        data=f"one_hot_like {X.shape[0]}x{X.shape[1]}",
-        library=library,
-        seconds=best_seconds(benchmark),
-        iterations=int(np.max(fitted.n_iter_)),
-        gap=(objective(X, y, fitted.coef_[0], fitted.intercept_[0]) - best) / best,
-        accuracy=float(fitted.score(features if library.startswith("logitlab") else X, y)),
-        optimum_accuracy=float(optimum.score(X, y)),
-    )
+    lowest = objective(X, y, optimum.coef_[0], optimum.intercept_[0])
+    for library, model in fitted.items():
+        record(
+            "defaults",
+            data=f"one_hot_like {X.shape[0]}x{X.shape[1]}",
+            library=library,
+            seconds=best[library],
+            iterations=int(np.max(model.n_iter_)),
+            gap=(objective(X, y, model.coef_[0], model.intercept_[0]) - lowest) / lowest,
+            accuracy=float(model.score(features if library.startswith("logitlab") else X, y)),
+            optimum_accuracy=float(optimum.score(X, y)),
+        )

@@ -4,13 +4,14 @@ An epoch's cost is marginal: (fit of 1 + E epochs - fit of 1 epoch) / E, with to
 many run. It includes everything an epoch does (the gradient pass, the objective the monitor records, the
 update, shuffling); what a fit pays once (input validation, the once-per-fit shuffled copy of mini-batch
 data, the power iteration of learning_rate="auto") cancels. The floor is one ``X @ w`` plus one ``X.T @ r``
-on the same array, timed in the same session.
+on the same array, timed in the same rounds as the fits (interleaved), so that both sides of the ratio see
+the same load on a shared machine.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,17 +22,18 @@ from sklearn.linear_model import SGDClassifier
 from logitlab.model import LogisticRegression
 from logitlab.model._loss import cache_bytes
 
-from .conftest import best_seconds
+from .conftest import interleaved
 from .data import matvec_floor, problem
 
 ANCHOR = (200_000, 50)
 # 16 MB: inside half of a 32 MiB L3, so it stays cache-resident between passes (the case of a machine whose
-# L3 holds the anchor problem).
+# L3 holds the anchor problem); 20k x 100 is the same size, twice as wide.
 RESIDENT = (40_000, 50)
+RESIDENT_WIDE = (20_000, 100)
 BATCH_SIZES = (32, 256, 1024, 4096, 16384)
 SCALING_N = [(n, 50) for n in (25_000, 50_000, 100_000, 200_000, 400_000)]
 SCALING_D = [(100_000, d) for d in (10, 25, 50, 100, 200)]
-ROUNDS = 5
+ROUNDS = 7
 
 
 def _shape(shape: tuple[int, int]) -> str:
@@ -42,40 +44,31 @@ def _in_cache(X: np.ndarray) -> bool:
     return X.nbytes <= cache_bytes()[3] // 2
 
 
-def _marginal(benchmark, fit, epochs: int, rounds: int = ROUNDS) -> float:
-    benchmark.pedantic(fit, args=(1 + epochs,), rounds=rounds, iterations=1, warmup_rounds=1)
-    one_epoch = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fit(1)
-        one_epoch.append(time.perf_counter() - start)
-    return (best_seconds(benchmark) - min(one_epoch)) / epochs
+def _marginal(
+    benchmark, fit: Callable[[int], object], epochs: int, X: np.ndarray | None = None, rounds: int = ROUNDS
+) -> tuple[float, float]:
+    """Seconds per epoch, ``(fit(1 + E) - fit(1)) / E``, and the matvec floor on X (0 without X), all three
+    timed in every round, one after the other."""
+    timed = {"long": lambda: fit(1 + epochs), "short": lambda: fit(1)}
+    if X is not None:
+        w, r = np.full(X.shape[1], 1e-3, dtype=X.dtype), np.full(X.shape[0], 1e-3, dtype=X.dtype)
+
+        def floor() -> None:
+            for _ in range(5):
+                matvec_floor(X, w, r)
+
+        timed["floor"] = floor
+    best = interleaved(benchmark, rounds, **timed)
+    return (best["long"] - best["short"]) / epochs, best.get("floor", 0.0) / 5
 
 
-def _epoch_seconds(benchmark, X: np.ndarray, y: np.ndarray, epochs: int, **params) -> float:
+def _epoch_seconds(benchmark, X: np.ndarray, y: np.ndarray, epochs: int, **params) -> tuple[float, float]:
     params = {"learning_rate": 0.1, **params}
 
     def fit(n_epochs: int) -> None:
         LogisticRegression(max_iter=n_epochs, tol=0.0, random_state=0, **params).fit(X, y)
 
-    return _marginal(benchmark, fit, epochs)
-
-
-def _floor_seconds(benchmark, X: np.ndarray) -> float:
-    w, r = np.full(X.shape[1], 1e-3, dtype=X.dtype), np.full(X.shape[0], 1e-3, dtype=X.dtype)
-    benchmark.pedantic(matvec_floor, args=(X, w, r), rounds=20, iterations=5, warmup_rounds=2)
-    return best_seconds(benchmark)
-
-
-FLOORS = [(ANCHOR, "float32"), (RESIDENT, "float64")] + [
-    (shape, "float64") for shape in dict.fromkeys([ANCHOR, *SCALING_N, *SCALING_D])
-]
-
-
-@pytest.mark.parametrize("shape,dtype", FLOORS, ids=lambda v: _shape(v) if isinstance(v, tuple) else v)
-def bench_floor(benchmark, record, shape: tuple[int, int], dtype: str) -> None:
-    X, _ = problem(*shape, dtype=dtype)
-    record("floor", shape=_shape(shape), dtype=dtype, seconds=_floor_seconds(benchmark, X))
+    return _marginal(benchmark, fit, epochs, X)
 
 
 @pytest.mark.parametrize(
@@ -86,12 +79,13 @@ def bench_floor(benchmark, record, shape: tuple[int, int], dtype: str) -> None:
         (ANCHOR, "float32", "plain"),
         (RESIDENT, "float64", "plain"),
         (RESIDENT, "float64", "accelerated"),
+        (RESIDENT_WIDE, "float64", "plain"),
     ],
     ids=str,
 )
 def bench_gd_epoch(benchmark, record, shape: tuple[int, int], dtype: str, update: str) -> None:
     X, y = problem(*shape, dtype=dtype)
-    seconds = _epoch_seconds(benchmark, X, y, 20, solver="gd", dtype=dtype, update=update)
+    seconds, floor = _epoch_seconds(benchmark, X, y, 20, solver="gd", dtype=dtype, update=update)
     record(
         "epochs",
         shape=_shape(shape),
@@ -101,6 +95,7 @@ def bench_gd_epoch(benchmark, record, shape: tuple[int, int], dtype: str, update
         batch_size=None,
         epoch_loss=None,
         seconds=seconds,
+        floor=floor,
     )
 
 
@@ -108,7 +103,9 @@ def bench_gd_epoch(benchmark, record, shape: tuple[int, int], dtype: str, update
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 def bench_minibatch_epoch(benchmark, record, batch_size: int, epoch_loss: str) -> None:
     X, y = problem(*ANCHOR)
-    seconds = _epoch_seconds(benchmark, X, y, 5, solver="minibatch", batch_size=batch_size, epoch_loss=epoch_loss)
+    seconds, floor = _epoch_seconds(
+        benchmark, X, y, 5, solver="minibatch", batch_size=batch_size, epoch_loss=epoch_loss
+    )
     record(
         "epochs",
         shape=_shape(ANCHOR),
@@ -118,6 +115,7 @@ def bench_minibatch_epoch(benchmark, record, batch_size: int, epoch_loss: str) -
         batch_size=batch_size,
         epoch_loss=epoch_loss,
         seconds=seconds,
+        floor=floor,
     )
 
 
@@ -131,7 +129,8 @@ def bench_sgdclassifier_epoch(benchmark, record) -> None:
             warnings.simplefilter("ignore", ConvergenceWarning)
             SGDClassifier(loss="log_loss", max_iter=n_epochs, tol=None, random_state=0).fit(X, y)
 
-    record("sgd", shape=_shape(ANCHOR), library="scikit-learn SGDClassifier", seconds=_marginal(benchmark, fit, 3))
+    seconds, _ = _marginal(benchmark, fit, 3)
+    record("sgd", shape=_shape(ANCHOR), library="scikit-learn SGDClassifier", seconds=seconds)
 
 
 @pytest.mark.parametrize("update", ["plain", "accelerated"])
@@ -146,12 +145,12 @@ def bench_small_epoch(benchmark, record, update: str) -> None:
     def fit(n_epochs: int) -> None:
         LogisticRegression(solver="gd", update=update, learning_rate=0.1, max_iter=n_epochs, tol=0).fit(X, y)
 
-    seconds = _marginal(benchmark, fit, 2000, rounds=15)
+    seconds, _ = _marginal(benchmark, fit, 2000, rounds=15)
     record("small", shape="700x2", solver=f"gd {update}", epoch_us=seconds * 1e6)
 
 
 @pytest.mark.parametrize("shape", list(dict.fromkeys(SCALING_N + SCALING_D)), ids=_shape)
 def bench_scaling(benchmark, record, shape: tuple[int, int]) -> None:
     X, y = problem(*shape)
-    seconds = _epoch_seconds(benchmark, X, y, 10, solver="gd")
-    record("scaling", shape=_shape(shape), n=shape[0], d=shape[1], solver="gd", seconds=seconds)
+    seconds, floor = _epoch_seconds(benchmark, X, y, 10, solver="gd")
+    record("scaling", shape=_shape(shape), n=shape[0], d=shape[1], solver="gd", seconds=seconds, floor=floor)

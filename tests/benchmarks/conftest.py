@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,24 @@ def record() -> Callable[..., None]:
 def best_seconds(benchmark: Any) -> float:
     """The fastest round of the benchmark just run: the least disturbed by other work on the machine."""
     return float(benchmark.stats.stats.min)
+
+
+def interleaved(benchmark: Any, rounds: int, **timed: Callable[[], Any]) -> dict[str, float]:
+    """The best time of each callable, run one after the other in every round (the benchmark's rounds).
+
+    Each ratio's two sides are timed within moments of each other, so load from other work on a shared
+    machine drifts across both instead of landing on one side of the ratio.
+    """
+    times: dict[str, list[float]] = {name: [] for name in timed}
+
+    def one_round() -> None:
+        for name, call in timed.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=1)
+    return {name: min(values) for name, values in times.items()}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

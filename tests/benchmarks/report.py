@@ -24,6 +24,11 @@ def _floor(sections: dict[str, Rows], shape: str, dtype: str = "float64") -> flo
     return next((r["seconds"] for r in sections.get("floor", []) if r["shape"] == shape and r["dtype"] == dtype), None)
 
 
+def _row_floor(sections: dict[str, Rows], row: dict[str, Any]) -> float | None:
+    """The floor timed with the row (interleaved), else the separately timed one of older results."""
+    return row.get("floor") or _floor(sections, row["shape"], row.get("dtype", "float64"))
+
+
 def _ratio(seconds: float, reference: float | None) -> float | None:
     return seconds / reference if reference else None
 
@@ -59,7 +64,7 @@ def epochs(sections: dict[str, Rows]) -> str:
             r["batch_size"] or "full",
             r.get("epoch_loss") or "",
             r["seconds"],
-            _ratio(r["seconds"], _floor(sections, r["shape"], r["dtype"])),
+            _ratio(r["seconds"], _row_floor(sections, r)),
         ]
         for r in sections.get("epochs", [])
     ]
@@ -104,7 +109,7 @@ def defaults(sections: dict[str, Rows]) -> str:
 def scaling(sections: dict[str, Rows]) -> str:
     out = []
     for r in sections.get("scaling", []):
-        floor = _floor(sections, r["shape"])
+        floor = _row_floor(sections, r)
         out.append([r["n"], r["d"], r["seconds"], floor, _ratio(r["seconds"], floor)])
     return _table(["N", "D", "gd epoch s", "floor s", "x floor"], out)
 
@@ -159,9 +164,7 @@ def figures(results: dict[str, Any], out_dir: Path) -> None:
         for axis, varying, fixed in ((axes[0], "n", "d"), (axes[1], "d", "n")):
             values = [r[fixed] for r in rows]
             fixed_value = max(values, key=values.count)  # the curve: the most measured value of the other axis
-            line = sorted(
-                (r[varying], r["seconds"], _floor(sections, r["shape"])) for r in rows if r[fixed] == fixed_value
-            )
+            line = sorted((r[varying], r["seconds"], _row_floor(sections, r)) for r in rows if r[fixed] == fixed_value)
             axis.loglog([p[0] for p in line], [p[1] for p in line], "o-", label="gd epoch")
             axis.loglog([p[0] for p in line], [p[2] for p in line], "s--", label="X @ w + X.T @ r")
             axis.set_xlabel(f"{varying.upper()} ({fixed.upper()} = {fixed_value:,})")
