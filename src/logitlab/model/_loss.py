@@ -160,11 +160,12 @@ class BinaryLogisticLoss:
         buffers = np.empty((3, rows), dtype=dtype)
         design = np.empty((rows, coef.size), dtype=dtype) if want_hessian else None
         hessian = np.zeros((coef.size, coef.size), dtype=dtype) if want_hessian else None
-        total = 0.5 * self.l2_strength * float(coef_w @ coef_w) if want_loss else 0.0
-        grad = np.empty_like(coef, dtype=dtype)
-        grad_w = np.multiply(coef_w, self.l2_strength, out=grad[:n_features])
-        if self.fit_intercept:
-            grad[-1] = 0.0
+        total = 0.5 * self.l2_strength * float(coef_w @ coef_w) if want_loss and self.l2_strength else 0.0
+        grad = np.empty_like(coef, dtype=dtype) if want_gradient else np.empty(0, dtype=dtype)
+        if want_gradient:
+            grad_w = np.multiply(coef_w, self.l2_strength, out=grad[:n_features])
+            if self.fit_intercept:
+                grad[-1] = 0.0
         for start in range(0, n_samples, rows):
             block = slice(start, start + rows)
             X_b = X[block] if rows < n_samples else X
