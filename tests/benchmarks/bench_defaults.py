@@ -51,7 +51,7 @@ def bench_default_fit(benchmark, record) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # neither default may warn
-        best = interleaved(benchmark, 5, **{"logitlab default config": ours, "scikit-learn default": theirs})
+        best = interleaved(benchmark, 9, **{"logitlab default config": ours, "scikit-learn default": theirs})
     optimum = SklearnLogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=100).fit(X, y)
     lowest = objective(X, y, optimum.coef_[0], optimum.intercept_[0])
     for library, model in fitted.items():

@@ -28,7 +28,7 @@ GAP = 1e-6
 TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 1e-6, 1e-8, 1e-10)
 OURS = [name for name in ("newton", "newton-cg", "lbfgs") if name in SOLVERS]
 THEIRS = ["newton-cholesky", "lbfgs"]
-ROUNDS = 5
+ROUNDS = 7
 
 
 def _ours(solver: str, tol: float, dtype: str = "float64") -> Any:
