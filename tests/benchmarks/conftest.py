@@ -56,9 +56,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def pytest_report_header() -> list[str]:
-    """The machine at the top of every `make bench` run: figures are only comparable on the same one."""
-    return ["machine: " + ", ".join(f"{key} {value}" for key, value in machine().items())]
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The machine under every `make bench` run's timings (also with -q): figures compare only on the same one."""
+    terminalreporter.write_line("machine: " + ", ".join(f"{key} {value}" for key, value in machine().items()))
 
 
 @pytest.fixture
