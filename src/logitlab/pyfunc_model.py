@@ -1,7 +1,8 @@
 """The MLflow pyfunc model, defined from code (MLflow's models-from-code: no pickled Python object).
 
-`mlflow.pyfunc.load_model(uri).predict(raw_rows)` returns `probability` (of the positive class) and
-`label` (the original label value) per row; the fitted steps and weights are JSON + npz artifacts.
+`mlflow.pyfunc.load_model(uri).predict(raw_rows)` returns, per row, the `label` (the original label value)
+and `probability` (of the positive class) for two classes, or one `probability_<label>` per class for more;
+the fitted steps and weights are JSON + npz artifacts.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ class LogitlabModel(PythonModel):
         return self.pipeline.predict_frame(pd.DataFrame(model_input))
 
 
-def signature(example: pd.DataFrame) -> ModelSignature:
-    """The raw columns of the data set in, `OUTPUT_SCHEMA` out: no need to score the example to find out."""
-    return ModelSignature(inputs=infer_signature(example).inputs, outputs=OUTPUT_SCHEMA)
+def signature(example: pd.DataFrame, probability_columns: list[str]) -> ModelSignature:
+    """The raw columns of the data set in, the label and the probability columns out (`OUTPUT_SCHEMA` for two
+    classes): no need to score the example to find out."""
+    if probability_columns == ["probability"]:
+        return ModelSignature(inputs=infer_signature(example).inputs, outputs=OUTPUT_SCHEMA)
+    outputs = Schema([ColSpec(DataType.string, "label"), *(ColSpec(DataType.double, c) for c in probability_columns)])
+    return ModelSignature(inputs=infer_signature(example).inputs, outputs=outputs)
 
 
 def requirements() -> list[str]:
