@@ -35,9 +35,12 @@ def fold_file(folder: Path, fold: int, part: str) -> Path:
     return folder / f"fold-{fold}-{part}.parquet"
 
 
+FOLDS_FILE = "folds.json"  # in every folds folder, so that none is empty (DVC warns about empty outputs)
+
+
 def fold_count(folder: Path) -> int:
     """The number of folds a folds folder holds (0: cross-validation is off)."""
-    return len(list(folder.glob("fold-*-train.parquet"))) if folder.is_dir() else 0
+    return int(io.read_json(folder / FOLDS_FILE)["n_folds"])
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,7 @@ def write_folds(folder: Path, folds: list[Fold]) -> None:
         for index, fold in enumerate(folds):
             for part in FOLD_PARTS:
                 io.write_parquet(fold_file(tmp, index, part), fold[part])
+        io.write_json(tmp / FOLDS_FILE, {"n_folds": len(folds)})
 
 
 STAGE = Stage(
@@ -287,7 +291,7 @@ STAGE = Stage(
         **{name: Output(Path(f"data/interim/{name}.parquet")) for name in SPLITS},
         "state": Output(Path("data/interim/preprocessor.json")),
         "report": Output(Path("reports/preprocess.json"), cache=False),
-        "folds": Output(Path("data/interim/folds")),  # cv_folds: fold-<i>-{train,val}.parquet, else empty
+        "folds": Output(Path("data/interim/folds")),  # folds.json; cv_folds: fold-<i>-{train,val}.parquet
     },
     sources=("src/logitlab/stages/preprocess.py", "src/logitlab/transforms.py"),
     settings=settings,

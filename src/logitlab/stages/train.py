@@ -98,11 +98,10 @@ def execute(params: dict[str, Any], files: Files) -> None:
     labels = io.read_json(files.inputs["schema"])["labels"]
     with io.replaced_folder(files.outputs["cv"]) as cv:
         folds = preprocess.read_folds(files.inputs["folds"])
-        if folds:
-            scores, histories = cross_validate(folds, params, len(class_names(labels)))
-            for index, history in enumerate(histories):
-                io.write_csv(cv / f"fold-{index}-cost_history.csv", history)
-            io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **reports.cv_summary(scores)})
+        scores, histories = cross_validate(folds, params, len(class_names(labels)))
+        for index, history in enumerate(histories):
+            io.write_csv(cv / f"fold-{index}-cost_history.csv", history)
+        io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **(reports.cv_summary(scores) if scores else {})})
     model = run(_model_input(files.inputs["train"]), _model_input(files.inputs["val"]), params)
     pipeline = ScoringPipeline(
         Preprocessor.from_dict(io.read_json(files.inputs["preprocessor"])),
@@ -128,7 +127,7 @@ STAGE = Stage(
     outputs={
         "model": Output(Path("models")),
         "cost_history": Output(Path("reports/cost_history.csv"), cache=False),  # the plot "Loss per epoch"
-        # cv_folds: each fold's loss curve (fold-<i>-cost_history.csv) and held-out scores; else empty
+        # scores.json (the held-out scores, none without cv_folds) and each fold's fold-<i>-cost_history.csv
         "cv": Output(Path("reports/cv")),
     },
     sources=("src/logitlab/stages/train.py", "src/logitlab/model", "src/logitlab/reports.py"),
