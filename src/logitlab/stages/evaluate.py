@@ -75,7 +75,9 @@ def draw_figures(files: Files) -> None:
     pipeline = ScoringPipeline.load(files.inputs["model"])
     out, curves = files.outputs["figures"], files.outputs["curves"]
     metrics = io.read_json(files.outputs["metrics"])
-    curve = {name: pd.read_csv(curves / f"{name}.csv") for name in ("roc", "pr", "calibration", "confusion")}
+    curve = {name: pd.read_csv(curves / f"{name}.csv") for name in ("roc", "pr", "calibration")}
+    # label names as written ("01" stays "01", "NA" is a label)
+    curve["confusion"] = pd.read_csv(curves / "confusion.csv", dtype=str, keep_default_na=False)
     names = class_names(pipeline.labels)
     multiclass = len(names) > 2
     per_class_roc = pd.read_csv(curves / "roc_ovr.csv") if multiclass else None
