@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from logitlab import config
 from logitlab.model import LogisticRegression
 from logitlab.model._loss import BinaryLogisticLoss
+from logitlab.stages import train
 from tests.benchmarks.data import one_hot_like
 from tests.conftest import REPO
 
@@ -21,7 +22,7 @@ from tests.conftest import REPO
 def default_model(*overrides: str) -> LogisticRegression:
     """The estimator exactly as `dvc repro` builds it from the real conf/ tree."""
     params = config.compose(list(overrides), REPO / "conf")
-    return LogisticRegression(**config.model_params(params["model"], params["seed"]))
+    return LogisticRegression(**train.settings(params))
 
 
 def objective(model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:
