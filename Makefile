@@ -50,13 +50,8 @@ pipeline: setup ## Regenerate dvc.yaml from the stage declarations (src/logitlab
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
 
-# mlflow 3.17's server imports SQLAlchemy-2-only names; scripts/server_compat aliases them on the 1.4 we pin
-# for optuna 2.x (see docs/server.md). Background job workers are off: the UI does not use them.
-MLFLOW_SERVER_ENV := PYTHONPATH="$(CURDIR)/scripts/server_compat$${PYTHONPATH:+:$$PYTHONPATH}" \
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-
 ui: setup ## MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
-	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
 server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)

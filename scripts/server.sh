@@ -348,13 +348,9 @@ start_mlflow() {
     # setsid: own process group, so stop can end the server and its workers together.
     # The backend URI (it holds the DB password) goes in the environment, not argv, so
     # `ps` does not show it to other local users.
-    # PYTHONPATH: SQLAlchemy-1.4 shim, see scripts/server_compat/sitecustomize.py.
-    # Job execution (GenAI background jobs) is not used by logitlab: off unless asked for.
     MLFLOW_AUTH_CONFIG_PATH="$AUTH_INI" \
     MLFLOW_AUTH_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     MLFLOW_FLASK_SERVER_SECRET_KEY="$SECRET_KEY" \
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
-    PYTHONPATH="$PROJECT_DIR/scripts/server_compat${PYTHONPATH:+:$PYTHONPATH}" \
     MLFLOW_BACKEND_STORE_URI="$BACKEND_URI" \
         setsid "$PYTHON" -m mlflow server \
             --artifacts-destination "$ARTIFACTS" \

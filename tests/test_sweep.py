@@ -183,18 +183,37 @@ def test_joblib_launcher_children_nest_under_one_parent(project: Path) -> None:
     assert misses == 1, "parallel workers must ingest once and share the result"
 
 
-def test_optuna_search_with_persistent_sqlite_storage(project: Path) -> None:
-    """hydra-optuna-sweeper pins optuna 2.x; its RDB storage works with the SQLAlchemy 1.4 pinned in uv.lock."""
-    storage = f"sqlite:///{project / 'optuna.db'}"
-    sweep(project, "hparams_search=lr_penalty", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", *FAST)
+def test_optuna_study_persists_resumes_and_tells_failed_trials(project: Path) -> None:
+    """The project's Optuna sweeper on optuna >= 4: a study in SQLite, a diverging trial told FAILED, and the same
+    command run again resuming the study (its trials numbered on, one more MLflow parent)."""
     import optuna
 
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    command = [
+        "hparams_search=lr_penalty",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.sampler.seed=6",  # its first trials: 0.5, 1e9, 0.5
+        "model.learning_rate=choice(0.5,1e9)",  # 1e9 diverges: the job fails, the sweep goes on
+        *FAST,
+    ]
+    sweep(project, *command)
+    done = sweep(project, *command)
+    assert "resumed with 3 earlier trials" in done.stdout + done.stderr
     study = optuna.load_study(study_name="lr_penalty", storage=storage)
-    assert len(study.trials) == 3 and study.best_value is not None
+    assert [t.number for t in study.trials] == list(range(6))
+    for trial in study.trials:
+        diverged = trial.params["model.learning_rate"] == 1e9
+        assert trial.state == (optuna.trial.TrialState.FAIL if diverged else optuna.trial.TrialState.COMPLETE)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}
     _, parents, children = runs_of(project, "synthetic")
-    assert len(parents) == 1 and len(children) == 3
-    best = max(c.data.metrics["val_accuracy"] for c in children)
-    assert study.best_value == pytest.approx(best)
+    assert len(parents) == 2 and len(children) == 6
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(c.data.metrics["val_accuracy"] for c in finished) == sorted(
+        t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+    )
+    (results,) = sorted(project.glob("multirun/*/*/optimization_results.yaml"))[-1:]
+    assert f"best_value: {study.best_value}" in results.read_text()
 
 
 @pytest.mark.slow
