@@ -69,8 +69,8 @@ server-install: ## Install PostgreSQL if missing (apt-get; needed by make server
 browser: ## Install headless Chromium + chromedriver (Debian packages) for the browser test
 	bash scripts/install_browser.sh
 
-serve: setup ## Serve the registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default circles = make sweep's)
-	MODEL_NAME="$${MODEL_NAME:-circles}" bash scripts/serve.sh
+serve: setup ## Serve a registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default logitlab-circles: make sweep's)
+	MODEL_NAME="$${MODEL_NAME:-logitlab-circles}" bash scripts/serve.sh
 
 bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, 5 GB out of core (BENCH=-k expr)
 	mkdir -p reports/bench

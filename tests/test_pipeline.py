@@ -114,7 +114,7 @@ def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
             assert located.as_posix().endswith(out.path.as_posix())
     assert (root / "job/models/model.npz").is_file() and (root / "job/reports/metrics.json").is_file()
     record = pipeline.record(job)
-    assert record.data_hash == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
+    assert record.dataset.digest == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
     assert {path.name for path in record.artifacts} >= {"metrics.json", "cost_history.csv", "figures", "plots"}
 
 

@@ -91,6 +91,29 @@ def test_parent_carries_best_child_table_and_comparison(basic_sweep: Path) -> No
     assert {"sweep_table.csv", "sweep_table.html", "sweep_comparison.png"} <= names
     table = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/sweep_table.csv"))
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+    assert table["rank"].tolist() == [1, 2, 3, 4] and table["run_id"].iloc[0] == parent.data.tags["best_run_id"]
+    assert table["val_accuracy"].is_monotonic_decreasing, "best first"
+    html = Path(client.download_artifacts(parent.info.run_id, "sweep/sweep_table.html")).read_text()
+    assert "ranked by val_accuracy" in html and html.index(table["run_name"].iloc[0]) < html.index(
+        table["run_name"].iloc[-1]
+    )
+
+
+def test_children_are_named_by_what_the_sweep_varies_and_record_their_dataset(basic_sweep: Path) -> None:
+    _, _, children = runs_of(basic_sweep, "circles")
+    names = sorted(c.info.run_name for c in children)
+    assert names == ["lr=0.1 degree=1", "lr=0.1 degree=2", "lr=1 degree=1", "lr=1 degree=2"]
+    for child in children:
+        assert child.data.tags["hydra_overrides"].startswith("data=circles model.learning_rate=")  # the full overrides
+        (given,) = child.inputs.dataset_inputs
+        assert given.dataset.name == "circles" and given.dataset.digest == child.data.tags["data_hash"]
+        assert json.loads(given.dataset.profile) == {
+            "num_rows": 1000,
+            "train_rows": 600,
+            "val_rows": 200,
+            "test_rows": 200,
+        }
+        assert [tag.value for tag in given.tags] == ["training"]
 
 
 def test_logged_model_scores_raw_rows_like_the_evaluate_stage(basic_sweep: Path) -> None:
@@ -116,11 +139,11 @@ def test_upstream_stages_run_once_per_distinct_config(basic_sweep: Path) -> None
 
 def test_best_model_is_registered_as_champion_and_moves_only_when_beaten(basic_sweep: Path) -> None:
     client = MlflowClient(store_uri(basic_sweep))
-    champion = client.get_model_version_by_alias("circles", "champion")
+    champion = client.get_model_version_by_alias("logitlab-circles", "champion")
     _, parents, _ = runs_of(basic_sweep, "circles")
     assert champion.run_id == parents[0].data.tags["best_run_id"]
     sweep(basic_sweep, "data=circles", "model.learning_rate=0.1", "features.degree=1", *FAST)  # worse
-    assert client.get_model_version_by_alias("circles", "champion").version == champion.version
+    assert client.get_model_version_by_alias("logitlab-circles", "champion").version == champion.version
 
 
 def test_a_diverging_job_fails_alone(project: Path) -> None:
