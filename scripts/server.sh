@@ -184,8 +184,9 @@ load_credentials() {
     [[ "$ADMIN_PASSWORD" != "password1234" ]] || die "refusing the insecure stock admin password 'password1234'; set another LOGITLAB_SERVER_ADMIN_PASSWORD"
     (( ${#ADMIN_PASSWORD} >= 12 )) || die "the admin password must be at least 12 characters (MLflow's policy)"
     [[ "$ADMIN_USER" =~ ^[A-Za-z0-9_.@-]+$ ]] || die "LOGITLAB_SERVER_ADMIN_USER may only contain letters, digits and _.@-"
-    BACKEND_URI="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
-    AUTH_DB_URI="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$AUTH_DB_NAME"
+    # psycopg2 named: SQLAlchemy 2.1 takes `postgresql://` to mean psycopg 3, which the project does not install.
+    BACKEND_URI="postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
+    AUTH_DB_URI="postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$AUTH_DB_NAME"
 }
 
 # ---------------------------------------------------------------- postgres
