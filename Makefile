@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro test test-slow check params pipeline sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
+.PHONY: help setup repro plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,8 +30,16 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 setup: $(VENV)/.synced ## Create .venv from uv.lock (once; again when the lock changes)
 
-repro: setup ## Set up, then run the pipeline: dvc repro
+repro: setup params ## Set up, recompose params.yaml from conf/, then run the pipeline: dvc repro
 	$(VENV)/bin/dvc repro
+
+plots: setup ## dvc_plots/index.html: every plot of dvc.yaml, rendering with no network (after make repro)
+	$(PY) -m logitlab.plots_page
+
+# The params that vary between experiments and the headline metrics; every other column dropped.
+EXPS_COLUMNS := Experiment$$|Created$$|(data|preprocess|features|model|mlflow)\.|seed$$|val_accuracy$$|test_accuracy$$|test_roc_auc$$|test_log_loss$$
+exps: setup ## dvc exp show, readable: the params that vary and the headline metrics
+	$(VENV)/bin/dvc exp show --only-changed --md --no-pager --drop '^(?!$(EXPS_COLUMNS))'
 
 test: setup ## Set up, then run the test suite (fast and pipeline tests)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 from hydra_plugins.logitlab_launcher.launcher import CachingLoader, Launcher
-from logitlab import config, io, pipeline
+from logitlab import config, io, pipeline, plots_page
 from logitlab.stage import Stage
 
 from .conftest import REPO
@@ -116,6 +116,16 @@ def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
     record = pipeline.record(job)
     assert record.dataset.digest == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
     assert {path.name for path in record.artifacts} >= {"metrics.json", "cost_history.csv", "figures", "plots"}
+
+
+def test_every_declared_plot_exists_after_a_run_even_where_it_cannot_be_drawn(root: Path) -> None:
+    """30 raw features: no decision boundary to draw, so a placeholder saying why (DVC would fail on a missing
+    plot without naming it)."""
+    job = pipeline.run_job(params_of("data=breast_cancer"), root / "job", root=root)
+    for path in plots_page.plot_files(pipeline.PLOTS):
+        assert (root / "job" / path).is_file(), path
+    figure = job.files["evaluate"].outputs["figures"] / "decision_boundary.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------ launcher

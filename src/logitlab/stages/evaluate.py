@@ -78,8 +78,10 @@ def draw_figures(files: Files) -> None:
             points.drop(columns=[TARGET]), points[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
         )
         plots.save(figure, out / "decision_boundary.png")
-    else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
-        (out / "decision_boundary.png").unlink(missing_ok=True)
+    else:
+        n_features = points.shape[1] - 1
+        reason = f"Not drawn: the data has {n_features} raw features;\na decision boundary is drawn for 2."
+        plots.save(plots.placeholder("Decision boundary", reason), out / "decision_boundary.png")
 
 
 def record(files: Files) -> RunRecord:
