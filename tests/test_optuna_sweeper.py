@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 
 from hydra_plugins.logitlab_optuna_sweeper._study import Settings, optimize, search_space
 
+from .conftest import logitlab
+
 
 @pytest.mark.parametrize(
     ("override", "expected"),
@@ -72,3 +74,26 @@ def test_trials_of_an_interrupted_batch_end_failed_not_running(tmp_path: Path) -
         optimize(settings, ["x=interval(0, 1)"], InterruptedLauncher(), str(tmp_path))
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
+
+
+def sweep_line(project: Path, *overrides: str) -> str:
+    """The one `error:` line a sweep that is refused prints (exit 2, no traceback)."""
+    done = logitlab(["sweep", "-m", "hparams_search=lr_penalty", "mlflow=off", *overrides], project, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+def test_a_storage_that_cannot_be_opened_or_a_changed_search_space_is_one_line(project: Path) -> None:
+    missing = f"sqlite:///{project / 'no' / 'such' / 'optuna.db'}"
+    assert sweep_line(project, f"hydra.sweeper.storage={missing}").startswith(
+        f"error: hydra.sweeper.storage: cannot open '{missing}'"
+    )
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    common = [f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=1", "model.max_iter=20"]
+    logitlab(["sweep", "-m", "hparams_search=lr_penalty", "mlflow=off", *common], project)
+    line = sweep_line(project, *common, "model.C=choice(0.1,1)")  # was log-uniform in this study
+    assert line == (
+        "error: hydra.sweeper.params.model.C: study 'lr_penalty' searched it as FloatDistribution before, "
+        "now as CategoricalDistribution; set another hydra.sweeper.study_name for a new search space"
+    )

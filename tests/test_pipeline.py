@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.logitlab_launcher.launcher import CachingLoader, Launcher
 from logitlab import config, io, pipeline, plots_page
+from logitlab.errors import LogitlabError
 from logitlab.stage import Stage
 
 from .conftest import REPO
@@ -126,6 +127,14 @@ def test_every_declared_plot_exists_after_a_run_even_where_it_cannot_be_drawn(ro
         assert (root / "job" / path).is_file(), path
     figure = job.files["evaluate"].outputs["figures"] / "decision_boundary.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_plots_before_a_run_names_the_missing_plot_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        LogitlabError, match=r"^plot file 'reports/cost_history.csv' is missing; run `make repro` first$"
+    ):
+        plots_page.write(tmp_path)
+    assert not (tmp_path / plots_page.OUT_DIR).exists()
 
 
 # ------------------------------------------------------------------------------------------ launcher

@@ -10,29 +10,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import REPO, logitlab, make_project, run, store_uri
+from .conftest import logitlab, make, make_project, run, store_uri
 
 pytestmark = pytest.mark.timeout(900)
 
 
 def dvc(project: Path, *args: str, **kwargs: object):
     return run(["dvc", *args], project, **kwargs)  # type: ignore[arg-type]
-
-
-def make(project: Path, target: str) -> str:
-    """`make <target>` in a project copy, on this repository's venv (the copy has none)."""
-    venv = REPO / ".venv"
-    args = [
-        "make",
-        "--no-print-directory",
-        "-o",
-        f"{venv}/.synced",
-        f"VENV={venv}",
-        f"UV={REPO / '.tools/bin/uv'}",
-        target,
-    ]
-    done = run(args, project)
-    return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
