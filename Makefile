@@ -44,7 +44,7 @@ exps: setup ## dvc exp show, readable: the params that vary and the headline met
 test: setup ## Set up, then run the test suite (fast and pipeline tests)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup ## Long tests: fault injection, tracking server, browser (CI runs them too)
+test-slow: setup ## Long tests: fault injection, tracking server, browser, the tutorial's numbers (CI runs them too)
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## ruff lint + format check + mypy

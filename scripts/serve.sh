@@ -17,7 +17,7 @@
 # Score raw rows (the data set's feature columns) with MLflow's JSON format, e.g. for `logitlab-circles`:
 #   curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \
 #        -d '{"dataframe_split": {"columns": ["x0", "x1"], "data": [[0.1, 0.2], [1.0, 0.0]]}}'
-#   -> {"predictions": [{"probability": 0.98, "label": "1"}, {"probability": 0.01, "label": "0"}]}
+#   -> {"predictions": [{"probability": 0.9993..., "label": "1"}, {"probability": 0.0039..., "label": "0"}]}
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
