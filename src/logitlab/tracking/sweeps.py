@@ -28,6 +28,7 @@ PARENT_FILE = "mlflow_parent.json"
 SWEEP_TAG = "logitlab.sweep_id"
 RUN_NAME_CHARS = 40  # what the MLflow UI's runs table shows of a name
 SHORT_KEYS = {"learning_rate": "lr"}  # run names only; the params keep the full keys
+SHORT_VALUE_CHARS = 8  # longer numbers are rounded in run names
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Parent:
     experiment_id: str
     experiment_name: str
     varied: list[str] = field(default_factory=list)  # the keys the sweep varies: they name its children
-    numbered: bool = False  # children's names start with the job number (a search may repeat a combination)
+    numbered: bool = False  # children's names end with the job number (a search may repeat a combination)
 
     def tracker(self) -> Tracker:
         return attach(self.uri, self.experiment_id, self.experiment_name)
@@ -121,9 +122,9 @@ def run_name(parent: Parent | None, job_num: int, overrides: list[str]) -> str:
     keys = [key for key in parent.varied if key in values] if parent else list(values)
     labels = _short_keys(keys)
     name = " ".join(f"{labels[key]}={_short_value(values[key])}" for key in keys) or "defaults"
-    if parent and parent.numbered:
-        name = f"#{job_num} {name}"
-    return name if len(name) <= RUN_NAME_CHARS else name[: RUN_NAME_CHARS - 1] + "…"
+    number = f" #{job_num}" if parent and parent.numbered else ""  # kept whole: it tells repeats apart
+    room = RUN_NAME_CHARS - len(number)
+    return (name if len(name) <= room else name[: room - 1] + "…") + number
 
 
 def _key_value(override: str) -> tuple[str, str]:
@@ -138,12 +139,14 @@ def _short_keys(keys: list[str]) -> dict[str, str]:
 
 
 def _short_value(value: str) -> str:
-    """Numbers with four significant digits at most (an Optuna trial's 0.011756010900231853 -> 0.01176)."""
+    """As typed when short (a grid's values stay distinct); a long number, such as an Optuna trial's
+    0.011756010900231853, to three significant digits."""
+    if len(value) <= SHORT_VALUE_CHARS:
+        return value
     try:
-        number = float(value)
+        return f"{float(value):.3g}"
     except ValueError:
         return value
-    return value if number.is_integer() and "." not in value and "e" not in value.lower() else f"{number:.4g}"
 
 
 def children(tracker: Tracker, parent_run_id: str) -> list[Run]:
