@@ -40,6 +40,7 @@ HISTORY_ARTIFACT = "cost_history.csv"  # every epoch
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlflow.runName"
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @dataclass
@@ -175,15 +176,9 @@ def _history(client: MlflowClient, run: Run) -> pd.DataFrame:
 @contextlib.contextmanager
 def _no_progress_bars() -> Iterator[None]:
     """MLflow draws a download progress bar per artifact unless told not to: noise in a notebook cell."""
-    previous = os.environ.get(PROGRESS_BAR_ENV)
-    os.environ[PROGRESS_BAR_ENV] = "false"
-    try:
+    with _environment_kept(PROGRESS_BAR_ENV):
+        os.environ[PROGRESS_BAR_ENV] = "false"
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[PROGRESS_BAR_ENV] = previous
 
 
 def _metric_history(client: MlflowClient, run: Run) -> pd.DataFrame:
@@ -250,15 +245,30 @@ def compare(
 
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """`mlflow.search_runs` reads the process's tracking URI: point it at `uri` meanwhile, then back."""
+    """`mlflow.search_runs` reads the process's tracking URI: point it at `uri` meanwhile, then put back both it
+    and MLFLOW_TRACKING_URI (MLflow copies the URI it is set to into the environment)."""
     import mlflow
 
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
+    with _environment_kept(TRACKING_URI_ENV):
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(cast(str, previous))  # None: unset again, as it was
+
+
+@contextlib.contextmanager
+def _environment_kept(name: str) -> Iterator[None]:
+    """The environment variable `name` as it was before, whatever happens to it meanwhile."""
+    before = os.environ.get(name)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(cast(str, previous))  # None: unset again, as it was
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _table(runs: pd.DataFrame, with_tags: bool) -> pd.DataFrame:
