@@ -18,7 +18,7 @@ from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
 from logitlab.tracking.results import DatasetRecord, RunRecord
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("logitlab.stages.evaluate")  # not __main__ when DVC runs it
 
 SPLITS = preprocess.SPLITS
 INPUT_EXAMPLE_ROWS = 5
