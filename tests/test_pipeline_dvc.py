@@ -94,11 +94,11 @@ def test_make_repro_follows_an_edit_of_conf(reproduced: Path) -> None:
     """`dvc repro` alone would train with the params.yaml of before: `make repro` recomposes it first."""
     gd = reproduced / "conf" / "model" / "gd.yaml"
     original = gd.read_text()
-    assert "learning_rate: 0.1\n" in original
-    gd.write_text(original.replace("learning_rate: 0.1\n", "learning_rate: 0.3\n"))
+    assert "\nC: 1.0\n" in original
+    gd.write_text(original.replace("\nC: 1.0\n", "\nC: 0.5\n"))
     try:
         ran = make(reproduced, "repro")
-        assert yaml.safe_load((reproduced / "params.yaml").read_text())["model"]["learning_rate"] == 0.3
+        assert yaml.safe_load((reproduced / "params.yaml").read_text())["model"]["C"] == 0.5
         assert "Running stage 'train'" in ran and "Running stage 'ingest'" not in ran
     finally:
         gd.write_text(original)
