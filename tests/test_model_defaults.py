@@ -22,7 +22,7 @@ from tests.conftest import REPO
 def default_model(*overrides: str) -> LogisticRegression:
     """The estimator exactly as `dvc repro` builds it from the real conf/ tree."""
     params = config.compose(list(overrides), REPO / "conf")
-    return LogisticRegression(**train.model_params(params["model"], params["seed"]))
+    return LogisticRegression(**train.settings(params))
 
 
 def objective(model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:

@@ -63,7 +63,9 @@ class TrackingCallback(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        parent = sweeps.start_sweep(tracker, sweep_dir, list(config.hydra.overrides.task))
+        parent = sweeps.start_sweep(
+            tracker, sweep_dir, list(config.hydra.overrides.task), swept_keys(config), numbered=not _is_grid(config)
+        )
         open_sweep["parent"] = parent
         log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, tracker.experiment_name, tracker.uri)
 
@@ -87,8 +89,12 @@ def _summarise(config: DictConfig) -> None:
     if parent := open_sweep.pop("parent", None):
         from logitlab.tracking import sweeps
 
+        mlflow_cfg = _mlflow_cfg(config)
         summary = sweeps.finish_sweep(
-            parent, sweep_cfg, register=_mlflow_cfg(config).register, out_dir=Path(config.hydra.sweep.dir) / "summary"
+            parent,
+            sweep_cfg,
+            model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
+            out_dir=Path(config.hydra.sweep.dir) / "summary",
         )
         if summary.best_value is not None:
             best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
@@ -120,6 +126,21 @@ def end_open_sweep(status: str, reason: str) -> None:
 
     sweeps.end_sweep_early(parent, status, reason)
     log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, parent.run_id, status)
+
+
+def swept_keys(cfg: DictConfig) -> list[str]:
+    """The keys a sweep varies: its sweep overrides (`a=1,2`, `a=choice(...)`) and `hydra.sweeper.params`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task))
+    keys = [str(o.key_or_group) for o in overrides if o.is_sweep_override()]
+    keys += [str(key) for key in cfg.hydra.get("sweeper", {}).get("params") or {}]
+    return list(dict.fromkeys(keys))
+
+
+def _is_grid(cfg: DictConfig) -> bool:
+    """Hydra's basic sweeper: every job a distinct combination (a search may try one twice)."""
+    return str(cfg.hydra.get("sweeper", {}).get("_target_", "")).endswith(".BasicSweeper")
 
 
 def sweep_size(cfg: DictConfig) -> int | None:

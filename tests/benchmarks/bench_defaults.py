@@ -40,7 +40,7 @@ def bench_default_fit(benchmark, record) -> None:
     features, y = train_frame.drop(columns=[TARGET]), train_frame[TARGET].to_numpy()
     X = features.to_numpy()
     composed = config.compose([], REPO / "conf")
-    params = train.model_params(composed["model"], composed["seed"])
+    params = train.settings(composed)
     fitted: dict[str, Any] = {}
 
     def ours() -> None:

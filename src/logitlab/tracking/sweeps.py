@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 PARENT_FILE = "mlflow_parent.json"
 SWEEP_TAG = "logitlab.sweep_id"
+RUN_NAME_CHARS = 40  # what the MLflow UI's runs table shows of a name
+SHORT_KEYS = {"learning_rate": "lr"}  # run names only; the params keep the full keys
+SHORT_VALUE_CHARS = 8  # longer numbers are rounded in run names
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Parent:
     uri: str
     experiment_id: str
     experiment_name: str
+    varied: list[str] = field(default_factory=list)  # the keys the sweep varies: they name its children
+    numbered: bool = False  # children's names end with the job number (a search may repeat a combination)
 
     def tracker(self) -> Tracker:
         return attach(self.uri, self.experiment_id, self.experiment_name)
@@ -49,8 +54,11 @@ class SweepSummary:
     best_value: float | None
 
 
-def start_sweep(tracker: Tracker, sweep_dir: Path, overrides: list[str]) -> Parent:
-    """Create the sweep's parent run (not active in any process) and leave its id for the jobs."""
+def start_sweep(
+    tracker: Tracker, sweep_dir: Path, overrides: list[str], varied: list[str], numbered: bool = False
+) -> Parent:
+    """Create the sweep's parent run (not active in any process) and leave its id, and what names its children,
+    for the jobs."""
     sweep_id = hashlib.sha256(f"{sweep_dir.resolve()}{time.time_ns()}".encode()).hexdigest()[:12]
     tags = {
         **git_tags(),
@@ -59,7 +67,9 @@ def start_sweep(tracker: Tracker, sweep_dir: Path, overrides: list[str]) -> Pare
         "hydra_overrides": " ".join(overrides) or "(defaults)",
     }
     run = tracker.client().create_run(tracker.experiment_id, tags=tags, run_name=f"sweep-{sweep_id}")
-    parent = Parent(run.info.run_id, sweep_id, tracker.uri, tracker.experiment_id, tracker.experiment_name)
+    parent = Parent(
+        run.info.run_id, sweep_id, tracker.uri, tracker.experiment_id, tracker.experiment_name, varied, numbered
+    )
     io.write_json(sweep_dir / PARENT_FILE, asdict(parent))
     return parent
 
@@ -75,7 +85,8 @@ def job_run(
 ) -> Iterator[str]:
     """One job's run: a child of the sweep's parent, or a top-level run for a single run (no -m)."""
     tags = _job_tags(parent, job_num, overrides)
-    with tracked_run(tracker, _run_name(overrides), tags, params, parent.run_id if parent else None) as run_id:
+    name = run_name(parent, job_num, overrides)
+    with tracked_run(tracker, name, tags, params, parent.run_id if parent else None) as run_id:
         yield run_id
 
 
@@ -88,7 +99,7 @@ def record_failed_job(parent: Parent, job_num: int, overrides: list[str], reason
         "error": reason[:5000],
         "mlflow.note.content": f"FAILED: {reason[:5000]}",
     }
-    run = client.create_run(parent.experiment_id, tags=tags, run_name=_run_name(overrides))
+    run = client.create_run(parent.experiment_id, tags=tags, run_name=run_name(parent, job_num, overrides))
     client.set_terminated(run.info.run_id, "FAILED")
 
 
@@ -104,8 +115,38 @@ def _job_tags(parent: Parent | None, job_num: int, overrides: list[str]) -> dict
     return tags
 
 
-def _run_name(overrides: list[str]) -> str:
-    return ",".join(overrides)[:200] or "defaults"
+def run_name(parent: Parent | None, job_num: int, overrides: list[str]) -> str:
+    """A child by the values its sweep varies (`lr=0.1 degree=2`), a single run by all its overrides; short
+    enough for the runs table. The full overrides are the run's `hydra_overrides` tag."""
+    values = dict(_key_value(override) for override in overrides)
+    keys = [key for key in parent.varied if key in values] if parent else list(values)
+    labels = _short_keys(keys)
+    name = " ".join(f"{labels[key]}={_short_value(values[key])}" for key in keys) or "defaults"
+    number = f" #{job_num}" if parent and parent.numbered else ""  # kept whole: it tells repeats apart
+    room = RUN_NAME_CHARS - len(number)
+    return (name if len(name) <= room else name[: room - 1] + "…") + number
+
+
+def _key_value(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key by its last part (`model.learning_rate` -> `lr`), or whole where two would read the same."""
+    last = {key: SHORT_KEYS.get(key.rsplit(".", 1)[-1], key.rsplit(".", 1)[-1]) for key in keys}
+    return {key: short if list(last.values()).count(short) == 1 else key for key, short in last.items()}
+
+
+def _short_value(value: str) -> str:
+    """As typed when short (a grid's values stay distinct); a long number, such as an Optuna trial's
+    0.011756010900231853, to three significant digits."""
+    if len(value) <= SHORT_VALUE_CHARS:
+        return value
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
 
 
 def children(tracker: Tracker, parent_run_id: str) -> list[Run]:
@@ -138,9 +179,9 @@ def end_sweep_early(parent: Parent, status: str, reason: str) -> None:
     client.set_terminated(parent.run_id, status)
 
 
-def finish_sweep(parent: Parent, sweep: config.SweepConfig, register: bool, out_dir: Path) -> SweepSummary:
+def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | None, out_dir: Path) -> SweepSummary:
     """Give the parent the best child's params and metrics, the sweep table and a comparison plot;
-    register the best model as `champion` when it beats the current one."""
+    register the best model as `model_name`'s `champion` when it beats the current one (None: no registry)."""
     from mlflow.entities import Metric, Param
 
     tracker = parent.tracker()
@@ -166,8 +207,8 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, register: bool, out_
         client.set_tag(parent.run_id, "best_run_id", best.info.run_id)
         client.set_tag(parent.run_id, "best_overrides", best.data.tags.get("hydra_overrides", ""))
     client.log_batch(parent.run_id, metrics=summary_metrics, params=params)
-    if best is not None and register:
-        registry.promote_champion(tracker, best, sweep)
+    if best is not None and model_name is not None:
+        registry.promote_champion(tracker, best, sweep, model_name)
     client.set_terminated(parent.run_id, "FINISHED")
     return SweepSummary(
         parent.run_id,
