@@ -84,6 +84,13 @@ def sweep_line(project: Path, *overrides: str) -> str:
     return line
 
 
+def test_an_unknown_sweep_metric_is_refused_before_any_trial(project: Path) -> None:
+    storage = project / "optuna.db"
+    line = sweep_line(project, "sweep.metric=val_f2", f"hydra.sweeper.storage=sqlite:///{storage}")
+    assert line.startswith("error: config key 'sweep.metric': 'val_f2' is not a metric; choose one of")
+    assert not storage.exists() and not list(project.glob("multirun/*/*/*/job.json"))
+
+
 def test_a_storage_that_cannot_be_opened_or_a_changed_search_space_is_one_line(project: Path) -> None:
     missing = f"sqlite:///{project / 'no' / 'such' / 'optuna.db'}"
     assert sweep_line(project, f"hydra.sweeper.storage={missing}").startswith(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from logitlab import sweep_job
 from logitlab.scoring import ScoringPipeline
 
 from .conftest import logitlab, make_project, store_uri
@@ -185,6 +187,15 @@ def test_a_sweep_in_which_no_job_finished_exits_non_zero_with_one_line(project: 
     _, parents, children = runs_of(project, "synthetic")
     assert [c.info.status for c in children] == ["FAILED", "FAILED"]
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 2
+
+
+def test_an_untracked_sweep_names_its_best_job(project: Path) -> None:
+    done = sweep(project, "mlflow=off", "data=moons", "model.C=0.001,1", "hydra.sweep.dir=multirun/off", *FAST)
+    (line,) = [line for line in (done.stdout + done.stderr).splitlines() if "sweep finished:" in line]
+    best = re.search(r"best val_accuracy = ([0-9.]+) \(job (\d+) in ", line)
+    assert best, line
+    jobs = {job["job"]: job["metric"] for job in sweep_job.outcomes(project / "multirun/off")}
+    assert float(best[1]) == pytest.approx(max(jobs.values()), abs=1e-4) and jobs[best[2]] == max(jobs.values())
 
 
 def test_a_job_hydra_cannot_compose_stops_the_sweep_before_any_job_in_one_line(project: Path) -> None:

@@ -50,7 +50,8 @@ class TrackingCallback(Callback):
         signal.signal(signal.SIGTERM, raise_interrupt)
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         outcome.clear()
-        try:
+        try:  # a metric name no job could rank by stops the sweep here, whatever its sweeper
+            sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
             cfg = _mlflow_cfg(config)
             if not cfg.enabled:
                 return
@@ -86,6 +87,8 @@ def _summarise(config: DictConfig) -> None:
     failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
     outcome.update(finished=len(jobs) - len(failures), failed=len(failures), first_error=next(iter(failures), ""))
     best = "none"
+    if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
+        best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
     if parent := open_sweep.pop("parent", None):
         from logitlab.tracking import sweeps
 

@@ -100,10 +100,7 @@ def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | No
 
 def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) -> None:
     """Refuse, before any work, a sweep metric that is no metric or that the run's mode does not compute."""
-    if metric not in reports.METRICS:
-        raise ConfigError(
-            f"config key 'sweep.metric': '{metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
-        )
+    check_metric_name(metric)
     if metric in reports.CV_METRICS and preprocess.cv_folds is None:
         raise ConfigError(
             f"config key 'sweep.metric': '{metric}' is a cross-validation score; set preprocess.cv_folds (e.g. 5)"
@@ -112,6 +109,13 @@ def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) ->
         raise ConfigError(
             f"config key 'sweep.metric': '{metric}' is not computed with preprocess.cv_folds set (the validation "
             f"split joins training); rank by the cross-validation score, e.g. sweep.metric=cv_accuracy_mean"
+        )
+
+
+def check_metric_name(metric: str) -> None:
+    if metric not in reports.METRICS:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
         )
 
 
@@ -137,5 +141,13 @@ def record_failure(sweep_dir: Path, num: int, overrides: list[str], reason: str)
 
 
 def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job's status in a sweep directory."""
-    return [io.read_json(path) for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+    """Every job's status in a sweep directory, with its job folder's name as `job`."""
+    return [{**io.read_json(path), "job": path.parent.name} for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+
+
+def best_of(jobs: list[dict[str, Any]], direction: str) -> dict[str, Any] | None:
+    """The finished job with the best metric (an untracked sweep's best, from its job folders)."""
+    scored = [job for job in jobs if job["status"] == "FINISHED" and math.isfinite(job.get("metric", math.nan))]
+    if not scored:
+        return None
+    return (max if direction == "maximize" else min)(scored, key=lambda job: job["metric"])
