@@ -11,6 +11,7 @@ give the derived numbers (the machine is shared and noisy); medians are reported
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,14 +30,16 @@ def c_values(jobs: int) -> str:
     return ",".join(f"{1 + i / 1000:.6g}" for i in range(jobs))
 
 
-def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> float:
-    """Wall seconds of one whole sweep command."""
+def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one whole sweep command. CPU counts the sweep process and its figure helper
+    (a reaped child): on a busy machine it inflates far less than wall time does."""
     env = dict(BASE_ENV)
     overrides = [f"model.C={c_values(jobs)}", f"hydra.sweep.dir={project / 'multirun' / label}"]
     if tracking:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'stores' / label / 'mlflow.db'}"
     else:
         overrides.append("mlflow=off")
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "logitlab.sweep", "-m", *overrides],
@@ -50,45 +53,54 @@ def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> float:
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"sweep {label} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return took
+    return took, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(counts: Sequence[int] = (4, 12), repeats: int = 3) -> list[dict[str, Any]]:
-    """One row per (jobs, tracking): best and median wall seconds, per-job and per-extra-job seconds (against
-    the smallest count), and tracking's overhead per job (against the same sweep with `mlflow=off`)."""
+    """One row per (jobs, tracking): best and median wall seconds, best CPU seconds, what each job beyond the
+    smallest count added (wall and CPU), and tracking's share of it (against the same sweep with `mlflow=off`)."""
     counts = sorted(counts)
     with tempfile.TemporaryDirectory(prefix="logitlab-sweep-bench-") as tmp:
         project = make_project(Path(tmp) / "project")
         run_sweep(project, 1, tracking=False, label="warm-up")  # fills the memo cache: every timed job hits it
         walls: dict[tuple[int, bool], list[float]] = {}
+        cpus: dict[tuple[int, bool], list[float]] = {}
         for repeat in range(repeats):  # interleaved, so a slow spell of the machine hits every variant
             for jobs in counts:
                 for tracking in (True, False):
-                    label = f"{jobs}-{'on' if tracking else 'off'}-{repeat}"
-                    walls.setdefault((jobs, tracking), []).append(run_sweep(project, jobs, tracking, label))
+                    wall, cpu = run_sweep(project, jobs, tracking, f"{jobs}-{'on' if tracking else 'off'}-{repeat}")
+                    walls.setdefault((jobs, tracking), []).append(wall)
+                    cpus.setdefault((jobs, tracking), []).append(cpu)
     best = {key: min(times) for key, times in walls.items()}
     median = {key: statistics.median(times) for key, times in walls.items()}
+    cpu_best = {key: min(times) for key, times in cpus.items()}
     smallest = counts[0]
     rows = []
     for jobs in counts:
         for tracking in (True, False):
-            wall = best[jobs, tracking]
             extra = jobs > smallest
             row: dict[str, Any] = {
                 "jobs": jobs,
                 "tracking": "on" if tracking else "off",
-                "wall_s": wall,
+                "wall_s": best[jobs, tracking],
                 "wall_median_s": median[jobs, tracking],
-                "per_job_s": wall / jobs,
-                "per_extra_job_s": _per_extra_job(best, jobs, smallest, tracking) if extra else None,
-                "per_extra_job_median_s": _per_extra_job(median, jobs, smallest, tracking) if extra else None,
-                "tracking_overhead_per_job_s": (wall - best[jobs, False]) / jobs if tracking else None,
-                "tracking_overhead_per_extra_job_s": None,
+                "cpu_s": cpu_best[jobs, tracking],
+                "per_extra_job_s": None,
+                "per_extra_job_median_s": None,
+                "cpu_per_extra_job_s": None,
+                "tracking_per_extra_job_s": None,
             }
-            if tracking and extra:
-                row["tracking_overhead_per_extra_job_s"] = _per_extra_job(best, jobs, smallest, True) - _per_extra_job(
-                    best, jobs, smallest, False
-                )
+            if extra:
+                row["per_extra_job_s"] = _per_extra_job(best, jobs, smallest, tracking)
+                row["per_extra_job_median_s"] = _per_extra_job(median, jobs, smallest, tracking)
+                row["cpu_per_extra_job_s"] = _per_extra_job(cpu_best, jobs, smallest, tracking)
+            if extra and tracking:
+                row["tracking_per_extra_job_s"] = row["per_extra_job_s"] - _per_extra_job(best, jobs, smallest, False)
             rows.append(row)
     return rows
 
