@@ -17,6 +17,9 @@ from logitlab import reports
 from logitlab.tracking.store import tracker_client
 
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
+# "pending" while a helper process draws the run's figures after the run ended, "attached" once they are in:
+# a resumed sweep runs again a FINISHED job whose figures never arrived (its sweep died first).
+FIGURES_TAG = "logitlab.figures"
 HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
 
 
@@ -65,6 +68,17 @@ def log_results(
     with _gc_paused():
         client.log_batch(run_id, metrics=points, tags=[RunTag(k, v) for k, v in sorted(all_tags.items())])
     log_artifacts(run_id, record.artifacts)
+
+
+def expect_late_artifacts(run_id: str) -> None:
+    """Before the helper gets them: the run's figures will come after the run ended."""
+    tracker_client().set_tag(run_id, FIGURES_TAG, "pending")
+
+
+def attach_late_artifacts(run_id: str, paths: list[Path]) -> None:
+    """What a helper made after the run ended (its figures), then the tag that says they arrived."""
+    log_artifacts(run_id, paths)
+    tracker_client().set_tag(run_id, FIGURES_TAG, "attached")
 
 
 def log_artifacts(run_id: str, paths: list[Path]) -> None:
