@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from logitlab import reports
-from logitlab.tracking.store import tracker_client
+from logitlab.tracking.store import tracker_client, unreachable
 
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
 # "pending" while a helper process draws the run's figures after the run ended, "attached" once they are in:
@@ -76,8 +76,15 @@ def expect_late_artifacts(run_id: str) -> None:
 
 
 def attach_late_artifacts(run_id: str, paths: list[Path]) -> None:
-    """What a helper made after the run ended (its figures), then the tag that says they arrived."""
-    log_artifacts(run_id, paths)
+    """What a helper made after the run ended (its figures), then the tag that says they arrived. A server
+    still away after MLflow's retries gets a second retry window, as a run's end does (`lifecycle`)."""
+    for attempt in range(2):
+        try:
+            log_artifacts(run_id, paths)
+            break
+        except Exception as err:
+            if attempt or not unreachable(err):
+                raise
     tracker_client().set_tag(run_id, FIGURES_TAG, "attached")
 
 
