@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -25,6 +25,9 @@ from logitlab import config as settings
 from logitlab import finishing, sweep_job
 from logitlab.cli import debug, fail, raise_interrupt
 from logitlab.errors import ConfigError, LogitlabError
+
+if TYPE_CHECKING:
+    from logitlab.tracking.sweeps import Parent
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class TrackingCallback(Callback):
             outcome["error"] = settings.one_line(str(err)) or type(err).__name__
 
 
-def _open_parent(config: DictConfig) -> Any:
+def _open_parent(config: DictConfig) -> Parent | None:
     """The sweep's parent run: a new one, or with `sweep.resume` the stopped sweep's; None when untracked."""
     cfg = _mlflow_cfg(config)
     sweep_cfg = settings.sweep_config(_section(config, "sweep"))

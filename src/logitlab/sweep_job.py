@@ -48,7 +48,7 @@ def run(params: Mapping[str, Any], job: Job) -> float:
         if isinstance(err, TrackingLostError) and job.sweep_dir is not None:
             sweeps.mark_tracking_lost(job.sweep_dir, job.num, reason)
         raise
-    _write_status(job.job_dir, {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
+    _write_finished(job.job_dir, value)
     return value
 
 
@@ -92,7 +92,7 @@ def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> fl
 
 def record_finished_before(sweep_dir: Path, num: int, value: float) -> None:
     """The job.json of a job `finished_before` answered without running it (a launcher that skips it)."""
-    _write_status(sweep_dir / str(num), {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
+    _write_finished(sweep_dir / str(num), value)
 
 
 def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,10 +117,10 @@ def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | No
 
         mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
         record = pipeline.record(result)
-        tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         if deferred:  # the helper attaches them once drawn
             late = set(pipeline.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
+        tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
     return float(result.metrics[sweep.metric])
 
@@ -131,6 +131,10 @@ def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Calla
         finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
 
     return submit
+
+
+def _write_finished(job_dir: Path, value: float) -> None:
+    _write_status(job_dir, {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
 
 
 def _write_status(job_dir: Path, status: dict[str, Any]) -> None:
