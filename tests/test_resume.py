@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import BASE_ENV, logitlab, make_project, store_uri
-from .test_faults import runs_in_store, wait_for
+from .conftest import logitlab, make_project, store_uri
+from .test_faults import runs_in_store, start, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -39,18 +38,6 @@ class Crashed:
     project: Path
     parent: str
     finished: set[str]  # children FINISHED before the kill
-
-
-def start(project: Path, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "logitlab.sweep", "-m", *args],
-            cwd=project,
-            env=BASE_ENV,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def kill_after(proc: subprocess.Popen[bytes], project: Path, finished: int, log: Path) -> str:
@@ -84,7 +71,7 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Crashed:
     """A grid sweep of 6 jobs SIGKILLed in the middle; a resume tried while it still ran is refused."""
     project = make_project(tmp_path_factory.mktemp("resume") / "project")
     log = project.parent / "crashed.log"
-    proc = start(project, GRID, log)
+    proc = start(project, ["-m", *GRID], log)
     try:
         wait_for(lambda: any(row[2] for row in runs_in_store(project)) or proc.poll() is not None, 120, "a job")
         parent = next(row[2] for row in runs_in_store(project) if row[2])
@@ -159,7 +146,7 @@ def test_a_resumed_optuna_sweep_continues_its_study(tmp_path: Path) -> None:
     search = ["hparams_search=lr_penalty", f"hydra.sweeper.storage={storage}", *SLOW]
     search += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"]
     log = project.parent / "optuna.log"
-    proc = start(project, [*search, f"hydra.sweeper.n_trials={TRIALS}"], log)
+    proc = start(project, ["-m", *search, f"hydra.sweeper.n_trials={TRIALS}"], log)
     try:
         parent = kill_after(proc, project, 2, log)
     finally:

@@ -57,7 +57,10 @@ def slurm_env() -> Iterator[dict[str, str]]:
 def server() -> Iterator[MlflowServer]:
     srv = start_server()
     try:
-        yield srv
+        with pytest.MonkeyPatch.context() as env:  # this process's checks read from it
+            for key, value in {**srv.client_env(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}.items():
+                env.setenv(key, value)
+            yield srv
     finally:
         srv.stop()
 
@@ -116,9 +119,21 @@ def test_sweep_on_slurm_into_the_team_tracking_server(
     env = {**slurm_env, **server.client_env()}
     overrides = ["hydra/launcher=slurm", "model.C=0.1,1,10", *FAST, "mlflow.experiment_name=cluster"]
     logitlab(["sweep", "-m", *overrides], project, env=env)
-    os.environ.update({**server.client_env(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"})
     check_sweep_on_slurm(MlflowClient(server.uri), "cluster", env, tmp_path)
     assert not (project / "mlflow.db").exists(), "the jobs must not fall back to a local store"
+
+
+def start_sweep(project: Path, overrides: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m logitlab.sweep -m ...` in its own process group, its output in `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "logitlab.sweep", "-m", *overrides],
+            cwd=project,
+            env={**BASE_ENV, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def running_children(db: Path) -> list[tuple[str, str]]:
@@ -139,15 +154,7 @@ def test_a_job_slurm_cancels_is_a_failed_child_with_its_log(slurm_env: dict[str,
     finishes and the sweep ends with its summary; nothing stays RUNNING, in MLflow or on the cluster."""
     project = make_project(tmp_path / "project")
     log = tmp_path / "sweep.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "logitlab.sweep", "-m", "hydra/launcher=slurm", *SLOW_SECOND_JOB],
-            cwd=project,
-            env={**BASE_ENV, **slurm_env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_sweep(project, ["hydra/launcher=slurm", *SLOW_SECOND_JOB], slurm_env, log)
     try:
         deadline = time.monotonic() + 240
         slow: list[tuple[str, str]] = []
@@ -186,15 +193,7 @@ def test_a_sweep_whose_process_died_resumes_without_submitting_finished_jobs(
     project = make_project(tmp_path / "project")
     overrides = ["hydra/launcher=slurm", "model.C=0.1,1,10", *FAST]
     log = tmp_path / "sweep.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "logitlab.sweep", "-m", *overrides],
-            cwd=project,
-            env={**BASE_ENV, **slurm_env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_sweep(project, overrides, slurm_env, log)
     try:
         deadline = time.monotonic() + 120
         while "Submitted 3 SLURM jobs" not in log.read_text() and time.monotonic() < deadline:

@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--stop", choices=("mlflow", "postgres"), required=True)
     parser.add_argument("--outage-s", type=float, required=True, help="0: the server never comes back")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each event as it happens
     server = start_server()
     os.environ.update({**server.client_env(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"})  # this script's own calls
     try:
