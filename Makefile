@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench lint format typecheck clean
+.PHONY: help setup repro plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,13 +30,21 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 setup: $(VENV)/.synced ## Create .venv from uv.lock (once; again when the lock changes)
 
-repro: setup ## Set up, then run the pipeline: dvc repro
+repro: setup params ## Set up, recompose params.yaml from conf/, then run the pipeline: dvc repro
 	$(VENV)/bin/dvc repro
+
+plots: setup ## dvc_plots/index.html: every plot of dvc.yaml, rendering with no network (after make repro)
+	$(PY) -m logitlab.plots_page
+
+# The params that vary between experiments and the headline metrics; every other column dropped.
+EXPS_COLUMNS := Experiment$$|Created$$|(data|preprocess|features|model|mlflow)\.|seed$$|val_accuracy$$|test_accuracy$$|test_roc_auc$$|test_log_loss$$
+exps: setup ## dvc exp show, readable: the params that vary and the headline metrics
+	$(VENV)/bin/dvc exp show --only-changed --md --no-pager --drop '^(?!$(EXPS_COLUMNS))'
 
 test: setup ## Set up, then run the test suite (fast and pipeline tests)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup ## Long tests: fault injection, tracking server and its outages, SLURM, browser (CI runs them too)
+test-slow: setup ## Long tests: fault injection, tracking server and its outages, SLURM, browser, the tutorial's numbers (CI runs them too)
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## ruff lint + format check + mypy
@@ -50,13 +58,8 @@ pipeline: setup ## Regenerate dvc.yaml from the stage declarations (src/logitlab
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
 
-# mlflow 3.17's server imports SQLAlchemy-2-only names; scripts/server_compat aliases them on the 1.4 we pin
-# for optuna 2.x (see docs/server.md). Background job workers are off: the UI does not use them.
-MLFLOW_SERVER_ENV := PYTHONPATH="$(CURDIR)/scripts/server_compat$${PYTHONPATH:+:$$PYTHONPATH}" \
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-
 ui: setup ## MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
-	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
 server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)
@@ -83,8 +86,8 @@ slurm-status: ## Does the SLURM cluster take jobs?
 browser: ## Install headless Chromium + chromedriver (Debian packages) for the browser test
 	bash scripts/install_browser.sh
 
-serve: setup ## Serve the registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default circles = make sweep's)
-	MODEL_NAME="$${MODEL_NAME:-circles}" bash scripts/serve.sh
+serve: setup ## Serve a registered champion over HTTP at 127.0.0.1:5001 (MODEL_NAME, default logitlab-circles: make sweep's)
+	MODEL_NAME="$${MODEL_NAME:-logitlab-circles}" bash scripts/serve.sh
 
 bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, 5 GB out of core (BENCH=-k expr)
 	mkdir -p reports/bench

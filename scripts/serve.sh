@@ -6,19 +6,18 @@
 # against the project's tracking store, in this venv (no new environment is built).
 #
 # Settings (environment):
-#   MODEL_NAME            registered model to serve; default: the experiment name of the default config
-#                         (conf/config.yaml -> mlflow.experiment_name = data.name, i.e. `synthetic`).
-#                         A sweep registers its best model under its experiment name: `make sweep`
-#                         registers `circles`, so serve it with `MODEL_NAME=circles make serve`.
+#   MODEL_NAME            registered model to serve; default: the default config's
+#                         mlflow.registered_model_name (logitlab-${data.name}, i.e. `logitlab-synthetic`).
+#                         `make serve` passes `logitlab-circles`, what `make sweep` registers.
 #   PORT                  port (5001); HOST (127.0.0.1)
 #   MLFLOW_TRACKING_URI   the store; default sqlite:///<project>/mlflow.db (as the pipeline resolves it)
 #   LOGITLAB_ROOT         the project (default: this script's repository)
 #   LOGITLAB_PYTHON       python with mlflow + logitlab (default: <project>/.venv/bin/python, else python3)
 #
-# Score raw rows (the data set's feature columns) with MLflow's JSON format, e.g. for `circles`:
+# Score raw rows (the data set's feature columns) with MLflow's JSON format, e.g. for `logitlab-circles`:
 #   curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' \
 #        -d '{"dataframe_split": {"columns": ["x0", "x1"], "data": [[0.1, 0.2], [1.0, 0.0]]}}'
-#   -> {"predictions": [{"probability": 0.98, "label": "1"}, {"probability": 0.01, "label": "0"}]}
+#   -> {"predictions": [{"probability": 0.9993..., "label": "1"}, {"probability": 0.0039..., "label": "0"}]}
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,7 +55,7 @@ try:
     root = Path(os.environ["LOGITLAB_ROOT"])
     mlflow_cfg = config.mlflow_config(config.compose()["mlflow"])
     uri = store.tracking_uri(mlflow_cfg, root)
-    name = os.environ.get("MODEL_NAME") or mlflow_cfg.experiment_name
+    name = os.environ.get("MODEL_NAME") or mlflow_cfg.registered_model_name
 except Exception as err:  # a broken config: say so in one line
     print(f"cannot resolve the tracking store: {' '.join(str(err).split())[:300]}")
     sys.exit(1)

@@ -184,8 +184,9 @@ load_credentials() {
     [[ "$ADMIN_PASSWORD" != "password1234" ]] || die "refusing the insecure stock admin password 'password1234'; set another LOGITLAB_SERVER_ADMIN_PASSWORD"
     (( ${#ADMIN_PASSWORD} >= 12 )) || die "the admin password must be at least 12 characters (MLflow's policy)"
     [[ "$ADMIN_USER" =~ ^[A-Za-z0-9_.@-]+$ ]] || die "LOGITLAB_SERVER_ADMIN_USER may only contain letters, digits and _.@-"
-    BACKEND_URI="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
-    AUTH_DB_URI="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$AUTH_DB_NAME"
+    # psycopg2 named: SQLAlchemy 2.1 takes `postgresql://` to mean psycopg 3, which the project does not install.
+    BACKEND_URI="postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
+    AUTH_DB_URI="postgresql+psycopg2://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$AUTH_DB_NAME"
 }
 
 # ---------------------------------------------------------------- postgres
@@ -348,13 +349,9 @@ start_mlflow() {
     # setsid: own process group, so stop can end the server and its workers together.
     # The backend URI (it holds the DB password) goes in the environment, not argv, so
     # `ps` does not show it to other local users.
-    # PYTHONPATH: SQLAlchemy-1.4 shim, see scripts/server_compat/sitecustomize.py.
-    # Job execution (GenAI background jobs) is not used by logitlab: off unless asked for.
     MLFLOW_AUTH_CONFIG_PATH="$AUTH_INI" \
     MLFLOW_AUTH_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     MLFLOW_FLASK_SERVER_SECRET_KEY="$SECRET_KEY" \
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
-    PYTHONPATH="$PROJECT_DIR/scripts/server_compat${PYTHONPATH:+:$PYTHONPATH}" \
     MLFLOW_BACKEND_STORE_URI="$BACKEND_URI" \
         setsid "$PYTHON" -m mlflow server \
             --artifacts-destination "$ARTIFACTS" \

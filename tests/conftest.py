@@ -62,6 +62,14 @@ def run(
     return done
 
 
+def make(project: Path, target: str, timeout: float = 600) -> str:
+    """`make <target>` in a project copy, on this repository's venv and uv (the copy has neither); its output."""
+    venv, uv = REPO / ".venv", REPO / ".tools" / "bin" / "uv"
+    args = ["make", "--no-print-directory", "-o", f"{venv}/.synced", f"VENV={venv}", f"UV={uv}", target]
+    done = run(args, project, timeout=timeout)
+    return done.stdout + done.stderr
+
+
 def logitlab(args: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """`python -m logitlab.<args[0]> args[1:]` in the venv."""
     return run([sys.executable, "-m", f"logitlab.{args[0]}", *args[1:]], cwd, **kwargs)  # type: ignore[arg-type]

@@ -41,8 +41,10 @@ def data(client) -> tuple[np.ndarray, np.ndarray, object, object]:
         {"solver": "lbfgs", "tol": 1e-8},
         {"solver": "gd", "max_iter": 20, "tol": 0, "penalty": "l1", "C": 0.5},
         {"solver": "newton", "tol": 1e-10, "class_weight": {"spam": 2.0}},
+        {"solver": "newton-cg", "tol": 1e-10},
+        {"solver": "gd", "max_iter": 30, "tol": 0, "learning_rate": "auto", "update": "accelerated"},
     ],
-    ids=["lbfgs", "gd-l1", "newton-weighted"],
+    ids=["lbfgs", "gd-l1", "newton-weighted", "newton-cg", "gd-auto-fista"],
 )
 def test_dask_fit_equals_in_memory_fit(data, params) -> None:
     X, labels, dX, dy = data

@@ -54,7 +54,7 @@ def test_launchers_and_dvc_repro_give_bit_identical_results(project: Path) -> No
                 *extra,
                 f"hydra.sweep.dir={sweep_dir}",
                 "mlflow.enabled=false",
-                "model.learning_rate=0.1,0.5",
+                "model.learning_rate=auto,0.5",
             ],
             project,
         )
@@ -64,4 +64,4 @@ def test_launchers_and_dvc_repro_give_bit_identical_results(project: Path) -> No
         }
     assert sweeps["local"] == sweeps["basic"] == sweeps["joblib"]
     assert sweeps["basic"]["0"] != sweeps["basic"]["1"]  # the learning rate mattered
-    assert sweeps["basic"]["0"] == dvc_print  # learning_rate=0.1 is the default config
+    assert sweeps["basic"]["0"] == dvc_print  # learning_rate=auto is the default config

@@ -215,6 +215,12 @@ def test_verbose_logs_progress(caplog, cancer):
         ({"dtype": "float16"}, "dtype"),
         ({"class_weight": "auto"}, "class_weight"),
         ({"fit_intercept": "yes"}, "fit_intercept"),
+        ({"learning_rate": "fast"}, "learning_rate must be a real number"),
+        ({"solver": "minibatch", "learning_rate": "auto"}, "learning_rate='auto' is the full-batch step"),
+        ({"solver": "gd", "update": "adam", "learning_rate": "auto"}, "learning_rate='auto' is the full-batch step"),
+        ({"epoch_loss": "batch"}, "epoch_loss"),
+        ({"solver": "gd", "epoch_loss": "running"}, "epoch_loss='running' is for solver='minibatch' or 'sgd'"),
+        ({"solver": "newton-cg", "penalty": "l1"}, "solver='newton-cg' does not support penalty='l1'"),
         ({"solver": "lbfgs", "penalty": "l1"}, "solver='lbfgs' does not support penalty='l1'"),
         (
             {"solver": "newton", "penalty": "elasticnet"},

@@ -50,9 +50,16 @@ def test_blocked_loss_gradient_hessian_equal_the_formulas(small_blocks, fit_inte
     dense_grad, dense_hessian = loss.gradient_hessian(coef, X, y, weights)
     np.testing.assert_allclose(dense_grad, grad, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(dense_hessian, hessian, rtol=1e-12, atol=1e-15)
-    _, hessian_product = loss.gradient_hessian_product(coef, X, y, weights)
+    curved_value, curved_grad, curvature = loss.loss_gradient_curvature(coef, X, y, weights)
+    assert curved_value == pytest.approx(value, rel=1e-13)
+    np.testing.assert_allclose(curved_grad, grad, rtol=1e-12, atol=1e-15)
     vector = rng.normal(size=coef.size)
-    np.testing.assert_allclose(hessian_product(vector), hessian @ vector, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(loss.hessian_product(curvature, X, vector), hessian @ vector, rtol=1e-12, atol=1e-15)
+    # The bound is the Hessian with every p (1 - p) at its maximum 1/4.
+    design = np.hstack([X, np.ones((n_samples, 1))]) if fit_intercept else X
+    bound = design.T @ (0.25 * weights[:, None] * design)
+    bound[np.diag_indices(4)] += 0.3
+    np.testing.assert_allclose(loss.curvature_bound_product(X, weights, vector), bound @ vector, rtol=1e-12)
 
 
 def test_residual_and_curvature_are_exact_in_the_tails():
@@ -79,7 +86,7 @@ def sklearn_objective(model, X, y):
     return loss.loss(coef, X, y.astype(np.float64), np.full(X.shape[0], 1.0 / X.shape[0]))
 
 
-@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+@pytest.mark.parametrize("solver", ["newton", "newton-cg", "lbfgs"])
 def test_second_order_solvers_reach_the_sklearn_optimum(classification, solver):
     X, y = classification
     reference = SklearnLogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
@@ -89,7 +96,7 @@ def test_second_order_solvers_reach_the_sklearn_optimum(classification, solver):
     assert (sklearn_objective(model, X, y) - optimum) / optimum < 1e-6
 
 
-@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+@pytest.mark.parametrize("solver", ["newton", "newton-cg", "lbfgs"])
 def test_float32_fits_agree_with_float64(classification, solver):
     X, y = classification
     fit64 = LogisticRegression(solver=solver, tol=1e-6, max_iter=500).fit(X, y)
@@ -151,3 +158,13 @@ def test_minibatch_labels_and_weights_follow_their_rows():
         rows = X_batch[:, 0].astype(int)
         np.testing.assert_array_equal(y_batch, y[rows])
         np.testing.assert_allclose(weights_batch, weights[rows] * n_samples / rows.size, rtol=1e-15)
+
+
+def test_a_strided_view_fits_exactly_like_its_contiguous_copy(classification):
+    """Rows of a larger array (a view whose rows are not adjacent) are copied once into a BLAS-ready layout."""
+    X, y = classification
+    wide = np.hstack([X, X])[:, : X.shape[1]]
+    assert not (wide.flags.c_contiguous or wide.flags.f_contiguous)
+    strided = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
+    contiguous = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
+    np.testing.assert_array_equal(strided.fit(wide, y).coef_, contiguous.fit(np.ascontiguousarray(X), y).coef_)

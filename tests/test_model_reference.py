@@ -110,6 +110,7 @@ FIRST_ORDER_CASES = [
     ("gd", "momentum", 0.1, "constant", 3000),
     ("gd", "nesterov", 0.1, "constant", 3000),
     ("gd", "adam", 0.05, "cosine", 3000),
+    ("gd", "accelerated", "auto", "constant", 3000),
     ("minibatch", "plain", 2.0, "cosine", 200),
     ("minibatch", "momentum", 0.2, "cosine", 200),
     ("minibatch", "nesterov", 0.2, "cosine", 200),

@@ -48,8 +48,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Parque
         {"solver": "lbfgs", "max_iter": 100, "tol": 1e-8},
         {"solver": "newton", "max_iter": 30, "tol": 1e-12, "class_weight": "balanced"},
         {"solver": "newton", "max_iter": 30, "tol": 1e-5, "dtype": "float32"},
+        {"solver": "newton-cg", "max_iter": 30, "tol": 1e-10},
+        {"solver": "gd", "max_iter": 100, "tol": 1e-6, "learning_rate": "auto", "update": "accelerated"},
     ],
-    ids=["gd", "gd-elasticnet-nesterov", "lbfgs", "newton-balanced", "newton-float32"],
+    ids=["gd", "gd-elasticnet-nesterov", "lbfgs", "newton-balanced", "newton-float32", "newton-cg", "gd-auto-fista"],
 )
 def test_chunked_fit_equals_in_memory_fit(data, params) -> None:
     frame, chunks, val = data

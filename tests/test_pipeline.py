@@ -18,7 +18,8 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 from hydra_plugins.logitlab_launcher.launcher import CachingLoader, Launcher
-from logitlab import config, io, pipeline
+from logitlab import config, io, pipeline, plots_page
+from logitlab.errors import LogitlabError
 from logitlab.stage import Stage
 
 from .conftest import REPO
@@ -114,8 +115,26 @@ def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
             assert located.as_posix().endswith(out.path.as_posix())
     assert (root / "job/models/model.npz").is_file() and (root / "job/reports/metrics.json").is_file()
     record = pipeline.record(job)
-    assert record.data_hash == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
+    assert record.dataset.digest == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
     assert {path.name for path in record.artifacts} >= {"metrics.json", "cost_history.csv", "figures", "plots"}
+
+
+def test_every_declared_plot_exists_after_a_run_even_where_it_cannot_be_drawn(root: Path) -> None:
+    """30 raw features: no decision boundary to draw, so a placeholder saying why (DVC would fail on a missing
+    plot without naming it)."""
+    job = pipeline.run_job(params_of("data=breast_cancer"), root / "job", root=root)
+    for path in plots_page.plot_files(pipeline.PLOTS):
+        assert (root / "job" / path).is_file(), path
+    figure = job.files["evaluate"].outputs["figures"] / "decision_boundary.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_plots_before_a_run_names_the_missing_plot_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        LogitlabError, match=r"^plot file 'reports/cost_history.csv' is missing; run `make repro` first$"
+    ):
+        plots_page.write(tmp_path)
+    assert not (tmp_path / plots_page.OUT_DIR).exists()
 
 
 # ------------------------------------------------------------------------------------------ launcher

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import logitlab, make_project, run, store_uri
+from .conftest import logitlab, make, make_project, run, store_uri
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -90,6 +90,21 @@ def test_metrics_show_lists_the_metrics(reproduced: Path) -> None:
     assert "test_accuracy" in flat and "test_roc_auc" in flat
 
 
+def test_make_repro_follows_an_edit_of_conf(reproduced: Path) -> None:
+    """`dvc repro` alone would train with the params.yaml of before: `make repro` recomposes it first."""
+    gd = reproduced / "conf" / "model" / "gd.yaml"
+    original = gd.read_text()
+    assert "\nC: 1.0\n" in original
+    gd.write_text(original.replace("\nC: 1.0\n", "\nC: 0.5\n"))
+    try:
+        ran = make(reproduced, "repro")
+        assert yaml.safe_load((reproduced / "params.yaml").read_text())["model"]["C"] == 0.5
+        assert "Running stage 'train'" in ran and "Running stage 'ingest'" not in ran
+    finally:
+        gd.write_text(original)
+        make(reproduced, "repro")
+
+
 def test_a_model_param_reruns_only_train_and_evaluate(reproduced: Path) -> None:
     params_file = reproduced / "params.yaml"
     original = params_file.read_text()
@@ -114,6 +129,11 @@ def test_exp_run_set_param_recomposes_params_and_runs(tmp_path: Path) -> None:
     assert metrics["test_accuracy"] > 0.97
     shown = dvc(project, "exp", "show", "--json").stdout
     assert "circles-deg2" in shown and "test_accuracy" in shown
+    header = next(line for line in make(project, "exps").splitlines() if line.startswith("| Experiment"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[:2] == ["Experiment", "Created"]
+    assert {"val_accuracy", "test_accuracy", "features.degree", "data.name"} <= set(columns)
+    assert not {"model.learning_rate", "train_accuracy", "models"} & set(columns), "only what varies, headline metrics"
     logitlab(
         ["sweep", "-m", "features.degree=2", "data=circles", "mlflow=off", "hydra.sweep.dir=multirun/same"], project
     )

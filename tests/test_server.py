@@ -111,7 +111,7 @@ def test_credentials_are_private_and_not_the_stock_default(server):
     ini = (server.state_dir / "basic_auth.ini").read_text()
     assert "default_permission = READ" in ini
     assert "auth_cache_ttl_seconds = 60" in ini
-    assert f"postgresql://mlflow:{creds['LOGITLAB_SERVER_DB_PASSWORD']}@127.0.0.1:{server.pg_port}/" in ini
+    assert f"postgresql+psycopg2://mlflow:{creds['LOGITLAB_SERVER_DB_PASSWORD']}@127.0.0.1:{server.pg_port}/" in ini
 
 
 @pytest.mark.timeout(60)

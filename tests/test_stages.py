@@ -189,7 +189,11 @@ def test_default_pipeline_reaches_the_seed_guides_90_percent(tmp_path: Path, mod
     assert metrics["test_accuracy"] == pytest.approx(0.9, abs=1e-12)
     history = scoring.model.cost_history_
     assert len(history) == (epochs or scoring.model.n_iter_)
-    assert all(b <= a for a, b in itertools.pairwise(history))
+    if epochs:  # plain steps of the seed guides' model: the loss falls every epoch
+        assert all(b <= a for a, b in itertools.pairwise(history))
+    else:  # the default (accelerated, step 1/L) converges in tens of epochs, rippling as momentum methods do
+        assert scoring.model.converged_ and scoring.model.n_iter_ < 100
+        assert history[-1] == pytest.approx(min(history), rel=1e-6)
     expected = {
         "train_accuracy",
         "val_accuracy",

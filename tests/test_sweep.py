@@ -91,6 +91,29 @@ def test_parent_carries_best_child_table_and_comparison(basic_sweep: Path) -> No
     assert {"sweep_table.csv", "sweep_table.html", "sweep_comparison.png"} <= names
     table = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/sweep_table.csv"))
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+    assert table["rank"].tolist() == [1, 2, 3, 4] and table["run_id"].iloc[0] == parent.data.tags["best_run_id"]
+    assert table["val_accuracy"].is_monotonic_decreasing, "best first"
+    html = Path(client.download_artifacts(parent.info.run_id, "sweep/sweep_table.html")).read_text()
+    assert "ranked by val_accuracy" in html and html.index(table["run_name"].iloc[0]) < html.index(
+        table["run_name"].iloc[-1]
+    )
+
+
+def test_children_are_named_by_what_the_sweep_varies_and_record_their_dataset(basic_sweep: Path) -> None:
+    _, _, children = runs_of(basic_sweep, "circles")
+    names = sorted(c.info.run_name for c in children)
+    assert names == ["lr=0.1 degree=1", "lr=0.1 degree=2", "lr=1 degree=1", "lr=1 degree=2"]
+    for child in children:
+        assert child.data.tags["hydra_overrides"].startswith("data=circles model.learning_rate=")  # the full overrides
+        (given,) = child.inputs.dataset_inputs
+        assert given.dataset.name == "circles" and given.dataset.digest == child.data.tags["data_hash"]
+        assert json.loads(given.dataset.profile) == {
+            "num_rows": 1000,
+            "train_rows": 600,
+            "val_rows": 200,
+            "test_rows": 200,
+        }
+        assert [tag.value for tag in given.tags] == ["training"]
 
 
 def test_logged_model_scores_raw_rows_like_the_evaluate_stage(basic_sweep: Path) -> None:
@@ -116,11 +139,11 @@ def test_upstream_stages_run_once_per_distinct_config(basic_sweep: Path) -> None
 
 def test_best_model_is_registered_as_champion_and_moves_only_when_beaten(basic_sweep: Path) -> None:
     client = MlflowClient(store_uri(basic_sweep))
-    champion = client.get_model_version_by_alias("circles", "champion")
+    champion = client.get_model_version_by_alias("logitlab-circles", "champion")
     _, parents, _ = runs_of(basic_sweep, "circles")
     assert champion.run_id == parents[0].data.tags["best_run_id"]
     sweep(basic_sweep, "data=circles", "model.learning_rate=0.1", "features.degree=1", *FAST)  # worse
-    assert client.get_model_version_by_alias("circles", "champion").version == champion.version
+    assert client.get_model_version_by_alias("logitlab-circles", "champion").version == champion.version
 
 
 def test_a_diverging_job_fails_alone(project: Path) -> None:
@@ -183,18 +206,37 @@ def test_joblib_launcher_children_nest_under_one_parent(project: Path) -> None:
     assert misses == 1, "parallel workers must ingest once and share the result"
 
 
-def test_optuna_search_with_persistent_sqlite_storage(project: Path) -> None:
-    """hydra-optuna-sweeper pins optuna 2.x; its RDB storage works with the SQLAlchemy 1.4 pinned in uv.lock."""
-    storage = f"sqlite:///{project / 'optuna.db'}"
-    sweep(project, "hparams_search=lr_penalty", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", *FAST)
+def test_optuna_study_persists_resumes_and_tells_failed_trials(project: Path) -> None:
+    """The project's Optuna sweeper on optuna >= 4: a study in SQLite, a diverging trial told FAILED, and the same
+    command run again resuming the study (its trials numbered on, one more MLflow parent)."""
     import optuna
 
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    command = [
+        "hparams_search=lr_penalty",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.sampler.seed=6",  # its first trials: 0.5, 1e9, 0.5
+        "model.learning_rate=choice(0.5,1e9)",  # 1e9 diverges: the job fails, the sweep goes on
+        *FAST,
+    ]
+    sweep(project, *command)
+    done = sweep(project, *command)
+    assert "resumed with 3 earlier trials" in done.stdout + done.stderr
     study = optuna.load_study(study_name="lr_penalty", storage=storage)
-    assert len(study.trials) == 3 and study.best_value is not None
+    assert [t.number for t in study.trials] == list(range(6))
+    for trial in study.trials:
+        diverged = trial.params["model.learning_rate"] == 1e9
+        assert trial.state == (optuna.trial.TrialState.FAIL if diverged else optuna.trial.TrialState.COMPLETE)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}
     _, parents, children = runs_of(project, "synthetic")
-    assert len(parents) == 1 and len(children) == 3
-    best = max(c.data.metrics["val_accuracy"] for c in children)
-    assert study.best_value == pytest.approx(best)
+    assert len(parents) == 2 and len(children) == 6
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(c.data.metrics["val_accuracy"] for c in finished) == sorted(
+        t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+    )
+    (results,) = sorted(project.glob("multirun/*/*/optimization_results.yaml"))[-1:]
+    assert f"best_value: {study.best_value}" in results.read_text()
 
 
 @pytest.mark.slow

@@ -5,9 +5,11 @@ that copy's store on a free 127.0.0.1 port, as `make ui` does; headless Chromium
 `chromium-driver`, see scripts/install_browser.sh) opens it and checks what a person would look for:
 
 - the experiment `circles` is listed;
-- the experiment's runs table shows the sweep's parent run `sweep-<id>` and, expanded, its four children;
+- the experiment's runs table shows the sweep's parent run `sweep-<id>` and, expanded, its four children,
+  each named by what the sweep varies (`lr=1 degree=2`) and with its data set in the Dataset column;
 - a child's "Model metrics" tab draws the `train_loss` (and `val_loss`) line chart;
-- the runs' chart view compares the children's loss curves.
+- the runs' chart view compares the children's loss curves;
+- `make plots` (after `dvc repro`) draws every plot of dvc.yaml with no host reachable.
 
 Screenshots of those pages are written to docs/images/ (docs/ui.md embeds them), overwritten on each run,
 and checked to be real 1400x900 pictures. Selenium never downloads anything: the browser and the driver are
@@ -40,6 +42,7 @@ from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -47,16 +50,13 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BASE_ENV, REPO, logitlab, store_uri
+from conftest import BASE_ENV, REPO, logitlab, make, run, store_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL_SCRIPT = REPO / "scripts" / "install_browser.sh"
-# mlflow 3.17.2's server needs SQLAlchemy 2 names that the project's pinned SQLAlchemy 1.4 lacks: the same
-# shim scripts/server.sh puts on the server's PYTHONPATH (see scripts/server_compat/sitecustomize.py).
-SERVER_COMPAT = REPO / "scripts" / "server_compat"
 IMAGES = REPO / "docs" / "images"
 
 EXPERIMENT = "circles"
@@ -64,7 +64,7 @@ SWEEP_ARGS = ["data=circles", "model.learning_rate=0.1,1", "features.degree=1,2"
 N_CHILDREN = 4
 WIDTH, HEIGHT = 1400, 900  # the page's viewport, and so the screenshots' size
 
-SERVER_START_TIMEOUT = 90  # s for /health: ~15 s here without the job runner, ~45 s with it on 2 cores
+SERVER_START_TIMEOUT = 90  # s for /health: ~20 s here (its job runner's consumers start too)
 SERVER_STOP_TIMEOUT = 15  # s after SIGTERM before SIGKILL
 PAGE_LOAD_TIMEOUT = 60  # s for driver.get
 WAIT = 30  # s for any element of the single-page app to appear
@@ -79,6 +79,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing but this machine: pages work offline
     f"--window-size={WIDTH},{HEIGHT}",
 ]
 
@@ -91,6 +92,7 @@ class Sweep:
     parent_id: str
     parent_name: str
     children: dict[str, dict[str, str]]  # run id -> params
+    datasets: dict[str, str]  # run id -> the digest of the dataset it logged
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,8 @@ def sweep(module_project: Path) -> Sweep:
         r.info.run_id: dict(r.data.params) for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     }
     assert len(children) == N_CHILDREN, [r.info.run_name for r in runs]
-    return Sweep(module_project, experiment.experiment_id, parent.info.run_id, parent.info.run_name, children)
+    datasets = {r.info.run_id: r.inputs.dataset_inputs[0].dataset.digest for r in runs if r.info.run_id in children}
+    return Sweep(module_project, experiment.experiment_id, parent.info.run_id, parent.info.run_name, children, datasets)
 
 
 # ------------------------------------------------------------------------------------------ the server
@@ -160,17 +163,11 @@ def ui_url(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "--workers",
         "1",
     ]
-    env = {
-        **BASE_ENV,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SERVER_COMPAT), os.environ.get("PYTHONPATH")])),
-        # The UI needs no background job runner; without it the server starts in ~15 s instead of ~45 s.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
             cwd=project,
-            env=env,
+            env=BASE_ENV,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -327,11 +324,20 @@ def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep) -> No
     show_children(driver, sweep, ui_url)
     names = {child: driver.find_element(*run_link(child)).get_attribute("textContent") for child in sweep.children}
     for child, params in sweep.children.items():
-        # a child is named by its overrides, e.g. data=circles,model.learning_rate=1,features.degree=2,...
-        assert f"model.learning_rate={params['model.learning_rate']}" in names[child]
-        assert f"features.degree={params['features.degree']}" in names[child]
+        # a child is named by what the sweep varies, short enough for the column: lr=1 degree=2
+        assert names[child] == f"lr={params['model.learning_rate']} degree={params['features.degree']}"
     body = driver.find_element(By.TAG_NAME, "body").text
     assert f"{1 + N_CHILDREN} matching runs" in body
+    # the Dataset column: each child's data set, by name and content hash (mlflow.log_input)
+    header = driver.find_element(By.XPATH, '//*[contains(@class, "ag-header-cell")][normalize-space(.)="Dataset"]')
+    assert header.is_displayed()
+    for child, digest in sweep.datasets.items():
+        row = driver.find_element(*run_link(child)).find_element(By.XPATH, './ancestor::div[@role="row"][1]')
+        row_id = row.get_attribute("row-index")
+        cells = driver.find_elements(By.XPATH, f'//div[@role="row"][@row-index="{row_id}"]')
+        text = " ".join(cell.text for cell in cells)
+        assert EXPERIMENT in text and digest[:6] in text, (child, text)
+    fit_run_names(driver)
     park_mouse(driver)
     screenshot(driver, "ui-experiment-runs.png")
 
@@ -376,9 +382,7 @@ def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) 
     wait_for(driver, lambda _: traces_drawn(card) >= N_CHILDREN, f"{N_CHILDREN} lines in the train_loss chart")
     legend = card.get_attribute("textContent")
     for params in sweep.children.values():
-        assert (
-            f"model.learning_rate={params['model.learning_rate']},features.degree={params['features.degree']}" in legend
-        )
+        assert f"lr={params['model.learning_rate']} degree={params['features.degree']}" in legend
     # full screen: the chart large, with every run's legend entry
     card.find_element(By.CSS_SELECTOR, 'button[data-component-id="fullscreen_button_chartcard"]').click()
     dialog = wait_for(
@@ -387,6 +391,13 @@ def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) 
     wait_for(driver, lambda _: traces_drawn(dialog) >= N_CHILDREN, f"{N_CHILDREN} lines in the full-screen chart")
     park_mouse(driver)
     screenshot(driver, "ui-compare.png")
+
+
+def fit_run_names(driver: Any) -> None:
+    """Widen the Run Name column to its longest name, as a person does by double-clicking its edge."""
+    header = driver.find_element(By.XPATH, '//*[contains(@class, "ag-header-cell")][normalize-space(.)="Run Name"]')
+    handle = header.find_element(By.CSS_SELECTOR, ".ag-header-cell-resize")
+    ActionChains(driver).double_click(handle).perform()
 
 
 # --------------------------------------------------------------------------------------- chart helpers
@@ -405,3 +416,25 @@ def set_text(field: Any, text: str) -> None:
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.BACKSPACE)
     field.send_keys(text)
+
+
+# ------------------------------------------------------------------------------------- make plots, offline
+def test_make_plots_renders_every_plot_offline(driver: Any, sweep: Sweep) -> None:
+    """`make plots` after `dvc repro`: every vega chart drawn and both figures shown, with no host reachable."""
+    project = sweep.project
+    run(["dvc", "repro"], project, timeout=600)
+    make(project, "plots", timeout=300)
+    page = project / "dvc_plots" / "index.html"
+    assert "cdn." not in page.read_text(), "the page must not load anything from a CDN"
+    open_page(driver, page.as_uri())
+    titles = ["Loss per epoch", "ROC", "Precision-recall", "Confusion matrix", "Calibration"]
+    drawn = "return [...document.querySelectorAll('.vega-embed')].filter(e => e.querySelector('svg, canvas')).length"
+    wait_for(driver, lambda d: d.execute_script(drawn) == len(titles), f"{len(titles)} drawn vega charts")
+    source = page.read_text()
+    for title in titles:
+        assert f'"title": {{"text": "{title}"' in source, title
+    assert '"title": "loss"' in source, "the loss chart's y axis is titled loss, not y"
+    images = "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+    wait_for(driver, lambda d: d.execute_script(images) == 2, "the decision boundary and coefficients figures")
+    park_mouse(driver)
+    screenshot(driver, "dvc-plots.png")

@@ -15,13 +15,15 @@ imported inside the functions only. Parameter values that all read as numbers co
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pandas as pd
 
@@ -37,7 +39,8 @@ HISTORY_METRICS = ("train_loss", "val_loss")  # logged per epoch (thinned), with
 HISTORY_ARTIFACT = "cost_history.csv"  # every epoch
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlflow.runName"
-PAGE = 1000
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @dataclass
@@ -162,12 +165,20 @@ def _history(client: MlflowClient, run: Run) -> pd.DataFrame:
     history = _metric_history(client, run)
     if len(history) >= run.data.metrics.get("n_iter", 0):
         return history
-    with tempfile.TemporaryDirectory(prefix="logitlab-history-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="logitlab-history-") as tmp, _no_progress_bars():
         try:
             local = client.download_artifacts(run.info.run_id, HISTORY_ARTIFACT, tmp)
             return pd.read_csv(local)[["epoch", *HISTORY_METRICS]]
         except (MlflowException, OSError, KeyError, ValueError):
             return history
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """MLflow draws a download progress bar per artifact unless told not to: noise in a notebook cell."""
+    with _environment_kept(PROGRESS_BAR_ENV):
+        os.environ[PROGRESS_BAR_ENV] = "false"
+        yield
 
 
 def _metric_history(client: MlflowClient, run: Run) -> pd.DataFrame:
@@ -202,7 +213,11 @@ def compare(
 ) -> pd.DataFrame:
     """One row per run of `experiment` (a name or an id), oldest first: run_id, run_name, status,
     parent_run_id, start_time, end_time, then `params.*` and `metrics.*` (final values) columns, and
-    `tags.*` with `tags=True`. With `parent_run_id`, only the child runs of that sweep."""
+    `tags.*` with `tags=True`. With `parent_run_id`, only the child runs of that sweep.
+
+    The rows are `mlflow.search_runs`'s (it pages through the store); the columns are put in that order and
+    numeric params become numbers."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
@@ -217,51 +232,64 @@ def compare(
         raise TrackingError(
             f"no MLflow experiment '{experiment}' in {client.tracking_uri}; experiments: {', '.join(names)}"
         )
-    filter_string = f"tags.{PARENT_TAG} = '{parent_run_id}'" if parent_run_id else ""
-    runs: list[Run] = []
-    token = None
-    for _ in range(10_000):  # bounded paging
-        page = client.search_runs(
+    with _tracking_uri(client.tracking_uri):
+        runs = mlflow.search_runs(
             [found.experiment_id],
-            filter_string=filter_string,
-            max_results=PAGE,
-            page_token=token,
+            filter_string=f"tags.{PARENT_TAG} = '{parent_run_id}'" if parent_run_id else "",
             order_by=["attributes.start_time ASC"],
+            output_format="pandas",
         )
-        runs += list(page)
-        token = page.token
-        if not token:
-            break
+    assert isinstance(runs, pd.DataFrame)
     return _table(runs, tags)
 
 
-def _table(runs: list[Run], with_tags: bool) -> pd.DataFrame:
-    rows: list[dict[str, Any]] = []
-    for run in runs:
-        row: dict[str, Any] = {
-            "run_id": run.info.run_id,
-            "run_name": run.info.run_name or run.data.tags.get(NAME_TAG, ""),
-            "status": run.info.status,
-            "parent_run_id": run.data.tags.get(PARENT_TAG),
-            "start_time": _time(run.info.start_time),
-            "end_time": _time(run.info.end_time),
-        }
-        row.update({f"params.{k}": v for k, v in run.data.params.items()})
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-        if with_tags:
-            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-        rows.append(row)
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """`mlflow.search_runs` reads the process's tracking URI: point it at `uri` meanwhile, then put back both it
+    and MLFLOW_TRACKING_URI (MLflow copies the URI it is set to into the environment)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    with _environment_kept(TRACKING_URI_ENV):
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(cast(str, previous))  # None: unset again, as it was
+
+
+@contextlib.contextmanager
+def _environment_kept(name: str) -> Iterator[None]:
+    """The environment variable `name` as it was before, whatever happens to it meanwhile."""
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _table(runs: pd.DataFrame, with_tags: bool) -> pd.DataFrame:
     fixed = ["run_id", "run_name", "status", "parent_run_id", "start_time", "end_time"]
-    table = pd.DataFrame(rows, columns=fixed) if not rows else pd.DataFrame(rows)
-    rest = [c for c in table.columns if c not in fixed]
-    ordered = sorted(rest, key=lambda c: ({"params": 0, "metrics": 1, "tags": 2}[c.split(".", 1)[0]], c))
-    table = table[fixed + ordered]
-    for column in ordered:
+    if runs.empty:
+        return pd.DataFrame(columns=fixed)
+    table = runs.rename(columns={f"tags.{NAME_TAG}": "run_name", f"tags.{PARENT_TAG}": "parent_run_id"})
+    for column in ("run_name", "parent_run_id"):
+        if column not in table:
+            table[column] = None
+    prefixes = ("params.", "metrics.", "tags.") if with_tags else ("params.", "metrics.")
+    rest = sorted(
+        (c for c in table.columns if c.startswith(prefixes)),
+        key=lambda c: ({"params": 0, "metrics": 1, "tags": 2}[c.split(".", 1)[0]], c),
+    )
+    table = table[fixed + rest].copy()
+    for column in rest:
         if column.startswith("params."):
             table[column] = _numeric_if_possible(table[column])
-        elif column.startswith("metrics."):
-            table[column] = table[column].astype("float64")
-    return table.sort_values("start_time", kind="stable", ignore_index=True)
+    table["parent_run_id"] = table["parent_run_id"].where(table["parent_run_id"].notna(), None)
+    return table.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------- values

@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import config as settings
@@ -91,11 +89,12 @@ def _open_parent(config: DictConfig) -> Parent | None:
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     overrides = settings.without_resume(config.hydra.overrides.task)
+    varied, numbered = swept_keys(config), not _is_grid(config)
     if not sweep_cfg.resume:
-        return sweeps.start_sweep(tracker, sweep_dir, overrides)
+        return sweeps.start_sweep(tracker, sweep_dir, overrides, varied, numbered)
     from logitlab.tracking import resume
 
-    parent = resume.resume_sweep(tracker, sweep_dir, sweep_cfg.resume, overrides, sweep_cfg.metric)
+    parent = resume.resume_sweep(tracker, sweep_dir, sweep_cfg.resume, overrides, sweep_cfg.metric, varied, numbered)
     log.info("resuming sweep %s: %d of its jobs FINISHED already", parent.run_id, len(parent.finished_jobs))
     _continue_study(config.hydra.get("sweeper", {}))
     return parent
@@ -142,8 +141,12 @@ def _summarise(config: DictConfig) -> None:
         end_open_sweep("FAILED", "the tracking server stopped answering")
         return
     if parent := open_sweep.pop("parent", None):
+        mlflow_cfg = _mlflow_cfg(config)
         summary = sweeps.finish_sweep(
-            parent, sweep_cfg, register=_mlflow_cfg(config).register, out_dir=Path(config.hydra.sweep.dir) / "summary"
+            parent,
+            sweep_cfg,
+            model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
+            out_dir=Path(config.hydra.sweep.dir) / "summary",
         )
         if summary.best_value is not None:
             best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
@@ -185,8 +188,19 @@ def end_open_sweep(status: str, reason: str) -> None:
     log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, parent.run_id, status)
 
 
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+def swept_keys(cfg: DictConfig) -> list[str]:
+    """The keys a sweep varies: its sweep overrides (`a=1,2`, `a=choice(...)`) and `hydra.sweeper.params`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task))
+    keys = [str(o.key_or_group) for o in overrides if o.is_sweep_override()]
+    keys += [str(key) for key in cfg.hydra.get("sweeper", {}).get("params") or {}]
+    return list(dict.fromkeys(keys))
+
+
+def _is_grid(cfg: DictConfig) -> bool:
+    """Hydra's basic sweeper: every job a distinct combination (a search may try one twice)."""
+    return str(cfg.hydra.get("sweeper", {}).get("_target_", "")).endswith(".BasicSweeper")
 
 
 def sweep_size(cfg: DictConfig) -> int | None:

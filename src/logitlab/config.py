@@ -137,6 +137,7 @@ class MlflowConfig:
     required: bool = True
     log_model: bool = True
     register: bool = True
+    registered_model_name: str = "logitlab"
     history_points: int = 500
 
 
@@ -250,6 +251,12 @@ def features_config(raw: Any) -> FeaturesConfig:
 def mlflow_config(raw: Any) -> MlflowConfig:
     cfg = _build("mlflow", MlflowConfig, raw)
     _check_range("mlflow.history_points", cfg.history_points >= 0, "an integer >= 0", cfg.history_points)
+    _check_range(
+        "mlflow.registered_model_name",
+        bool(cfg.registered_model_name.strip()) and "/" not in cfg.registered_model_name,
+        "a non-empty name without '/'",
+        cfg.registered_model_name,
+    )
     return cfg
 
 

@@ -40,21 +40,40 @@ STAGES: tuple[Stage[Any], ...] = (
 )
 
 # `dvc plots show`: the curve data the stages write, and two of the figures.
+# Every file exists after a run: the decision boundary is a placeholder saying why where it cannot be drawn.
 PLOTS: list[Any] = [
     {
         "Loss per epoch": {
             "template": "linear",
             "x": "epoch",
             "y": {str(train.STAGE.output("cost_history")): ["train_loss", "val_loss"]},
+            "x_label": "epoch",
+            "y_label": "loss",
         }
     },
     *(
-        {title: {"template": template, "x": x, "y": {str(evaluate.STAGE.output("curves") / csv): y}}}
-        for title, template, csv, x, y in (
-            ("ROC", "simple", "roc.csv", "fpr", "tpr"),
-            ("Precision-recall", "simple", "pr.csv", "recall", "precision"),
-            ("Confusion matrix", "confusion", "confusion.csv", "predicted", "actual"),
-            ("Calibration", "linear", "calibration.csv", "mean_predicted", "fraction_positive"),
+        {
+            title: {
+                "template": template,
+                "x": x,
+                "y": {str(evaluate.STAGE.output("curves") / csv): y},
+                "x_label": x_label,
+                "y_label": y_label,
+            }
+        }
+        for title, template, csv, x, y, x_label, y_label in (
+            ("ROC", "simple", "roc.csv", "fpr", "tpr", "false positive rate", "true positive rate"),
+            ("Precision-recall", "simple", "pr.csv", "recall", "precision", "recall", "precision"),
+            ("Confusion matrix", "confusion", "confusion.csv", "predicted", "actual", "predicted", "actual"),
+            (
+                "Calibration",
+                "linear",
+                "calibration.csv",
+                "mean_predicted",
+                "fraction_positive",
+                "mean predicted probability",
+                "fraction of positives",
+            ),
         )
     ),
     str(evaluate.STAGE.output("figures") / "decision_boundary.png"),

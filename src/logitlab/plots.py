@@ -137,6 +137,17 @@ def coefficients(table: pd.DataFrame, top: int = 30) -> Figure:
     )
 
 
+def placeholder(title: str, reason: str) -> Figure:
+    """A figure that says why the plot it stands for cannot be drawn: a declared plot always exists, so
+    `dvc plots show` never fails on it without saying which."""
+
+    def draw(ax: Axes) -> None:
+        ax.text(0.5, 0.5, reason, ha="center", va="center", wrap=True, fontsize=12)
+        ax.set_axis_off()
+
+    return _figure(draw, title)
+
+
 def decision_boundary(
     points: pd.DataFrame, y: np.ndarray, proba_of: Callable[[pd.DataFrame], np.ndarray], title: str
 ) -> Figure:

@@ -28,10 +28,12 @@ def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
     """One row per job, best first (`selection.rank_key`); failed jobs last, with their reason."""
     varied = swept_params(runs)
     shown = list(dict.fromkeys([sweep.metric, *SHOWN_METRICS]))
-    rows = []
+    rows: list[dict[str, object]] = []
     for run in sorted(runs, key=lambda r: selection.rank_key(r, sweep)):
         row: dict[str, object] = {
+            "rank": len(rows) + 1,
             "job": int(run.data.tags.get("hydra_job_num", "0")),
+            "run_name": run.info.run_name,
             "run_id": run.info.run_id,
             "status": run.info.status,
         }
@@ -39,12 +41,13 @@ def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
         row.update({m: run.data.metrics.get(m) for m in shown})
         row["error"] = run.data.tags.get("error", "")
         rows.append(row)
-    columns = ["job", "run_id", "status", *varied, *shown, "error"]
+    columns = ["rank", "job", "run_name", "run_id", "status", *varied, *shown, "error"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def to_html(frame: pd.DataFrame, metric: str) -> str:
     body = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0, escape=True)
+    # ranked by `table`: the metric in the sweep's direction, ties to the lower val_log_loss, failed jobs last
     return (
         "<!doctype html><meta charset='utf-8'><title>Sweep</title>"
         "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{padding:4px 8px;"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from logitlab.model._loss import cache_bytes
 from tests.conftest import REPO
 
 OUT_DIR = Path(os.environ.get("LOGITLAB_BENCH_DIR", REPO / "reports" / "bench"))
@@ -27,7 +29,7 @@ _ROWS: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
 
 def machine() -> dict[str, Any]:
-    """What made the numbers: CPU, cores, BLAS and library versions."""
+    """What made the numbers: CPU, cores, caches (sysfs, as the solvers read them), BLAS and library versions."""
     import sklearn
     from threadpoolctl import threadpool_info
 
@@ -41,14 +43,22 @@ def machine() -> dict[str, Any]:
         ),
         "?",
     )
+    caches = cache_bytes()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "L2 per core": f"{caches[2] >> 10} KiB",
+        "L3": f"{caches[3] >> 20} MiB",
         "blas": blas,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
     }
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The machine under every `make bench` run's timings (also with -q): figures compare only on the same one."""
+    terminalreporter.write_line("machine: " + ", ".join(f"{key} {value}" for key, value in machine().items()))
 
 
 @pytest.fixture
@@ -62,6 +72,24 @@ def record() -> Callable[..., None]:
 def best_seconds(benchmark: Any) -> float:
     """The fastest round of the benchmark just run: the least disturbed by other work on the machine."""
     return float(benchmark.stats.stats.min)
+
+
+def interleaved(benchmark: Any, rounds: int, **timed: Callable[[], Any]) -> dict[str, float]:
+    """The best time of each callable, run one after the other in every round (the benchmark's rounds).
+
+    Each ratio's two sides are timed within moments of each other, so load from other work on a shared
+    machine drifts across both instead of landing on one side of the ratio.
+    """
+    times: dict[str, list[float]] = {name: [] for name in timed}
+
+    def one_round() -> None:
+        for name, call in timed.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=1)
+    return {name: min(values) for name, values in times.items()}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

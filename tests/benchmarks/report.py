@@ -24,6 +24,11 @@ def _floor(sections: dict[str, Rows], shape: str, dtype: str = "float64") -> flo
     return next((r["seconds"] for r in sections.get("floor", []) if r["shape"] == shape and r["dtype"] == dtype), None)
 
 
+def _row_floor(sections: dict[str, Rows], row: dict[str, Any]) -> float | None:
+    """The floor timed with the row (interleaved), else the separately timed one of older results."""
+    return row.get("floor") or _floor(sections, row["shape"], row.get("dtype", "float64"))
+
+
 def _ratio(seconds: float, reference: float | None) -> float | None:
     return seconds / reference if reference else None
 
@@ -53,21 +58,58 @@ def epochs(sections: dict[str, Rows]) -> str:
     out = [
         [
             r["shape"],
+            "yes" if r.get("in_cache") else "no",
             r["solver"],
             r["dtype"],
             r["batch_size"] or "full",
+            r.get("epoch_loss") or "",
             r["seconds"],
-            _ratio(r["seconds"], _floor(sections, r["shape"], r["dtype"])),
+            _ratio(r["seconds"], _row_floor(sections, r)),
         ]
         for r in sections.get("epochs", [])
     ]
-    return _table(["N x D", "solver", "dtype", "batch", "epoch s", "x matvec floor"], out)
+    header = ["N x D", "X in half the L3", "solver", "dtype", "batch", "epoch_loss", "epoch s", "x matvec floor"]
+    return _table(header, out)
+
+
+def sgd(sections: dict[str, Rows]) -> str:
+    """Our batch-32 epochs against SGDClassifier's epoch: per-batch overhead, per 32 samples on both sides."""
+    out = []
+    for r in sections.get("sgd", []):
+        n_samples = int(r["shape"].split("x")[0])
+        batches = -(-n_samples // 32)
+        out.append([r["shape"], r["library"], "1 (per sample)", r["seconds"], r["seconds"] / batches * 1e6, 1.0])
+        ours = [e for e in sections.get("epochs", []) if e["batch_size"] == 32 and e["shape"] == r["shape"]]
+        for e in ours:
+            label = f"logitlab minibatch, epoch_loss={e['epoch_loss']}"
+            out.append([e["shape"], label, 32, e["seconds"], e["seconds"] / batches * 1e6, e["seconds"] / r["seconds"]])
+    return _table(["N x D", "", "batch", "epoch s", "us per 32 samples", "x SGDClassifier"], out)
+
+
+def defaults(sections: dict[str, Rows]) -> str:
+    rows = sections.get("defaults", [])
+    theirs = next((r["seconds"] for r in rows if r["library"].startswith("scikit-learn")), None)
+    out = [
+        [
+            r["data"],
+            r["library"],
+            r["iterations"],
+            r["seconds"],
+            _ratio(r["seconds"], theirs),
+            r["gap"],
+            r["accuracy"],
+            r["optimum_accuracy"],
+        ]
+        for r in rows
+    ]
+    header = ["data", "fit", "epochs", "time s", "x sklearn default", "objective gap", "accuracy", "optimum's"]
+    return _table(header, out)
 
 
 def scaling(sections: dict[str, Rows]) -> str:
     out = []
     for r in sections.get("scaling", []):
-        floor = _floor(sections, r["shape"])
+        floor = _row_floor(sections, r)
         out.append([r["n"], r["d"], r["seconds"], floor, _ratio(r["seconds"], floor)])
     return _table(["N", "D", "gd epoch s", "floor s", "x floor"], out)
 
@@ -78,15 +120,18 @@ def generic(rows: Rows) -> str:
 
 
 TITLES = {
+    "defaults": "The default configuration on real-shaped data (train stage's fit vs scikit-learn's default)",
     "solvers": "Time to scikit-learn's optimum (relative objective gap <= 1e-6)",
     "float32": "float32 on request",
     "epochs": "Epoch cost against the matvec floor (X @ w + X.T @ r)",
+    "sgd": "Batch 32 against scikit-learn's SGDClassifier (one sample per step)",
+    "small": "Small data: one gd epoch on the default data's training split (700 x 2), fixed cost",
     "scaling": "Scaling of a gd epoch in N and D",
     "sweeps": "Sweep overhead",
     "out_of_core": "Out of core",
     "dask": "Dask cluster",
 }
-RENDER = {"solvers": solvers, "epochs": epochs, "scaling": scaling}
+RENDER = {"solvers": solvers, "epochs": epochs, "scaling": scaling, "sgd": sgd, "defaults": defaults}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -119,9 +164,7 @@ def figures(results: dict[str, Any], out_dir: Path) -> None:
         for axis, varying, fixed in ((axes[0], "n", "d"), (axes[1], "d", "n")):
             values = [r[fixed] for r in rows]
             fixed_value = max(values, key=values.count)  # the curve: the most measured value of the other axis
-            line = sorted(
-                (r[varying], r["seconds"], _floor(sections, r["shape"])) for r in rows if r[fixed] == fixed_value
-            )
+            line = sorted((r[varying], r["seconds"], _row_floor(sections, r)) for r in rows if r[fixed] == fixed_value)
             axis.loglog([p[0] for p in line], [p[1] for p in line], "o-", label="gd epoch")
             axis.loglog([p[0] for p in line], [p[2] for p in line], "s--", label="X @ w + X.T @ r")
             axis.set_xlabel(f"{varying.upper()} ({fixed.upper()} = {fixed_value:,})")

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from logitlab.errors import LogitlabError
 from logitlab.model._loss import BinaryLogisticLoss
-from logitlab.model._solvers import Problem
+from logitlab.model._solvers import HessianProduct, Problem
 
 BlockTerms = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -253,8 +253,10 @@ def _block_terms(
     positive: Any,
     class_weights: np.ndarray,
     order: int,
+    vector: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One block's share of the objective: [loss] (order 0), [loss, gradient] (1), [gradient, Hessian] (2).
+    """One block's share of the objective: [loss] (order 0), [loss, gradient] (1), [gradient, Hessian] (2),
+    the Hessian at `coef` times `vector` (3), the Hessian bound times `vector` (4).
 
     A module-level function, so that a Dask worker in another process can run it."""
     X = X.astype(coef.dtype, copy=False)
@@ -265,8 +267,14 @@ def _block_terms(
     if order == 1:
         value, grad = loss.loss_gradient(coef, X, y, weights)
         return np.concatenate([np.array([value], dtype=coef.dtype), grad])
-    grad, hessian = loss.gradient_hessian(coef, X, y, weights)
-    return np.concatenate([grad, hessian.ravel()])
+    if order == 2:
+        grad, hessian = loss.gradient_hessian(coef, X, y, weights)
+        return np.concatenate([grad, hessian.ravel()])
+    assert vector is not None
+    if order == 3:
+        _, _, curvature = loss.loss_gradient_curvature(coef, X, y, weights)
+        return loss.hessian_product(curvature, X, vector)
+    return loss.curvature_bound_product(X, weights, vector)
 
 
 class ChunkedProblem(Problem):
@@ -296,7 +304,11 @@ class ChunkedProblem(Problem):
     def n_features(self) -> int:
         return self.blocks.n_features
 
-    def _sum(self, coef: np.ndarray, order: int) -> np.ndarray:
+    @property
+    def dtype(self) -> np.dtype:
+        return self.class_weights.dtype
+
+    def _sum(self, coef: np.ndarray, order: int, vector: np.ndarray | None = None) -> np.ndarray:
         terms = functools.partial(
             _block_terms,
             coef=coef,
@@ -304,9 +316,14 @@ class ChunkedProblem(Problem):
             positive=self.positive,
             class_weights=self.class_weights,
             order=order,
+            vector=vector,
         )
-        size = {0: 1, 1: 1 + coef.size, 2: coef.size + coef.size**2}[order]
+        size = {0: 1, 1: 1 + coef.size, 2: coef.size + coef.size**2}.get(order, coef.size)
         return self.blocks.reduce(terms, size, coef.dtype)
+
+    def _add_l2(self, product: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        product[: self.n_features] += self.loss.l2_strength * vector[: self.n_features]
+        return product
 
     def loss_value(self, coef: np.ndarray) -> float:
         """The smooth objective only (no gradient): the per-epoch validation loss."""
@@ -329,6 +346,19 @@ class ChunkedProblem(Problem):
         hessian = terms[coef.size :].reshape(coef.size, coef.size)
         hessian[np.diag_indices(self.n_features)] += self.loss.l2_strength
         return grad, hessian
+
+    def objective_gradient_hessian_product(self, coef: np.ndarray) -> tuple[float, np.ndarray, HessianProduct]:
+        """As in memory, but each Hessian-vector product is one more pass over the blocks: the per-sample
+        curvature is not kept, as only one block is in memory at a time."""
+        objective, grad = self.objective_gradient(coef)
+
+        def hessian_product(vector: np.ndarray) -> np.ndarray:
+            return self._add_l2(self._sum(coef, 3, vector), vector)
+
+        return objective, grad, hessian_product
+
+    def curvature_bound_product(self, vector: np.ndarray) -> np.ndarray:
+        return self._add_l2(self._sum(vector, 4, vector), vector)
 
     def minibatches(self, rng: np.random.RandomState, batch_size: int) -> Iterator[tuple[np.ndarray, ...]]:
         """Blocks in a random order, rows shuffled within each; weights scaled as in `Problem.minibatches`."""

@@ -8,9 +8,11 @@ Modelled on scikit-learn's `LinearModelLoss`: the parameters are one flat vector
 where ``weights`` already include the ``1 / sum(sample_weight)`` normalisation, so that the objective
 equals scikit-learn's ``LogisticRegression`` objective one to one. The intercept is never penalised.
 
-Speed: ``X`` is visited in blocks of rows that fit in the L2 cache, so ``X_b @ w``, ``X_b.T @ r`` and the
-Hessian's ``A_b.T @ A_b`` read each block from memory once: loss, gradient (and Hessian) cost one pass over
-``X``. The per-sample work runs in place on block-sized buffers.
+Speed: a pass visits ``X`` in blocks of rows sized from the data and the machine's caches (`block_rows`):
+``X`` that fits in half the L3 cache is one block, so the pass is the two whole-matrix BLAS calls of the
+matvec floor; a larger ``X`` is read from memory once per pass, in blocks that stay in cache between
+``X_b @ w`` and ``X_b.T @ r`` (and the Hessian's ``A_b.T @ A_b``). The per-sample work runs in place on
+block-sized buffers, about fifteen ufunc calls per block.
 
 Stability: with ``t = -s * z`` and ``e = exp(-|t|) <= 1``, the per-sample loss is
 ``softplus(t) = max(t, 0) + log1p(e)``, the residual ``p - y = -s * sigmoid(t)`` with
@@ -21,7 +23,7 @@ overflow, no clipping, and each is exact to a few ulps even when ``p`` is within
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +31,15 @@ from threadpoolctl import ThreadpoolController
 
 FloatArray = np.ndarray
 
-# Rows per block are chosen so that a block of X takes about this many bytes (the L2 cache of one core):
-# large enough to amortise the per-block Python calls, small enough to stay in cache for the second use.
-BLOCK_BYTES = 1 << 20
+# Cache sizes when sysfs does not tell (not Linux, or a container hiding it): a typical server core.
+FALLBACK_CACHE_BYTES = {2: 1 << 20, 3: 16 << 20}
+# Out-of-cache blocks: this share of the L3 cache per block, but not under the L2 cache of one core (where the
+# block would live for its second use) nor under MIN_BLOCK_BYTES (per-block Python overhead, ~15 us).
+L3_SHARE = 8
+MIN_BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 64
+# Tests set this to force blocks of MIN_BLOCK_ROWS rows; None chooses from the cache sizes.
+BLOCK_BYTES: int | None = None
 
 
 def expit(z: FloatArray) -> FloatArray:
@@ -41,9 +48,44 @@ def expit(z: FloatArray) -> FloatArray:
         return np.exp(-np.logaddexp(0, -z))
 
 
+def _bytes(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+@functools.cache
+def cache_bytes() -> dict[int, int]:
+    """Sizes of the L2 cache (one core's) and the L3 cache (shared) in bytes, read from sysfs once."""
+    sizes: dict[int, int] = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            if (index / "type").read_text().strip() in ("Unified", "Data") and level in (2, 3):
+                sizes[level] = _bytes((index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+    if 2 in sizes and 3 not in sizes:
+        sizes[3] = sizes[2]
+    return {level: sizes.get(level, FALLBACK_CACHE_BYTES[level]) for level in (2, 3)}
+
+
 def block_rows(n_samples: int, row_bytes: int) -> int:
-    """Rows per block: about `BLOCK_BYTES` of X, at least `MIN_BLOCK_ROWS`, at most all of them."""
-    return max(1, min(n_samples, max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(row_bytes, 1))))
+    """Rows per block of one pass over X, from the data size and the cache sizes.
+
+    X in half the L3 cache or less is already cache-resident between passes: one block, i.e. the two
+    whole-matrix BLAS calls of the floor and no per-block overhead. A larger X is streamed from memory once per
+    pass, in blocks of an eighth of the L3 cache (at least the L2 of one core and 1 MiB): still in cache for
+    their second use, and few enough that the per-block Python calls stay a few percent of the pass.
+    """
+    l2, l3 = cache_bytes()[2], cache_bytes()[3]
+    row_bytes = max(row_bytes, 1)
+    if BLOCK_BYTES is not None:
+        target = BLOCK_BYTES
+    elif n_samples * row_bytes <= l3 // 2:
+        return max(n_samples, 1)
+    else:
+        target = max(l3 // L3_SHARE, l2, MIN_BLOCK_BYTES)
+    return max(1, min(n_samples, max(MIN_BLOCK_ROWS, target // row_bytes)))
 
 
 @functools.cache
@@ -64,6 +106,11 @@ class BinaryLogisticLoss:
     def __init__(self, fit_intercept: bool, l2_strength: float = 0.0) -> None:
         self.fit_intercept = fit_intercept
         self.l2_strength = l2_strength
+        self._last_signs: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the kept signs (see `_signs`): a Dask task ships the loss, not the last arrays it saw."""
+        return {**self.__dict__, "_last_signs": None}
 
     def n_params(self, n_features: int) -> int:
         return n_features + int(self.fit_intercept)
@@ -78,14 +125,17 @@ class BinaryLogisticLoss:
         weights, intercept = self.split(coef)
         return X @ weights + intercept
 
-    def _penalty(self, coef: FloatArray) -> float:
-        weights, _ = self.split(coef)
-        return 0.5 * self.l2_strength * float(weights @ weights)
-
-    def _add_penalty_gradient(self, grad: FloatArray, coef: FloatArray) -> FloatArray:
-        weights, _ = self.split(coef)
-        grad[: weights.size] += self.l2_strength * weights
-        return grad
+    def _signs(self, y: FloatArray, weights: FloatArray, dtype: np.dtype) -> tuple[FloatArray, FloatArray]:
+        """``-s = 1 - 2y`` and ``-s * weights`` per sample. A fit passes the same arrays every epoch, so the
+        last pair is kept, matched by identity (a `Problem` never writes to its arrays): two ufunc calls fewer
+        per pass, a third of the fixed cost of an epoch on small data."""
+        kept = self._last_signs
+        if kept is not None and kept[0] is y and kept[1] is weights:
+            return kept[2], kept[3]
+        neg_sign = np.subtract(1, 2 * y, dtype=dtype)
+        signed_weights = np.multiply(neg_sign, weights, dtype=dtype)
+        self._last_signs = (y, weights, neg_sign, signed_weights)
+        return neg_sign, signed_weights
 
     def _pass(
         self,
@@ -98,82 +148,84 @@ class BinaryLogisticLoss:
         want_gradient: bool,
         want_hessian: bool = False,
         curvature_out: FloatArray | None = None,
-    ) -> tuple[float, FloatArray, FloatArray]:
-        """One blocked pass over X: the data parts of the loss, the gradient and the Hessian, as asked.
-
-        Without the L2 term; the Hessian is 0 x 0 unless asked for. ``curvature_out`` (length n_samples), if
-        given, receives ``weights * p * (1 - p)``.
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """One blocked pass over X: the loss and the gradient with their L2 terms, and the data part of the
+        Hessian, as asked. ``curvature_out`` (length n_samples), if given, receives ``weights * p * (1 - p)``.
         """
         n_samples, n_features = X.shape
         dtype = np.result_type(X, coef)
         coef_w, intercept = self.split(coef)
+        neg_sign, signed_weights = self._signs(y, weights, dtype)
         rows = block_rows(n_samples, n_features * X.itemsize)
-        buffers = np.empty((5, rows), dtype=dtype)
-        n_hessian = coef.size if want_hessian else 0
-        design = np.empty((rows if want_hessian else 0, n_hessian), dtype=dtype)
-        total = 0.0
-        grad = np.zeros_like(coef, dtype=dtype)
-        hessian = np.zeros((n_hessian, n_hessian), dtype=dtype)
+        buffers = np.empty((3, rows), dtype=dtype)
+        design = np.empty((rows, coef.size), dtype=dtype) if want_hessian else None
+        hessian = np.zeros((coef.size, coef.size), dtype=dtype) if want_hessian else None
+        total = 0.5 * self.l2_strength * float(coef_w @ coef_w) if want_loss and self.l2_strength else 0.0
+        grad = np.empty_like(coef, dtype=dtype) if want_gradient else np.empty(0, dtype=dtype)
+        if want_gradient:
+            grad_w = np.multiply(coef_w, self.l2_strength, out=grad[:n_features])
+            if self.fit_intercept:
+                grad[-1] = 0.0
         for start in range(0, n_samples, rows):
             block = slice(start, start + rows)
-            X_b, w_b = X[block], weights[block]
+            X_b = X[block] if rows < n_samples else X
             size = X_b.shape[0]
-            z, neg_sign, expo, log_term, scratch = buffers if size == rows else buffers[:, :size]
-            np.dot(X_b, coef_w, out=z)
+            margin, log_term, scratch = buffers if size == rows else buffers[:, :size]
+            np.dot(X_b, coef_w, out=margin)
             if self.fit_intercept:
-                z += intercept
-            np.multiply(y[block], -2, out=neg_sign)
-            neg_sign += 1  # 1 - 2y = -s
-            margin = np.multiply(neg_sign, z, out=z)  # t = -s * z: the loss is softplus(t)
-            np.abs(margin, out=expo)
-            np.negative(expo, out=expo)
+                margin += intercept
+            margin *= neg_sign[block]  # t = -s * z: the loss is softplus(t)
+            expo = np.copysign(margin, -1, out=log_term)  # -|t|
             np.exp(expo, out=expo)  # e = exp(-|t|)
-            if want_loss or want_gradient:
-                np.log1p(expo, out=log_term)
+            if curvature_out is not None or hessian is not None:
+                self._curvature(expo, weights[block], block, design, X_b, curvature_out, hessian)
+            if not (want_loss or want_gradient):
+                continue
+            np.log1p(expo, out=log_term)
             if want_loss:
                 np.maximum(margin, 0, out=scratch)
                 scratch += log_term
-                total += float(w_b @ scratch)
+                total += float(weights[block] @ scratch)
             if want_gradient:
                 residual = np.minimum(margin, 0, out=scratch)
                 residual -= log_term
                 np.exp(residual, out=residual)  # sigmoid(t): the probability of the wrong class
-                residual *= neg_sign
-                residual *= w_b  # weights * (p - y)
-                grad[:n_features] += residual @ X_b
+                residual *= signed_weights[block]  # weights * (p - y)
+                grad_w += residual @ X_b
                 if self.fit_intercept:
-                    grad[-1] += residual.sum()
-            if want_hessian or curvature_out is not None:
-                curvature = np.add(expo, 1, out=log_term)
-                np.square(curvature, out=curvature)
-                np.divide(expo, curvature, out=curvature)
-                curvature *= w_b  # weights * p * (1 - p) = weights * e / (1 + e)^2
-                if curvature_out is not None:
-                    curvature_out[block] = curvature
-                if want_hessian:
-                    # H = A.T @ A with A = sqrt(curvature) * [X, 1]: a symmetric rank-k update (syrk).
-                    root = np.sqrt(curvature, out=curvature)
-                    A = design[:size]
-                    np.multiply(X_b, root[:, None], out=A[:, :n_features])
-                    if self.fit_intercept:
-                        A[:, -1] = root
-                    hessian += A.T @ A
+                    grad[-1] += np.add.reduce(residual)
         return total, grad, hessian
 
+    def _curvature(self, expo, w_b, block, design, X_b, curvature_out, hessian) -> None:
+        """``weights * p * (1 - p) = weights * e / (1 + e)^2`` into `curvature_out`, and/or the block's
+        Hessian ``A.T @ A`` with ``A = sqrt(curvature) * [X, 1]`` (a symmetric rank-k update) into `hessian`."""
+        curvature = np.add(expo, 1)
+        np.square(curvature, out=curvature)
+        np.divide(expo, curvature, out=curvature)
+        curvature *= w_b
+        if curvature_out is not None:
+            curvature_out[block] = curvature
+        if hessian is not None:
+            n_features = X_b.shape[1]
+            A = design[: X_b.shape[0]]
+            root = np.sqrt(curvature, out=curvature)
+            np.multiply(X_b, root[:, None], out=A[:, :n_features])
+            if self.fit_intercept:
+                A[:, -1] = root
+            hessian += A.T @ A
+
     def loss(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> float:
-        total, _, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)
-        return total + self._penalty(coef)
+        return self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)[0]
 
     def loss_gradient(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[float, FloatArray]:
         """Loss and gradient from one pass over ``X``."""
         total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True)
-        return total + self._penalty(coef), self._add_penalty_gradient(grad, coef)
+        return total, grad
 
     def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
-        _, grad, _ = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)
-        return self._add_penalty_gradient(grad, coef)
+        return self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)[1]
 
     def gradient_hessian(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
@@ -181,25 +233,42 @@ class BinaryLogisticLoss:
         """Gradient and the dense Hessian, for Newton's method: one pass over ``X``, O(n p^2) flops."""
         with _single_threaded_blas():
             _, grad, hessian = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True, want_hessian=True)
+        assert hessian is not None
         n_features = X.shape[1]
         hessian[np.diag_indices(n_features)] += self.l2_strength
-        return self._add_penalty_gradient(grad, coef), hessian
+        return grad, hessian
 
-    def gradient_hessian_product(
+    def loss_gradient_curvature(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
-    ) -> tuple[FloatArray, Callable[[FloatArray], FloatArray]]:
-        """Gradient and a function ``v -> H @ v`` costing one ``X @ v`` and one ``X.T @ r`` per call."""
+    ) -> tuple[float, FloatArray, FloatArray]:
+        """Loss, gradient and the per-sample curvature ``weights * p * (1 - p)`` from one pass over ``X``: what a
+        Hessian-free Newton step needs (`hessian_product` takes the curvature)."""
         curvature = np.empty(X.shape[0], dtype=np.result_type(X, coef))
-        _, grad, _ = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True, curvature_out=curvature)
-        n_features = X.shape[1]
+        total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True, curvature_out=curvature)
+        return total, grad, curvature
 
-        def hessian_product(vector: FloatArray) -> FloatArray:
-            direction_w, direction_b = self.split(vector)
-            weighted = curvature * (X @ direction_w + direction_b)
-            product = np.empty_like(vector)
-            product[:n_features] = X.T @ weighted + self.l2_strength * direction_w
+    def hessian_product(self, curvature: FloatArray, X: FloatArray, vector: FloatArray) -> FloatArray:
+        """``H @ vector`` for the Hessian whose per-sample curvature is `curvature`: ``[X, 1].T @ (curvature *
+        ([X, 1] @ vector))`` plus the L2 term, block by block, so that X is read from memory once."""
+        n_samples, n_features = X.shape
+        direction_w, direction_b = self.split(vector)
+        rows = block_rows(n_samples, n_features * X.itemsize)
+        product = np.zeros_like(vector)
+        product_w = product[:n_features]
+        scratch = np.empty(rows, dtype=product.dtype)
+        for start in range(0, n_samples, rows):
+            X_b = X[start : start + rows]
+            weighted = np.dot(X_b, direction_w, out=scratch[: X_b.shape[0]])
             if self.fit_intercept:
-                product[-1] = weighted.sum()
-            return product
+                weighted += direction_b
+            weighted *= curvature[start : start + rows]
+            product_w += weighted @ X_b
+            if self.fit_intercept:
+                product[-1] += weighted.sum()
+        product_w += self.l2_strength * direction_w
+        return product
 
-        return self._add_penalty_gradient(grad, coef), hessian_product
+    def curvature_bound_product(self, X: FloatArray, weights: FloatArray, vector: FloatArray) -> FloatArray:
+        """``B @ vector`` for ``B = [X, 1].T diag(weights / 4) [X, 1] + l2``, which bounds the Hessian everywhere
+        (``p (1 - p) <= 1/4``): its largest eigenvalue is the Lipschitz constant of the gradient."""
+        return self.hessian_product(0.25 * weights, X, vector)

@@ -54,6 +54,8 @@ class TrainingMonitor:
     validation_loss: Callable[[np.ndarray], float] | None = None
     early_stopping: EarlyStopping | None = None
     verbose: int = 0
+    # Stop (converged) when the recorded loss has stalled: the running-loss rule of the stochastic solvers.
+    stall: EarlyStopping | None = None
     cost_history: list[float] = field(default_factory=list)
     val_history: list[float] = field(default_factory=list)
     converged: bool = False
@@ -78,7 +80,9 @@ class TrainingMonitor:
         if self.validation_loss is not None:
             self.val_history.append(self.validation_loss(coef))
         self._report(epoch, objective)
-        if self.tol > 0 and optimality < self.tol:
+        if (self.tol > 0 and optimality < self.tol) or (
+            self.stall is not None and self.stall.should_stop(objective, coef)
+        ):
             self.converged = True
             return True
         if self.early_stopping is not None and self.early_stopping.should_stop(self.val_history[-1], coef):
@@ -93,7 +97,9 @@ class TrainingMonitor:
     def _check_divergence(self, epoch: int, coef: np.ndarray, objective: float) -> None:
         initial = self.cost_history[0] if self.cost_history else objective
         exploded = objective > EXPLOSION_FACTOR * max(initial, 1.0)
-        if not math.isfinite(objective) or exploded or not np.isfinite(coef).all():
+        # One call for the coefficients: their squared norm is finite exactly when no coefficient is inf, NaN or
+        # beyond 1e154, any of which means divergence.
+        if not math.isfinite(objective) or exploded or not math.isfinite(float(coef @ coef)):
             self.close()
             raise DivergenceError(f"training diverged at epoch {epoch} (loss={objective:.6g}): {self.divergence_hint}")
 

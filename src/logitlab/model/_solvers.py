@@ -7,9 +7,10 @@ L1 penalties are handled by proximal (soft-threshold) steps in the first-order s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,9 +20,17 @@ from logitlab.model._loss import BinaryLogisticLoss
 from logitlab.model._monitor import TrainingMonitor
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+# Power iteration for the gradient's Lipschitz constant: stop when the estimate moves by less than this.
+POWER_ITERATIONS, POWER_RTOL = 30, 1e-3
+# Trust-region Newton-CG: accept a step when the actual decrease is this share of the predicted one; shrink
+# the region below RHO_SHRINK, grow it above RHO_GROW (Nocedal & Wright, algorithm 4.1).
+RHO_ACCEPT, RHO_SHRINK, RHO_GROW = 1e-4, 0.25, 0.75
 LBFGS_MEMORY = 10
 ARMIJO_C1 = 1e-4
 MAX_LINE_SEARCH_HALVINGS = 40
+
+
+HessianProduct = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -39,6 +48,10 @@ class Problem:
     def n_features(self) -> int:
         return self.X.shape[1]
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weights.dtype
+
     def objective_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
         """Full objective (smooth part + L1) and the gradient of the smooth part."""
         value, grad = self.loss.loss_gradient(coef, self.X, self.y, self.weights)
@@ -47,6 +60,15 @@ class Problem:
     def gradient_hessian(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gradient of the smooth part and its dense Hessian (Newton)."""
         return self.loss.gradient_hessian(coef, self.X, self.y, self.weights)
+
+    def objective_gradient_hessian_product(self, coef: np.ndarray) -> tuple[float, np.ndarray, HessianProduct]:
+        """Full objective, gradient and ``v -> H @ v`` at `coef` (Newton-CG), from one pass over X."""
+        value, grad, curvature = self.loss.loss_gradient_curvature(coef, self.X, self.y, self.weights)
+        return value + self.l1_penalty(coef), grad, functools.partial(self.loss.hessian_product, curvature, self.X)
+
+    def curvature_bound_product(self, vector: np.ndarray) -> np.ndarray:
+        """``B @ vector`` for the matrix that bounds the Hessian everywhere (see `BinaryLogisticLoss`)."""
+        return self.loss.curvature_bound_product(self.X, self.weights, vector)
 
     def minibatches(self, rng: np.random.RandomState, batch_size: int) -> Iterator[tuple[np.ndarray, ...]]:
         """One epoch of (X, y, weights) batches: contiguous row slices, taken in a fresh random order.
@@ -177,12 +199,58 @@ class Adam(UpdateRule):
         return coef - step_size * first_hat, step_size
 
 
+class Accelerated(UpdateRule):
+    """FISTA (Beck & Teboulle, 2009), Nesterov's accelerated proximal gradient, with adaptive restart.
+
+    The gradient is taken at the extrapolated point ``coef``; the proximal step gives ``x_k`` and the next point
+    is ``x_k + (t_k - 1) / t_{k+1} (x_k - x_{k-1})``. When the step ``coef - x_k`` and the momentum
+    ``x_k - x_{k-1}`` make an acute angle the momentum points uphill: it is dropped (``t = 1``), the gradient
+    restart of O'Donoghue & Candes (2015), which makes the method adapt to strong convexity it is not told of.
+    At a step of ``1 / L`` it needs O(sqrt(L / mu)) epochs where plain steps need O(L / mu). `momentum` is unused.
+    """
+
+    def __init__(self, momentum: float = 0.0) -> None:
+        super().__init__(momentum)
+        self.previous: np.ndarray | None = None
+        self.t = 1.0
+
+    def step(self, problem: Problem, coef: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
+        point = problem.prox(coef - lr * grad, lr)
+        previous, self.previous = self.previous, point
+        if previous is None or float((coef - point) @ (point - previous)) > 0:
+            self.t = 1.0
+            return point
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t * self.t))
+        extrapolated = point + ((self.t - 1.0) / t_next) * (point - previous)
+        self.t = t_next
+        return extrapolated
+
+
 UPDATE_RULES: dict[str, type[UpdateRule]] = {
     "plain": UpdateRule,
     "momentum": Momentum,
     "nesterov": Nesterov,
     "adam": Adam,
+    "accelerated": Accelerated,
 }
+
+
+def lipschitz_step(problem: Problem) -> float:
+    """``1 / L``, L the Lipschitz constant of the smooth gradient: the largest eigenvalue of the matrix that
+    bounds the Hessian, by power iteration from a fixed start (deterministic; the caller's random state is not
+    drawn from). Each iteration reads X once, and it stops when the estimate settles (a few iterations)."""
+    n_params = problem.loss.n_params(problem.n_features)
+    vector = np.random.RandomState(0).uniform(0.5, 1.5, size=n_params).astype(problem.dtype)
+    vector /= np.linalg.norm(vector)
+    estimate = 0.0
+    for _ in range(POWER_ITERATIONS):
+        product = problem.curvature_bound_product(vector)
+        previous, estimate = estimate, float(vector @ product)
+        norm = float(np.linalg.norm(product))
+        if norm == 0.0 or abs(estimate - previous) <= POWER_RTOL * estimate:
+            break
+        vector = product / norm
+    return 1.0 / estimate if estimate > 0 else 1.0
 
 
 def gradient_descent(
@@ -214,20 +282,32 @@ def stochastic_gradient_descent(
     schedule: str,
     batch_size: int,
     rng: np.random.RandomState,
+    running_loss: bool = False,
 ) -> np.ndarray:
     """Mini-batch (``batch_size=1``: per-sample) proximal gradient steps on a fresh permutation per epoch.
 
-    The batches come from `problem.minibatches`; the objective and optimality are evaluated on the full
-    data after every epoch.
+    The batches come from `problem.minibatches`. After every epoch the monitor gets either the full objective
+    and gradient, one more pass over the data, or (`running_loss`) the mean of the batch losses seen during the
+    epoch, each taken at the point its step starts from: no extra pass, as scikit-learn's SGD.
     """
     loss = problem.loss
     for epoch in range(monitor.max_iter):
         lr = learning_rate_at(schedule, learning_rate, epoch, monitor.max_iter)
+        seen, total = 0, 0.0
         for X_batch, y_batch, weights_batch in problem.minibatches(rng, batch_size):
-            grad = loss.gradient(coef, X_batch, y_batch, weights_batch)
+            if running_loss:
+                value, grad = loss.loss_gradient(coef, X_batch, y_batch, weights_batch)
+                size = X_batch.shape[0]
+                seen, total = seen + size, total + size * value
+            else:
+                grad = loss.gradient(coef, X_batch, y_batch, weights_batch)
             coef = rule.step(problem, coef, grad, lr)
-        objective, grad = problem.objective_gradient(coef)
-        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+        if running_loss:
+            stop = monitor.end_epoch(coef, total / seen + problem.l1_penalty(coef), math.nan)
+        else:
+            objective, grad = problem.objective_gradient(coef)
+            stop = monitor.end_epoch(coef, objective, problem.optimality(coef, grad))
+        if stop:
             break
     return coef
 
@@ -265,6 +345,83 @@ def newton(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.n
             break
         coef, objective, grad = accepted
     return coef
+
+
+def newton_cg(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
+    """Trust-region Newton-CG (Steihaug, 1983; TRON in LIBLINEAR, Lin, Weng & Keerthi, 2008).
+
+    Each iteration solves ``H d = -g`` approximately by conjugate gradients inside a trust region, with
+    Hessian-vector products that read X once each and never form the D x D Hessian (so it suits wide data),
+    to the relative residual ``min(0.5, sqrt(||g||))`` (superlinear convergence, few products far from the
+    optimum). The step is taken when the objective falls by a fair share of what the quadratic model predicts;
+    the region grows or shrinks with that ratio. It starts unbounded: the usual start at ``||g||`` spent the
+    first two or three iterations (full passes) walking to the region's edge, while a Newton step of the
+    logistic loss is rarely too long; the first rejected step bounds it. One pass gives objective, gradient and
+    curvature at a point.
+    """
+    objective, grad, hessian_product = problem.objective_gradient_hessian_product(coef)
+    radius = math.inf
+    for _ in range(monitor.max_iter):
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
+            break
+        for _ in range(MAX_LINE_SEARCH_HALVINGS):  # a rejected step shrinks the region at least 4x
+            step, predicted = _steihaug_cg(hessian_product, grad, radius)
+            if not predicted > 0:
+                return coef
+            trial = coef + step
+            trial_objective, trial_grad, trial_product = problem.objective_gradient_hessian_product(trial)
+            ratio = (objective - trial_objective) / predicted
+            step_norm = float(np.linalg.norm(step))
+            if ratio < RHO_SHRINK:
+                radius = 0.25 * step_norm
+            elif ratio > RHO_GROW and step_norm >= 0.99 * radius:
+                radius *= 2.0
+            if ratio > RHO_ACCEPT:
+                break
+        else:
+            return coef
+        coef, objective, grad, hessian_product = trial, trial_objective, trial_grad, trial_product
+    return coef
+
+
+def _steihaug_cg(hessian_product: HessianProduct, grad: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+    """Approximately minimise the model ``g.d + d.H d / 2`` over ``||d|| <= radius`` by conjugate gradients,
+    stopping at the forcing tolerance, on the region's boundary, or along a direction of non-positive
+    curvature. Returns the step and the decrease the model predicts for it."""
+    step = np.zeros_like(grad)
+    residual = -grad  # -g - H d
+    direction = residual.copy()
+    residual_sq = float(residual @ residual)
+    if residual_sq == 0.0:
+        return step, 0.0
+    stop = min(0.5, math.sqrt(math.sqrt(residual_sq))) * math.sqrt(residual_sq)
+    for _ in range(grad.size):
+        product = hessian_product(direction)
+        curvature = float(direction @ product)
+        alpha = residual_sq / curvature if curvature > 0 else math.inf
+        if curvature <= 0 or np.linalg.norm(step + alpha * direction) >= radius:
+            # To the region's edge; without a region yet (no curvature met along the direction), a unit step
+            # along it, which the ratio test of the caller judges.
+            alpha = _to_boundary(step, direction, radius) if math.isfinite(radius) else 1.0
+            step += alpha * direction
+            residual -= alpha * product
+            break
+        step += alpha * direction
+        residual -= alpha * product
+        new_sq = float(residual @ residual)
+        if math.sqrt(new_sq) <= stop:
+            break
+        direction = residual + (new_sq / residual_sq) * direction
+        residual_sq = new_sq
+    # With r = -g - H d the model is g.d + d.H d / 2 = (g.d - r.d) / 2; its decrease is minus that.
+    return step, -0.5 * float(grad @ step - residual @ step)
+
+
+def _to_boundary(step: np.ndarray, direction: np.ndarray, radius: float) -> float:
+    """The tau >= 0 with ``||step + tau * direction|| = radius``."""
+    a, b = float(direction @ direction), float(step @ direction)
+    c = float(step @ step) - radius * radius
+    return (-b + math.sqrt(max(b * b - a * c, 0.0))) / a
 
 
 def _newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:

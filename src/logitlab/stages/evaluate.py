@@ -16,9 +16,9 @@ from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
-from logitlab.tracking.results import RunRecord
+from logitlab.tracking.results import DatasetRecord, RunRecord
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("logitlab.stages.evaluate")  # not __main__ when DVC runs it
 
 SPLITS = preprocess.SPLITS
 INPUT_EXAMPLE_ROWS = 5
@@ -78,8 +78,10 @@ def draw_figures(files: Files) -> None:
             points.drop(columns=[TARGET]), points[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
         )
         plots.save(figure, out / "decision_boundary.png")
-    else:  # outputs persist across runs: drop the figure of an earlier 2-D data set
-        (out / "decision_boundary.png").unlink(missing_ok=True)
+    else:
+        n_features = points.shape[1] - 1
+        reason = f"Not drawn: the data has {n_features} raw features;\na decision boundary is drawn for 2."
+        plots.save(plots.placeholder("Decision boundary", reason), out / "decision_boundary.png")
 
 
 def record(files: Files) -> RunRecord:
@@ -92,7 +94,12 @@ def record(files: Files) -> RunRecord:
         artifacts=[located[name] for name, path in declared.items() if path.parts[0] == "reports"],
         model_dir=files.inputs["model"],
         input_example=io.head(files.inputs["dataset"], INPUT_EXAMPLE_ROWS).drop(columns=[TARGET]),
-        data_hash=io.read_json(files.inputs["features_report"])["data_hash"],
+        dataset=DatasetRecord(
+            name=io.read_json(files.inputs["schema"])["name"],
+            digest=io.read_json(files.inputs["features_report"])["data_hash"],
+            path=files.inputs["dataset"],
+            rows=io.read_json(files.inputs["preprocess_report"])["rows"],
+        ),
     )
 
 
@@ -107,6 +114,7 @@ STAGE = Stage(
         "preprocess_report": preprocess.STAGE.output("report"),
         "interim_test": preprocess.STAGE.output("test"),  # raw features: the decision boundary
         "dataset": ingest.STAGE.output("dataset"),  # a few raw rows: the logged model's input example
+        "schema": ingest.STAGE.output("schema"),  # the data set's name: the run's MLflow dataset
     },
     outputs={
         "metrics": Output(Path("reports/metrics.json"), cache=False, metric=True),

@@ -1,4 +1,5 @@
-"""The model registry: a sweep's best model becomes the `champion` only when it beats the current one."""
+"""The model registry: a sweep's best model becomes the `champion` of `mlflow.registered_model_name` only when
+it beats the current one."""
 
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def promote_champion(tracker: Tracker, best: Run, sweep: config.SweepConfig) -> None:
-    """Register the best child's model; move the `champion` alias only if it beats the current champion."""
+def promote_champion(tracker: Tracker, best: Run, sweep: config.SweepConfig, name: str) -> None:
+    """Register the best child's model as `name`; move the `champion` alias only if it beats the current one."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = tracker.client()
-    name = tracker.experiment_name
     value = best.data.metrics[sweep.metric]
     try:
         current = client.get_model_version_by_alias(name, "champion")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,17 @@ HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
 
 
 @dataclass(frozen=True)
+class DatasetRecord:
+    """What a run trained on, for `mlflow.log_input`: the data config's name, the content hash of the model's
+    input tables, the raw rows' file and the rows in each split."""
+
+    name: str
+    digest: str  # feature-engineer's data_hash
+    path: Path  # ingest's dataset.parquet
+    rows: Mapping[str, int]  # train, val, test
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A finished run as files and numbers, whichever executor produced it (`evaluate.record` builds it)."""
 
@@ -32,7 +44,7 @@ class RunRecord:
     artifacts: list[Path]  # report files and folders, logged at the run's root under their own names
     model_dir: Path
     input_example: pd.DataFrame  # a few raw rows: the model's signature and example
-    data_hash: str
+    dataset: DatasetRecord
 
 
 def log_results(
@@ -42,7 +54,8 @@ def log_results(
     log_model: bool = True,
     tags: Mapping[str, str] | None = None,
 ) -> None:
-    """The pyfunc model, then final metrics, per-epoch losses and tags in one `log_batch`, then the artifacts.
+    """The pyfunc model, the dataset, then final metrics, per-epoch losses and tags in one `log_batch`, then the
+    artifacts. `run_id` is the active run (`mlflow.log_input` logs to it).
 
     The model goes first: logging a model copies the run's metrics onto it by reading back every metric's
     whole history, so with no metrics yet that is free, and the final metrics are linked to the model here
@@ -50,10 +63,11 @@ def log_results(
     """
     from mlflow.entities import Metric, RunTag
 
-    all_tags = {"data_hash": record.data_hash, **(tags or {})}
+    all_tags = {"data_hash": record.dataset.digest, **(tags or {})}
     model_id = None
     if log_model:
         model_id = all_tags[MODEL_ID_TAG] = log_pyfunc_model(record.model_dir, record.input_example)
+    log_dataset(run_id, record.dataset, record.input_example)
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(record.metrics.items()) if finite(v)]
     # A SQLite store spends ~65 us per point: a 5000-epoch gd job would spend most of its time writing its
@@ -88,6 +102,29 @@ def attach_late_artifacts(run_id: str, paths: list[Path]) -> None:
     tracker_client().set_tag(run_id, FIGURES_TAG, "attached")
 
 
+def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> None:
+    """The run's input as MLflow shows it in the runs table's Dataset column: `<name> (<digest>)`, its raw
+    columns as the schema and the split sizes as the profile."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # made at import
+    from mlflow.models import infer_signature
+
+    class SplitDataset(MetaDataset):
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": sum(dataset.rows.values()), **{f"{k}_rows": v for k, v in dataset.rows.items()}}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    active = mlflow.active_run()
+    assert active is not None and active.info.run_id == run_id, "log_dataset logs to the active run"
+    source = LocalArtifactDatasetSource(str(dataset.path))
+    schema = infer_signature(example).inputs
+    mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+
+
 def log_artifacts(run_id: str, paths: list[Path]) -> None:
     """Files at the run's root, folders as folders of the same name."""
     client = tracker_client()
@@ -118,11 +155,13 @@ def finite(value: Any) -> bool:
 def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame) -> str:
     """The scoring pipeline as an MLflow pyfunc model named `model`, defined from code (no pickle); its id.
 
-    Everything MLflow would otherwise work out per model is given: the signature, the pinned requirements,
-    and no code paths (logitlab is installed in the serving environment).
+    The logitlab package goes with it (`code_paths`: ~0.4 MB, `__pycache__` left out by MLflow), so it loads
+    where only its requirements.txt is installed. Everything MLflow would otherwise work out per model is
+    given: the signature and the pinned requirements.
     """
     import mlflow
 
+    import logitlab
     from logitlab import pyfunc_model
 
     example = input_example.reset_index(drop=True)
@@ -133,7 +172,7 @@ def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame) -> str:
         signature=pyfunc_model.signature(example),
         input_example=example,
         pip_requirements=pyfunc_model.requirements(),
-        code_paths=None,
+        code_paths=[str(Path(logitlab.__file__).parent)],
         infer_code_paths=False,
     )
     return str(info.model_id)

@@ -27,8 +27,17 @@ KEY = f"config key '{config.RESUME_KEY}'"
 RECENT_SWEEPS = 200  # how far back `last` looks, newest first
 
 
-def resume_sweep(tracker: Tracker, sweep_dir: Path, resume: str, overrides: list[str], metric: str) -> sweeps.Parent:
-    """The stopped sweep's parent, reopened for this process and written to `sweep_dir` for the jobs."""
+def resume_sweep(
+    tracker: Tracker,
+    sweep_dir: Path,
+    resume: str,
+    overrides: list[str],
+    metric: str,
+    varied: list[str],
+    numbered: bool = False,
+) -> sweeps.Parent:
+    """The stopped sweep's parent, reopened for this process and written to `sweep_dir` for the jobs (`varied`
+    and `numbered` name its new children as `sweeps.start_sweep` does)."""
     run = _newest_unfinished(tracker, overrides) if resume == "last" else _named(tracker, resume)
     _check_same_sweep(run, overrides)
     _check_stopped(run)
@@ -51,7 +60,9 @@ def resume_sweep(tracker: Tracker, sweep_dir: Path, resume: str, overrides: list
         tracker.uri,
         tracker.experiment_id,
         tracker.experiment_name,
-        finished,
+        varied,
+        numbered,
+        finished_jobs=finished,
     )
     parent.write(sweep_dir)
     return parent

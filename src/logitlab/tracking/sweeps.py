@@ -34,6 +34,9 @@ SWEEP_TAG = "logitlab.sweep_id"
 SLURM_JOB_TAG = "slurm.job_id"
 # Where the sweep's launching process runs: a resume refuses a sweep whose process is still alive.
 HOST_TAG, PID_TAG = "logitlab.host", "logitlab.pid"
+RUN_NAME_CHARS = 40  # what the MLflow UI's runs table shows of a name
+SHORT_KEYS = {"learning_rate": "lr"}  # run names only; the params keep the full keys
+SHORT_VALUE_CHARS = 8  # longer numbers are rounded in run names
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Parent:
     uri: str
     experiment_id: str
     experiment_name: str
+    varied: list[str] = field(default_factory=list)  # the keys the sweep varies: they name its children
+    numbered: bool = False  # children's names end with the job number (a search may repeat a combination)
     # A resumed sweep's jobs that already FINISHED under this parent: job key -> their sweep metric.
     finished_jobs: dict[str, float | None] = field(default_factory=dict)
 
@@ -62,8 +67,11 @@ class SweepSummary:
     best_value: float | None
 
 
-def start_sweep(tracker: Tracker, sweep_dir: Path, overrides: list[str]) -> Parent:
-    """Create the sweep's parent run (not active in any process) and leave its id for the jobs."""
+def start_sweep(
+    tracker: Tracker, sweep_dir: Path, overrides: list[str], varied: list[str], numbered: bool = False
+) -> Parent:
+    """Create the sweep's parent run (not active in any process) and leave its id, and what names its children,
+    for the jobs."""
     sweep_id = hashlib.sha256(f"{sweep_dir.resolve()}{time.time_ns()}".encode()).hexdigest()[:12]
     tags = {
         **git_tags(),
@@ -73,7 +81,9 @@ def start_sweep(tracker: Tracker, sweep_dir: Path, overrides: list[str]) -> Pare
         "hydra_overrides": " ".join(overrides) or "(defaults)",
     }
     run = tracker.client().create_run(tracker.experiment_id, tags=tags, run_name=f"sweep-{sweep_id}")
-    parent = Parent(run.info.run_id, sweep_id, tracker.uri, tracker.experiment_id, tracker.experiment_name)
+    parent = Parent(
+        run.info.run_id, sweep_id, tracker.uri, tracker.experiment_id, tracker.experiment_name, varied, numbered
+    )
     parent.write(sweep_dir)
     return parent
 
@@ -93,7 +103,8 @@ def job_run(
 ) -> Iterator[str]:
     """One job's run: a child of the sweep's parent, or a top-level run for a single run (no -m)."""
     tags = _job_tags(parent, job_num, overrides)
-    with tracked_run(tracker, _run_name(overrides), tags, params, parent.run_id if parent else None) as run_id:
+    name = run_name(parent, job_num, overrides)
+    with tracked_run(tracker, name, tags, params, parent.run_id if parent else None) as run_id:
         yield run_id
 
 
@@ -109,7 +120,7 @@ def record_failed_job(
         **_failure_tags("FAILED", reason),
         **(tags or {}),
     }
-    run = client.create_run(parent.experiment_id, tags=all_tags, run_name=_run_name(overrides))
+    run = client.create_run(parent.experiment_id, tags=all_tags, run_name=run_name(parent, job_num, overrides))
     client.set_terminated(run.info.run_id, "FAILED")
 
 
@@ -194,8 +205,38 @@ def tracking_lost(sweep_dir: Path) -> dict[str, Any] | None:
     return dict(io.read_json(file)) if file.is_file() else None
 
 
-def _run_name(overrides: list[str]) -> str:
-    return ",".join(overrides)[:200] or "defaults"
+def run_name(parent: Parent | None, job_num: int, overrides: list[str]) -> str:
+    """A child by the values its sweep varies (`lr=0.1 degree=2`), a single run by all its overrides; short
+    enough for the runs table. The full overrides are the run's `hydra_overrides` tag."""
+    values = dict(_key_value(override) for override in overrides)
+    keys = [key for key in parent.varied if key in values] if parent else list(values)
+    labels = _short_keys(keys)
+    name = " ".join(f"{labels[key]}={_short_value(values[key])}" for key in keys) or "defaults"
+    number = f" #{job_num}" if parent and parent.numbered else ""  # kept whole: it tells repeats apart
+    room = RUN_NAME_CHARS - len(number)
+    return (name if len(name) <= room else name[: room - 1] + "…") + number
+
+
+def _key_value(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key by its last part (`model.learning_rate` -> `lr`), or whole where two would read the same."""
+    last = {key: SHORT_KEYS.get(key.rsplit(".", 1)[-1], key.rsplit(".", 1)[-1]) for key in keys}
+    return {key: short if list(last.values()).count(short) == 1 else key for key, short in last.items()}
+
+
+def _short_value(value: str) -> str:
+    """As typed when short (a grid's values stay distinct); a long number, such as an Optuna trial's
+    0.011756010900231853, to three significant digits."""
+    if len(value) <= SHORT_VALUE_CHARS:
+        return value
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
 
 
 def children(tracker: Tracker, parent_run_id: str) -> list[Run]:
@@ -237,9 +278,10 @@ def _failure_tags(status: str, reason: str) -> dict[str, str]:
     return {"error": reason[:5000], "mlflow.note.content": f"{status}: {reason[:5000]}"}
 
 
-def finish_sweep(parent: Parent, sweep: config.SweepConfig, register: bool, out_dir: Path) -> SweepSummary:
+def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | None, out_dir: Path) -> SweepSummary:
     """Give the parent the best child's params and metrics, the sweep table and a comparison plot over its
-    jobs' latest attempts; register the best model as `champion` when it beats the current one."""
+    jobs' latest attempts; register the best model as `model_name`'s `champion` when it beats the current
+    one (None: no registry)."""
     from mlflow.entities import Metric, Param
 
     tracker = parent.tracker()
@@ -271,8 +313,8 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, register: bool, out_
         client.set_tag(parent.run_id, "best_run_id", best.info.run_id)
         client.set_tag(parent.run_id, "best_overrides", best.data.tags.get("hydra_overrides", ""))
     client.log_batch(parent.run_id, metrics=summary_metrics, params=params)
-    if best is not None and register:
-        registry.promote_champion(tracker, best, sweep)
+    if best is not None and model_name is not None:
+        registry.promote_champion(tracker, best, sweep, model_name)
     client.set_terminated(parent.run_id, "FINISHED")
     return SweepSummary(
         parent.run_id,

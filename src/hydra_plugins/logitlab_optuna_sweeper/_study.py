@@ -1,0 +1,206 @@
+"""The study: Hydra sweep overrides become optuna distributions, each batch of trials is asked for, launched as
+Hydra jobs and told back; a job that failed (it raised, or returned NaN) is told as a failed trial.
+
+Only optuna's public API: `create_study(load_if_exists=True)`, `Study.ask(fixed_distributions)`, `Study.tell`.
+A study in an RDB storage is loaded when it exists, so the same command run again resumes it: the sampler
+sees every earlier trial, and `n_trials` more run. Trials asked for but not told when the command is
+interrupted are told FAILED, so no trial of ours stays RUNNING in the storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "optimization_results.yaml"  # in the sweep directory, as hydra-optuna-sweeper writes it
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass(frozen=True)
+class Settings:
+    sampler: optuna.samplers.BaseSampler
+    direction: str
+    storage: str | None
+    study_name: str | None
+    n_trials: int
+    n_jobs: int
+    params: dict[str, str]
+
+    @classmethod
+    def checked(
+        cls,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        params: DictConfig | None,
+    ) -> Settings:
+        """The sweeper's config, or a HydraException naming the key that is wrong."""
+        direction = str(getattr(direction, "name", direction))
+        if direction not in DIRECTIONS:
+            raise HydraException(f"hydra.sweeper.direction: expected minimize or maximize, got {direction!r}")
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise HydraException(f"hydra.sweeper.sampler: expected an optuna sampler, got {type(sampler).__name__}")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if not isinstance(value, int) or value < 1:
+                raise HydraException(f"hydra.sweeper.{key}: expected an integer >= 1, got {value!r}")
+        flat = OmegaConf.to_container(params, resolve=True) if params is not None else {}
+        assert isinstance(flat, dict)
+        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, {str(k): str(v) for k, v in flat.items()})
+
+
+# ------------------------------------------------------------------------------------------ search space
+def search_space(overrides: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """Sweep overrides as optuna distributions, and plain overrides as values every trial gets. A later
+    override of a key replaces an earlier one (the command line replaces `hydra.sweeper.params`)."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.get_key_element()
+        space.pop(key, None)
+        fixed.pop(key, None)
+        if override.is_sweep_override():
+            space[key] = distribution(override)
+        else:
+            fixed[key] = override.get_value_element_as_str()
+    return space, fixed
+
+
+def distribution(override: Override) -> BaseDistribution:
+    """`choice` -> categorical; `range` -> int or float with its step (shuffled: categorical);
+    `interval` -> float, on a log scale when tagged `log`."""
+    value = override.value()
+    if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
+        choices = cast(list[CategoricalChoiceType], list(override.sweep_iterator(Transformer.encode)))
+        return CategoricalDistribution(choices)
+    if isinstance(value, RangeSweep):
+        start, step, count = value.start, value.step, len(list(override.sweep_iterator()))
+        if start is None or count == 0 or step <= 0:
+            raise HydraException(f"{override.input_line}: a range must have values in increasing order")
+        if isinstance(start, int) and isinstance(step, int):
+            return IntDistribution(start, start + step * (count - 1), step=step)
+        return FloatDistribution(float(start), float(start + step * (count - 1)), step=float(step))
+    if isinstance(value, IntervalSweep):  # Hydra's intervals are of floats (use range for integers)
+        assert value.start is not None and value.end is not None
+        return FloatDistribution(float(value.start), float(value.end), log="log" in value.tags)
+    raise HydraException(f"{override.input_line}: the optuna sweeper takes choice, range or interval sweeps")
+
+
+# ---------------------------------------------------------------------------------------------- study
+def optimize(settings: Settings, arguments: Sequence[str], launcher: Any, sweep_dir: str) -> None:
+    params = [f"{key}={value}" for key, value in settings.params.items()]
+    space, fixed = search_space([*params, *arguments])
+    study = _study(settings)
+    earlier = len(study.trials)
+    _check_resumable(study, space)
+    log.info(
+        "Optuna study '%s' (%s, %s, %s): %s; %d trials to run",
+        study.study_name,
+        settings.storage or "in memory",
+        type(settings.sampler).__name__,
+        settings.direction,
+        f"resumed with {earlier} earlier trials" if earlier else "new",
+        settings.n_trials,
+    )
+    job_idx = 0
+    while job_idx < settings.n_trials:
+        trials = [study.ask(space) for _ in range(min(settings.n_jobs, settings.n_trials - job_idx))]
+        overrides = [tuple(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()) for trial in trials]
+        try:
+            returns = launcher.launch(overrides, initial_job_idx=job_idx)
+        except BaseException:  # interrupted: the batch's trials end FAILED, not RUNNING
+            for trial in trials:
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        for trial, ret in zip(trials, returns, strict=True):
+            _tell(study, trial, ret)
+        job_idx += len(trials)
+    _write_results(study, Path(sweep_dir) / RESULTS_FILE)
+
+
+def _study(settings: Settings) -> optuna.Study:
+    """The study, created or loaded; a storage that cannot be opened is a HydraException naming it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.create_study(
+            study_name=settings.study_name,
+            storage=settings.storage,
+            sampler=settings.sampler,
+            direction=optuna.study.StudyDirection[settings.direction.upper()],
+            load_if_exists=True,
+        )
+    except (SQLAlchemyError, ValueError) as err:
+        reason = " ".join(str(err).split("\n")[0].split())
+        raise HydraException(f"hydra.sweeper.storage: cannot open {settings.storage!r}: {reason}") from None
+
+
+def _check_resumable(study: optuna.Study, space: Mapping[str, BaseDistribution]) -> None:
+    """A resumed study must search each key as its earlier trials did (optuna refuses a change mid-ask)."""
+    from optuna.distributions import check_distribution_compatibility
+
+    for trial in study.get_trials(deepcopy=False):
+        for key, earlier in trial.distributions.items():
+            if key not in space:
+                continue
+            try:
+                check_distribution_compatibility(earlier, space[key])
+            except ValueError:
+                raise HydraException(
+                    f"hydra.sweeper.params.{key}: study '{study.study_name}' searched it as "
+                    f"{type(earlier).__name__} before, now as {type(space[key]).__name__}; "
+                    "set another hydra.sweeper.study_name for a new search space"
+                ) from None
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+    """The job's value; a job that raised or returned something other than a finite number is a failed trial."""
+    try:
+        value = float(ret.return_value)
+    except Exception as err:  # the job's own exception, re-raised by JobReturn
+        log.warning("trial %d failed: %s", trial.number, " ".join(str(err).split()) or type(err).__name__)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    if not math.isfinite(value):
+        log.warning("trial %d failed: the job returned %s", trial.number, value)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    study.tell(trial, value)
+
+
+def _write_results(study: optuna.Study, path: Path) -> None:
+    """hydra-optuna-sweeper's results file: the best trial over the whole study (a resumed one included)."""
+    from logitlab import io
+
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    results: Mapping[str, Any] = {"name": "optuna", "best_params": None, "best_value": None}
+    if completed:
+        best = study.best_trial
+        results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        log.info("Best parameters: %s; best value: %s", best.params, best.value)
+    else:
+        log.warning("no trial of study '%s' completed", study.study_name)
+    io.write_text(path, OmegaConf.to_yaml(OmegaConf.create(dict(results))))

@@ -1,0 +1,65 @@
+"""The sweeper's config, registered under Hydra's config store: the keys of hydra-optuna-sweeper.
+
+`hydra/sweeper=logitlab_optuna`; samplers in `hydra/sweeper/sampler` (`tpe`, the default, `random`, `cmaes`).
+`params` maps a config key to Hydra's sweep syntax: `choice(a, b)`, `range(start, stop, step)`,
+`interval(low, high)`, `tag(log, interval(low, high))`; a plain value fixes the key for every trial.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TPESamplerConfig:
+    """optuna.samplers.TPESampler"""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: int | None = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool = False
+
+
+@dataclass
+class RandomSamplerConfig:
+    """optuna.samplers.RandomSampler"""
+
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: int | None = None
+
+
+@dataclass
+class CmaEsSamplerConfig:
+    """optuna.samplers.CmaEsSampler"""
+
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    seed: int | None = None
+    n_startup_trials: int = 1
+    sigma0: float | None = None
+    restart_strategy: str | None = None
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.logitlab_optuna_sweeper.sweeper.OptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    sampler: Any = MISSING
+    # minimize or maximize the value each job returns
+    direction: str = "minimize"
+    # an RDB URL (e.g. sqlite:///optuna.db) keeps the study; the same study_name then resumes it
+    storage: str | None = None
+    study_name: str | None = None
+    # trials this command runs (added to a resumed study's)
+    n_trials: int = 20
+    # trials asked for at once and handed to the launcher together (a parallel launcher runs them in parallel)
+    n_jobs: int = 2
+    params: dict[str, str] | None = None
+
+
+_store = ConfigStore.instance()
+_store.store(group="hydra/sweeper", name="logitlab_optuna", node=OptunaSweeperConf, provider="logitlab")
+for _name, _node in (("tpe", TPESamplerConfig), ("random", RandomSamplerConfig), ("cmaes", CmaEsSamplerConfig)):
+    _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="logitlab")
