@@ -104,10 +104,15 @@ def attach_late_artifacts(run_id: str, paths: list[Path]) -> None:
 
 def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> None:
     """The run's input as MLflow shows it in the runs table's Dataset column: `<name> (<digest>)`, its raw
-    columns as the schema and the split sizes as the profile."""
+    columns as the schema and the split sizes as the profile.
+
+    MLflow inserts a dataset new to the experiment without a lock, so parallel jobs (joblib, SLURM) logging it
+    at once collide on its unique key; the losers try once more, when MLflow finds the winner's row and links
+    it (SQLite: `UNIQUE constraint failed`, PostgreSQL behind a server: `... violates unique constraint`)."""
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # made at import
+    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     class SplitDataset(MetaDataset):
@@ -122,7 +127,13 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
     assert active is not None and active.info.run_id == run_id, "log_dataset logs to the active run"
     source = LocalArtifactDatasetSource(str(dataset.path))
     schema = infer_signature(example).inputs
-    mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+    for attempt in range(2):
+        try:
+            mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+            return
+        except MlflowException as err:
+            if attempt or "unique constraint" not in str(err).lower():
+                raise
 
 
 def log_artifacts(run_id: str, paths: list[Path]) -> None:
