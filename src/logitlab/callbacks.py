@@ -138,7 +138,9 @@ def _summarise(config: DictConfig) -> None:
             f"failed or did not start; once it answers again, go on with the same overrides and "
             f"sweep.resume={parent.run_id}"
         )
-        end_open_sweep("FAILED", "the tracking server stopped answering")
+        # The helper is idle (drained above) and exits with the interpreter, as after any sweep: stopping it
+        # without waiting races its manager thread against the exit hook (a traceback after the one line).
+        _end_parent_early("FAILED", "the tracking server stopped answering")
         return
     if parent := open_sweep.pop("parent", None):
         mlflow_cfg = _mlflow_cfg(config)
@@ -172,6 +174,10 @@ def end_open_sweep(status: str, reason: str) -> None:
     that escaped the jobs. One quick attempt: a command on its way out does not wait out an outage (what it
     could not end, `sweep.resume` ends)."""
     finishing.stop()
+    _end_parent_early(status, reason)
+
+
+def _end_parent_early(status: str, reason: str) -> None:
     parent = open_sweep.pop("parent", None)
     if parent is None:
         return
