@@ -17,13 +17,13 @@ CSV_CASES = {
     "empty": "",
     "no_target": "a,b\n1,2\n3,4\n",
     "one_class": "a,label\n" + "".join(f"{i},x\n" for i in range(30)),
-    "three_classes": "a,label\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(30)),
     "ids": "user,a,label\n" + "".join(f"u{i},{i % 7},{'ab'[i % 2]}\n" for i in range(60)),
     "all_missing": "a,b,label\n" + "".join(f"{i},,{'ab'[i % 2]}\n" for i in range(60)),
     "inf": "a,b,label\n" + "".join(f"{i},{'inf' if i == 3 else i},{'ab'[i % 2]}\n" for i in range(60)),
     "tiny": "a,label\n1,a\n2,b\n3,a\n4,b\n5,a\n",
     "marker": "a,b,label\n" + "".join(f"{i},{'?' if i % 20 == 0 else i},{'ab'[i % 2]}\n" for i in range(60)),
     "good": "a,b,label\n" + "".join(f"{i},{i % 5},{'ab'[i % 2]}\n" for i in range(60)),
+    "long": "a,b,label\n" + "".join(f"{i},{i % 5},{'ab'[i % 2]}\n" for i in range(300)),
 }
 
 
@@ -65,7 +65,6 @@ CASES = [
     ("empty CSV", csv("empty"), ["empty.csv", "empty"]),
     ("no target column", csv("no_target"), ["data.target", "'label'", "no_target.csv"]),
     ("one class", csv("one_class"), ["one class"]),
-    ("three classes", csv("three_classes"), ["3 classes", "data.positive_label"]),
     ("positive_label absent", csv("good", "data.positive_label=zzz"), ["data.positive_label", "zzz"]),
     ("ID column", csv("ids"), ["column 'user'", "data.drop"]),
     ("all-missing column", csv("all_missing"), ["column 'b'"]),
@@ -82,6 +81,14 @@ CASES = [
     ("unknown include column", ["features.degree=2", "features.include=[nope]"], ["features.include", "nope"]),
     ("diverging run", ["model.learning_rate=1e7"], ["diverged", "learning_rate", "smaller"]),
     ("unknown sweep metric", ["sweep.metric=val_f2"], ["sweep.metric", "val_f2"]),
+    ("cv metric without folds", ["sweep.metric=cv_accuracy_mean"], ["sweep.metric", "preprocess.cv_folds"]),
+    ("cv_folds < 2", ["preprocess.cv_folds=1"], ["preprocess.cv_folds", ">= 2"]),
+    ("cv_folds above a class's rows", csv("good", "preprocess.cv_folds=30"), ["preprocess.cv_folds=30", "lower"]),
+    (
+        "cv_folds with streamed data",
+        csv("long", "data.chunk_rows=100", "preprocess.numeric_impute=mean", "preprocess.cv_folds=3"),
+        ["preprocess.cv_folds", "data.chunk_rows"],
+    ),
     ("history_points < 0", ["mlflow.history_points=-1"], ["mlflow.history_points", ">= 0"]),
     ("sonar file not downloaded", ["data=sonar"], ["data/raw/external/sonar.csv", "not found"]),
     ("output outside the project", ["hydra.run.dir=/tmp/logitlab-elsewhere"], ["hydra.run.dir", "outside the project"]),
@@ -94,6 +101,13 @@ def test_sweep_cli_bad_input(project: Path, overrides: list[str], needles: list[
     done = logitlab(["sweep", "mlflow=off", "model.max_iter=200", *overrides], project, check=False)
     assert_one_line_error(done, *needles)
     assert done.returncode == 2
+
+
+def test_a_sweep_ranking_by_a_validation_metric_under_cross_validation_is_refused(project: Path) -> None:
+    """With preprocess.cv_folds the validation split joins training: ranking by val_* would rank nothing."""
+    done = logitlab(["sweep", "-m", "mlflow=off", "preprocess.cv_folds=3", "model.C=0.5,2"], project, check=False)
+    error = assert_one_line_error(done, "none of its 2 jobs finished", "sweep.metric", "cv_accuracy_mean")
+    assert done.returncode == 2, error
 
 
 def test_debug_mode_shows_the_traceback(project: Path) -> None:

@@ -58,6 +58,21 @@ def test_dask_fit_equals_in_memory_fit(data, params) -> None:
     np.testing.assert_array_equal(distributed_fit.predict(X), memory.predict(X))
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "newton"])
+def test_dask_multinomial_fit_equals_in_memory_fit(client, solver: str) -> None:
+    X, y = make_classification(3000, 5, n_informative=3, n_classes=3, n_clusters_per_class=1, random_state=2)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    memory = LogisticRegression(solver=solver, tol=1e-10).fit(X, labels)
+    distributed_fit = LogisticRegression(solver=solver, tol=1e-10).fit(
+        da.from_array(X, chunks=(700, 5)), da.from_array(labels, chunks=700)
+    )
+    assert distributed_fit.coef_.shape == (3, 5)
+    # Blocks of 700 rows sum in another order than one block of 3000: both stop at a gradient below 1e-10.
+    np.testing.assert_allclose(distributed_fit.coef_, memory.coef_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(distributed_fit.intercept_, memory.intercept_, rtol=0, atol=1e-8)
+    assert list(distributed_fit.classes_) == ["ant", "bee", "cat"]
+
+
 def test_dask_minibatch_pulls_blocks_and_is_deterministic(data) -> None:
     X, labels, dX, dy = data
     params = {"solver": "minibatch", "learning_rate": 0.01, "update": "momentum", "max_iter": 5, "tol": 0}

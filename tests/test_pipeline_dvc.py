@@ -6,9 +6,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from logitlab.scoring import ScoringPipeline
 
 from .conftest import logitlab, make, make_project, run, store_uri
 
@@ -138,3 +142,65 @@ def test_exp_run_set_param_recomposes_params_and_runs(tmp_path: Path) -> None:
         ["sweep", "-m", "features.degree=2", "data=circles", "mlflow=off", "hydra.sweep.dir=multirun/same"], project
     )
     same_run(project, project / "multirun/same/0")
+
+
+def iris_csv(path: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    X.assign(species=names[y]).sample(frac=1, random_state=0).to_csv(path, index=False)
+
+
+def test_exp_run_on_a_three_class_csv_writes_multiclass_metrics_plots_and_a_servable_model(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    iris_csv(project / "data/raw/external/iris.csv")
+    overrides = ["data=csv", "data.path=data/raw/external/iris.csv", "data.target=species"]
+    dvc(project, "exp", "run", *(arg for override in overrides for arg in ("-S", override)), "-n", "iris")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.9 and {"test_f1_macro", "test_f1_weighted", "test_roc_auc"} <= set(metrics)
+    assert "test_tp" not in metrics
+    assert json.loads((project / "reports/preprocess.json").read_text())["task"] == "multiclass"
+    shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
+    assert "virginica" in json.dumps(shown) and "test_f1_macro" in json.dumps(shown)  # per_class.json, metrics.json
+    plots = json.loads(dvc(project, "plots", "show", "--json").stdout)
+    errors = [error["name"] for error in plots.get("errors", [])]
+    assert errors == [], errors  # four features: decision_boundary.png is a placeholder saying why
+    assert any("Confusion" in name for name in plots["data"])
+    confusion = pd.read_csv(project / "reports/plots/confusion.csv")
+    assert set(confusion["actual"]) == {"setosa", "versicolor", "virginica"}
+    figures = {p.name for p in (project / "reports/figures").iterdir()}
+    assert {"roc.png", "confusion.png", "decision_boundary.png"} <= figures
+
+    client = MlflowClient(store_uri(project))
+    (run,) = client.search_runs([client.get_experiment_by_name("csv").experiment_id])
+    assert run.data.tags["logitlab.task"] == "multiclass" and run.data.tags["logitlab.n_classes"] == "3"
+    assert run.data.metrics["test_f1_macro"] == metrics["test_f1_macro"]
+    import mlflow
+
+    mlflow.set_tracking_uri(store_uri(project))
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    raw = pd.read_csv(project / "data/raw/external/iris.csv").drop(columns=["species"]).head(10)
+    served = model.predict(raw)
+    columns = ["label", "probability_setosa", "probability_versicolor", "probability_virginica"]
+    assert list(served.columns) == columns
+    assert [c.name for c in model.metadata.get_output_schema().inputs] == columns
+    expected = ScoringPipeline.load(project / "models").class_probabilities(raw)
+    np.testing.assert_allclose(served[columns[1:]].to_numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_exp_run_with_cv_folds_on_sonar_writes_cross_validated_scores(tmp_path: Path, sonar: Path) -> None:
+    project = make_project(tmp_path / "project")
+    dvc(project, "exp", "run", "-S", "data=sonar", "-S", f"data.path={sonar}", "-S", "preprocess.cv_folds=5")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert 0.6 < metrics["cv_accuracy_mean"] < 1 and 0 < metrics["cv_accuracy_std"] < 0.2
+    assert {"cv_log_loss_mean", "cv_log_loss_std", "cv_roc_auc_mean", "cv_roc_auc_std"} <= set(metrics)
+    assert "cv_accuracy_mean" in dvc(project, "exp", "show", "--json").stdout
+    curves = sorted(p.name for p in (project / "reports/cv").glob("fold-*-cost_history.csv"))
+    assert curves == [f"fold-{i}-cost_history.csv" for i in range(5)]
+    client = MlflowClient(store_uri(project))
+    (run,) = client.search_runs([client.get_experiment_by_name("sonar").experiment_id])
+    assert run.data.metrics["cv_accuracy_mean"] == metrics["cv_accuracy_mean"]
+    assert run.data.tags["logitlab.cv_folds"] == "5" and run.data.tags["logitlab.task"] == "binary"
+    logged = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "cv")}
+    assert set(curves) | {"scores.json"} == logged

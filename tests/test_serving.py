@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BASE_ENV, logitlab, run, store_uri
+from conftest import BASE_ENV, logitlab, make_project, run, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -73,13 +74,19 @@ def champion(swept: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(swept: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with serving(swept, NAME, tmp_path_factory.mktemp("serve") / "serve.log") as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serving(project: Path, name: str, log_file: Path) -> Iterator[dict[str, Any]]:
+    """`make serve`'s script serving `name`'s champion from `project`'s store, until the block ends."""
     port = free_port()
-    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(
-            ["bash", str(swept / "scripts" / "serve.sh")],
-            cwd=swept,
-            env=serve_env(PORT=str(port), MODEL_NAME=NAME),
+            ["bash", str(project / "scripts" / "serve.sh")],
+            cwd=project,
+            env=serve_env(PORT=str(port), MODEL_NAME=name),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: teardown ends mlflow and uvicorn together
@@ -248,3 +255,33 @@ def test_no_champion_is_one_line_error(project: Path, swept: Path) -> None:
 def test_bad_port_is_refused(project: Path) -> None:
     done = run(["bash", str(project / "scripts" / "serve.sh")], project, env=serve_env(PORT="http"), check=False)
     assert done.returncode == 1 and done.stderr.strip() == "serve.sh: error: PORT must be a number, got 'http'"
+
+
+@pytest.fixture(scope="module")
+def multiclass_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A one-job sweep on a three-class CSV, its champion served by `make serve`'s script."""
+    from sklearn.datasets import load_iris
+
+    project = make_project(tmp_path_factory.mktemp("multiclass") / "project")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.assign(species=np.array(["setosa", "versicolor", "virginica"])[y]).to_csv(
+        project / "data/raw/external/iris.csv", index=False
+    )
+    logitlab(["sweep", "-m", "data=csv", "data.path=data/raw/external/iris.csv", "data.target=species"], project)
+    with serving(project, "logitlab-csv", tmp_path_factory.mktemp("serve-multiclass") / "serve.log") as served:
+        yield {**served, "project": project, "rows": X}
+
+
+@pytest.mark.timeout(300)
+def test_served_multiclass_champion_returns_the_label_and_a_probability_per_class(multiclass_server: Any) -> None:
+    from logitlab.scoring import ScoringPipeline
+
+    rows = multiclass_server["rows"].iloc[::15].reset_index(drop=True)
+    served = invoke(multiclass_server["url"], rows)
+    names = ["setosa", "versicolor", "virginica"]
+    assert list(served.columns) == ["label", *(f"probability_{name}" for name in names)]
+    (job_dir,) = (multiclass_server["project"] / "multirun").glob("*/*/0")
+    expected = ScoringPipeline.load(job_dir / "models").predict_frame(rows)
+    np.testing.assert_allclose(served.iloc[:, 1:].to_numpy(float), expected.iloc[:, 1:].to_numpy(), rtol=0, atol=TOL)
+    assert served["label"].tolist() == expected["label"].tolist()
+    assert (served["label"] == np.array(names)[np.arange(len(rows)) * 15 // 50]).mean() > 0.8

@@ -279,3 +279,48 @@ def test_long_histories_are_thinned_in_the_metric_store_and_whole_in_the_artifac
     assert len(steps) == 100 and min(steps) == 1 and max(steps) == 2500
     local = Path(client.download_artifacts(run.info.run_id, "cost_history.csv", str(tmp_path)))
     assert pd.read_csv(local)["epoch"].tolist() == list(range(1, 2501))
+
+
+def test_a_multiclass_sweep_tracks_ranks_and_registers(project: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    X.assign(cultivar=np.array(["barolo", "grignolino", "barbera"])[y]).to_csv(
+        project / "data/raw/external/wine.csv", index=False
+    )
+    data = ["data=csv", "data.path=data/raw/external/wine.csv", "data.target=cultivar"]
+    sweep(project, *data, "model.C=0.01,1", "sweep.metric=test_f1_macro")
+    client, parents, children = runs_of(project, "csv")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["logitlab.task"] for c in children} == {"multiclass"}
+    best = max(children, key=lambda c: c.data.metrics["test_f1_macro"])
+    assert parents[0].data.tags["best_run_id"] == best.info.run_id
+    champion = client.get_model_version_by_alias("logitlab-csv", "champion")
+    mlflow.set_tracking_uri(store_uri(project))
+    served = mlflow.pyfunc.load_model("models:/logitlab-csv@champion").predict(X.head(5))
+    assert list(served.columns) == ["label", "probability_barbera", "probability_barolo", "probability_grignolino"]
+    assert champion.run_id == best.info.run_id and set(served["label"]) == {"barolo"}
+
+
+def test_optuna_maximises_the_cross_validated_accuracy_on_sonar(project: Path, sonar: Path) -> None:
+    done = sweep(
+        project,
+        "data=sonar",
+        f"data.path={sonar}",
+        "preprocess.cv_folds=3",
+        "hparams_search=lr_penalty",
+        "features.degree=choice(1,2)",  # degree 3 on Sonar's 60 columns exceeds features.max_features
+        "hydra.sweeper.n_trials=3",
+        "sweep.metric=cv_accuracy_mean",
+        *FAST,
+    )
+    _, parents, children = runs_of(project, "sonar")
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(children) == len(finished) == 3, done.stdout[-2000:]
+    best = max(finished, key=lambda c: (c.data.metrics["cv_accuracy_mean"], -c.data.metrics["cv_log_loss_mean"]))
+    assert parents[0].data.tags["best_run_id"] == best.info.run_id
+    assert parents[0].data.metrics["cv_accuracy_mean"] == best.data.metrics["cv_accuracy_mean"]
+    assert all(c.data.tags["logitlab.cv_folds"] == "3" for c in finished)
+    # Reading and splitting into folds happen once per sweep: only the first job misses the preprocess cache.
+    misses = [json.loads(c.data.tags["upstream_cache"])["preprocess"] for c in finished]
+    assert misses.count("miss") <= 1 and len(list((project / ".cache/logitlab/preprocess").iterdir())) == 1

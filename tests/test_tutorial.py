@@ -71,9 +71,13 @@ def test_3_the_experiments_table(walked: dict[str, Any]) -> None:
 
 def test_4_the_sweeps_epochs(walked: dict[str, Any]) -> None:
     table = jobs(walked["project"]).set_index(["params.features.degree", "params.model.learning_rate"])
-    (stopped,) = re.findall(r"training stops after (\d+)\s+epochs", section(4))
-    assert table.loc[(3, 1.0), "metrics.n_iter"] == int(stopped)
-    assert table.loc[(3, 0.1), "metrics.n_iter"] == 5000 and "uses all of `model.max_iter=5000`" in section(4)
+    quoted = re.search(
+        r"`learning_rate=1` after (\d+) epochs, 0\.1 after (\d+), 0\.01 after (\d+)", " ".join(section(4).split())
+    )
+    assert quoted, "section 4 lost its epochs per learning rate"
+    for rate, epochs in zip((1.0, 0.1, 0.01), quoted.groups(), strict=True):
+        assert table.loc[(3, rate), "metrics.n_iter"] == int(epochs), rate
+    assert (table.xs(3)["metrics.converged"] == 1).all(), "every rate converges"
     assert (table.xs(3)["metrics.val_accuracy"] == 1.0).all(), "all three classify the validation set perfectly"
 
 

@@ -119,6 +119,7 @@ class PreprocessConfig:
     scaler: str = "standard"
     numeric_impute: str = "median"
     max_categories: int = 50
+    cv_folds: int | None = None  # k: also score k stratified folds of train+val; the model is refit on both
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ def preprocess_config(raw: Any) -> PreprocessConfig:
         "preprocess.numeric_impute", cfg.numeric_impute in ("median", "mean"), "median|mean", cfg.numeric_impute
     )
     _check_range("preprocess.max_categories", cfg.max_categories >= 2, "an integer >= 2", cfg.max_categories)
+    if cfg.cv_folds is not None:
+        _check_range("preprocess.cv_folds", cfg.cv_folds >= 2, "null or an integer >= 2", cfg.cv_folds)
     return cfg
 
 

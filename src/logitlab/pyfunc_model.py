@@ -1,9 +1,9 @@
 """The MLflow pyfunc model, defined from code (MLflow's models-from-code: no pickled Python object).
 
-`mlflow.pyfunc.load_model(uri).predict(raw_rows)` returns `probability` (of the positive class) and
-`label` (the original label value) per row; the fitted steps and weights are JSON + npz artifacts, and the
-logitlab package travels with the model (`code/logitlab`), so it loads where only its requirements.txt is
-installed.
+`mlflow.pyfunc.load_model(uri).predict(raw_rows)` returns, per row, the `label` (the original label value)
+and `probability` (of the positive class) for two classes, or one `probability_<label>` per class for more;
+the fitted steps and weights are JSON + npz artifacts, and the logitlab package travels with the model
+(`code/logitlab`), so it loads where only its requirements.txt is installed.
 """
 
 from __future__ import annotations
@@ -65,13 +65,17 @@ class LogitlabModel(PythonModel):
         return self.pipeline.predict_frame(rows)
 
 
-def signature(example: pd.DataFrame) -> ModelSignature:
-    """The raw columns of the data set in, `OUTPUT_SCHEMA` out: no need to score the example to find out.
+def signature(example: pd.DataFrame, probability_columns: list[str]) -> ModelSignature:
+    """The raw columns of the data set in, the label and the probability columns out (`OUTPUT_SCHEMA` for two
+    classes): no need to score the example to find out.
 
     The columns are optional to MLflow's schema check, so that a missing one reaches `predict`, which names it
     in one line (MLflow's own check answers with the schema and the whole request)."""
     inputs = Schema([ColSpec(spec.type, spec.name, required=False) for spec in infer_signature(example).inputs])
-    return ModelSignature(inputs=inputs, outputs=OUTPUT_SCHEMA)
+    if probability_columns == ["probability"]:
+        return ModelSignature(inputs=inputs, outputs=OUTPUT_SCHEMA)
+    outputs = Schema([ColSpec(DataType.string, "label"), *(ColSpec(DataType.double, c) for c in probability_columns)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def requirements() -> list[str]:

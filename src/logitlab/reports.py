@@ -1,8 +1,14 @@
-"""Metrics and curve data from a fitted model and the processed splits: the numbers DVC and MLflow show."""
+"""Metrics and curve data from a fitted model and the processed splits: the numbers DVC and MLflow show.
+
+Binary and multiclass alike: accuracy and log loss on every split, ROC AUC on val and test (one-vs-rest,
+macro-averaged over the classes a split holds, for K > 2), macro and weighted F1 and a per-class
+precision/recall/F1 table on test; the binary counts (tp, fp, ...) for two classes only. Labels are the
+class codes of the `target` column; `names` are the original labels in code order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,12 +19,19 @@ from sklearn.calibration import calibration_curve
 from logitlab.model import LogisticRegression
 from logitlab.sources import TARGET
 
-# Every metric `evaluate` returns: the names `sweep.metric` may take.
+BINARY_ONLY = tuple(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp"))
+CV_SCORES = ("accuracy", "log_loss", "roc_auc")  # scored on each held-out fold; cv_<score>_mean / _std
+CV_METRICS = tuple(f"cv_{score}_{stat}" for score in CV_SCORES for stat in ("mean", "std"))
+# Every metric `evaluate` returns: the names `sweep.metric` may take (BINARY_ONLY with two classes, CV_METRICS
+# with preprocess.cv_folds, the val_* ones without it).
 METRICS = (
     *(f"{split}_{name}" for split in ("train", "val", "test") for name in ("accuracy", "log_loss")),
     "val_roc_auc",
     "test_roc_auc",
-    *(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp")),
+    "test_f1_macro",
+    "test_f1_weighted",
+    *BINARY_ONLY,
+    *CV_METRICS,
     "n_iter",
     "converged",
     "final_train_loss",
@@ -30,31 +43,93 @@ def split_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.drop(columns=[TARGET]), frame[TARGET].to_numpy()
 
 
-def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame]) -> dict[str, float | int]:
-    """Accuracy on every split; ranking, probability and confusion metrics on the test split."""
+def probabilities(model: LogisticRegression, X: Any, n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities by class code, whichever codes the model was fitted on (a column of
+    zeros for a class it never saw)."""
+    proba = model.predict_proba(X)
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((proba.shape[0], n_classes), dtype=proba.dtype)
+    full[:, model.classes_.astype(np.intp)] = proba
+    return full
+
+
+def predicted(model: LogisticRegression, proba: np.ndarray) -> np.ndarray:
+    """Class codes: the binary threshold on the positive probability, else the most probable class."""
+    if proba.shape[1] == 2:
+        return (proba[:, 1] >= model.threshold).astype(np.int64)
+    return proba.argmax(axis=1).astype(np.int64)
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray, normalize: bool = True) -> float:
+    classes = list(range(proba.shape[1]))
+    score = proba[:, 1] if proba.shape[1] == 2 else proba  # binary: the positive column, as ever
+    return float(skm.log_loss(y, score, labels=classes, normalize=normalize))
+
+
+def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """Binary: the AUC of the positive probability. More classes: one-vs-rest AUC per class, averaged over
+    the classes that have rows in `y` (scikit-learn's macro "ovr" when all do); NaN if none can be scored."""
+    if proba.shape[1] == 2:
+        return float(skm.roc_auc_score(y, proba[:, 1])) if np.unique(y).size == 2 else float("nan")
+    scores = [
+        skm.roc_auc_score(y == k, proba[:, k]) for k in range(proba.shape[1]) if 0 < np.count_nonzero(y == k) < y.size
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame], n_classes: int) -> dict[str, float | int]:
+    """Accuracy and log loss on every split (an empty one, the validation split under cross-validation, is
+    skipped); ranking and per-class metrics on val and test."""
     result: dict[str, float | int] = {}
     for name, frame in splits.items():
-        X, y = split_xy(frame)
-        proba = model.predict_proba(X)[:, 1]
-        predicted = (proba >= model.threshold).astype(np.int64)
-        result[f"{name}_accuracy"] = float(skm.accuracy_score(y, predicted))
-        result[f"{name}_log_loss"] = float(skm.log_loss(y, proba, labels=[0, 1]))
-        if name == "train":
+        if frame.empty:
             continue
-        _ranking_metrics(result, name, y, proba, predicted)
+        X, y = split_xy(frame)
+        proba = probabilities(model, X, n_classes)
+        chosen = predicted(model, proba)
+        result[f"{name}_accuracy"] = float(skm.accuracy_score(y, chosen))
+        result[f"{name}_log_loss"] = log_loss(y, proba)
+        if name != "train":
+            _ranking_metrics(result, name, y, proba, chosen)
     return _finish(result, model)
 
 
+def fold_scores(model: LogisticRegression, held_out: pd.DataFrame, n_classes: int) -> dict[str, float]:
+    """`CV_SCORES` of a model fitted on a fold's training part, on its held-out part."""
+    X, y = split_xy(held_out)
+    proba = probabilities(model, X, n_classes)
+    return {
+        "accuracy": float(skm.accuracy_score(y, predicted(model, proba))),
+        "log_loss": log_loss(y, proba),
+        "roc_auc": roc_auc(y, proba),
+    }
+
+
+def cv_summary(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean and standard deviation (ddof 0, as scikit-learn's cv_results_) of each score over the folds."""
+    summary = {}
+    for score in CV_SCORES:
+        values = np.array([fold[score] for fold in scores], dtype=np.float64)
+        summary[f"cv_{score}_mean"] = round(float(values.mean()), 10)
+        summary[f"cv_{score}_std"] = round(float(values.std()), 10)
+    return summary
+
+
 def _ranking_metrics(
-    result: dict[str, float | int], name: str, y: np.ndarray, proba: np.ndarray, predicted: np.ndarray
+    result: dict[str, float | int], name: str, y: np.ndarray, proba: np.ndarray, chosen: np.ndarray
 ) -> None:
-    result[f"{name}_roc_auc"] = float(skm.roc_auc_score(y, proba))
-    if name == "test":
-        tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    result[f"{name}_roc_auc"] = roc_auc(y, proba)
+    if name != "test":
+        return
+    result["test_f1_macro"] = float(skm.f1_score(y, chosen, average="macro", zero_division=0))
+    result["test_f1_weighted"] = float(skm.f1_score(y, chosen, average="weighted", zero_division=0))
+    if proba.shape[1] == 2:
+        tn, fp, fn, tp = skm.confusion_matrix(y, chosen, labels=[0, 1]).ravel()
         result.update(
-            test_precision=float(skm.precision_score(y, predicted, zero_division=0)),
-            test_recall=float(skm.recall_score(y, predicted, zero_division=0)),
-            test_f1=float(skm.f1_score(y, predicted, zero_division=0)),
+            test_precision=float(skm.precision_score(y, chosen, zero_division=0)),
+            test_recall=float(skm.recall_score(y, chosen, zero_division=0)),
+            test_f1=float(skm.f1_score(y, chosen, zero_division=0)),
             test_tn=int(tn),
             test_fp=int(fp),
             test_fn=int(fn),
@@ -66,26 +141,32 @@ def _finish(result: dict[str, float | int], model: LogisticRegression) -> dict[s
     result["n_iter"] = int(model.n_iter_)
     result["converged"] = int(bool(model.converged_))
     result["final_train_loss"] = float(model.cost_history_[-1])
-    return {key: round(value, 10) if isinstance(value, float) else value for key, value in result.items()}
+    # A score a split cannot give (ROC AUC of a split holding one class) is left out, not written as NaN.
+    return {
+        key: round(value, 10) if isinstance(value, float) else value
+        for key, value in result.items()
+        if not (isinstance(value, float) and np.isnan(value))
+    }
 
 
 def evaluate_chunks(
-    model: LogisticRegression, splits: Mapping[str, Callable[[], Iterable[pd.DataFrame]]]
+    model: LogisticRegression, splits: Mapping[str, Callable[[], Iterable[pd.DataFrame]]], names: list[str]
 ) -> tuple[dict[str, float | int], dict[str, pd.DataFrame]]:
-    """`evaluate` and the test `curves` over splits scored chunk by chunk: accuracy and log loss are
-    summed per chunk; the val/test labels and probabilities (one float per row) are kept for the ranking
+    """`evaluate` and the test `tables` over splits scored chunk by chunk: accuracy and log loss are
+    summed per chunk; the val/test labels and probabilities (K floats per row) are kept for the ranking
     metrics and curves. The ROC/PR curves are thinned to at most `CURVE_POINTS` points."""
     result: dict[str, float | int] = {}
-    test_curves: dict[str, pd.DataFrame] = {}
+    test_tables: dict[str, pd.DataFrame] = {}
+    n_classes = len(names)
     for name, chunks in splits.items():
         n_rows, correct, loss_sum = 0, 0, 0.0
         labels, probas = [], []
         for frame in chunks():
             X, y = split_xy(frame)
-            proba = model.predict_proba(X)[:, 1]
+            proba = probabilities(model, X, n_classes)
             n_rows += len(y)
-            correct += int(((proba >= model.threshold) == y).sum())
-            loss_sum += float(skm.log_loss(y, proba, labels=[0, 1], normalize=False))
+            correct += int((predicted(model, proba) == y).sum())
+            loss_sum += log_loss(y, proba, normalize=False)
             if name != "train":
                 labels.append(y.astype(np.int64))
                 probas.append(proba)
@@ -95,13 +176,20 @@ def evaluate_chunks(
             continue
         y, proba = np.concatenate(labels), np.concatenate(probas)
         del labels, probas
-        predicted = (proba >= model.threshold).astype(np.int64)
-        _ranking_metrics(result, name, y, proba, predicted)
+        chosen = predicted(model, proba)
+        _ranking_metrics(result, name, y, proba, chosen)
         if name == "test":
-            test_curves = _curves(y, proba, predicted)
-            for curve in ("roc", "pr"):
-                test_curves[curve] = evenly_spaced(test_curves[curve], CURVE_POINTS).reset_index(drop=True)
-    return _finish(result, model), test_curves
+            test_tables = _tables(y, proba, chosen, names)
+            for curve in ("roc", "pr", "roc_ovr"):
+                if curve in test_tables:
+                    test_tables[curve] = _thinned(test_tables[curve], CURVE_POINTS)
+    return _finish(result, model), test_tables
+
+
+def _thinned(table: pd.DataFrame, points: int) -> pd.DataFrame:
+    if "class" not in table:
+        return evenly_spaced(table, points).reset_index(drop=True)
+    return pd.concat([evenly_spaced(part, points) for _, part in table.groupby("class", sort=False)], ignore_index=True)
 
 
 def evenly_spaced(table: pd.DataFrame, points: int) -> pd.DataFrame:
@@ -111,32 +199,99 @@ def evenly_spaced(table: pd.DataFrame, points: int) -> pd.DataFrame:
     return table.iloc[np.unique(np.linspace(0, len(table) - 1, points).round().astype(np.intp))]
 
 
-def curves(model: LogisticRegression, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """ROC, precision-recall and calibration curves and per-row confusion data of the test split."""
+def tables(model: LogisticRegression, test: pd.DataFrame, names: list[str]) -> dict[str, pd.DataFrame]:
+    """The test split's curve data for the plots (`roc`, `pr`, `calibration`, `confusion`; `roc_ovr` with
+    more than two classes) and the `per_class` precision/recall/F1 table."""
     X, y = split_xy(test)
-    proba = model.predict_proba(X)[:, 1]
-    return _curves(y, proba, (proba >= model.threshold).astype(np.int64))
+    proba = probabilities(model, X, len(names))
+    return _tables(y, proba, predicted(model, proba), names)
 
 
-def _curves(y: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dict[str, pd.DataFrame]:
-    fpr, tpr, _ = skm.roc_curve(y, proba)
-    precision, recall, _ = skm.precision_recall_curve(y, proba)
+def _tables(y: np.ndarray, proba: np.ndarray, chosen: np.ndarray, names: list[str]) -> dict[str, pd.DataFrame]:
+    """Two classes: the curves of the positive probability. More: micro-averaged one-vs-rest ROC and PR
+    curves (every (row, class) pair one score; one curve each for DVC's plots), each class's own ROC curve
+    (`roc_ovr`, for the figure) and top-label calibration (the predicted class's probability against how
+    often it is right). The confusion rows carry the label names."""
+    if proba.shape[1] == 2:
+        score, truth = proba[:, 1], y
+    else:
+        score, truth = proba.ravel(), (y[:, None] == np.arange(proba.shape[1])).ravel()
+    fpr, tpr, _ = skm.roc_curve(truth, score)
+    precision, recall, _ = skm.precision_recall_curve(truth, score)
+    if proba.shape[1] == 2:
+        confidence, hit = proba[:, 1], y
+    else:
+        confidence, hit = proba.max(axis=1), (chosen == y).astype(np.int64)
     n_bins = int(np.clip(len(y) // 20, 2, 10))
-    fraction, mean_predicted = calibration_curve(y, proba, n_bins=n_bins, strategy="quantile")
-    return {
+    fraction, mean_predicted = _calibration(hit, confidence, n_bins)
+    label = np.asarray(names, dtype=object)
+    out = {
         "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
         "pr": pd.DataFrame({"recall": recall, "precision": precision}),
         "calibration": pd.DataFrame({"mean_predicted": mean_predicted, "fraction_positive": fraction}),
-        "confusion": pd.DataFrame({"actual": y, "predicted": predicted}),
+        "confusion": pd.DataFrame({"actual": label[y], "predicted": label[chosen]}),
+        "per_class": per_class(y, chosen, names),
+    }
+    if proba.shape[1] > 2:
+        out["roc_ovr"] = _roc_per_class(y, proba, names)
+    return out
+
+
+def _calibration(hit: np.ndarray, confidence: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if np.unique(hit).size < 2:  # every prediction right (or wrong): one point at the mean confidence
+        return np.array([float(hit.mean())]), np.array([float(confidence.mean())])
+    return calibration_curve(hit, confidence, n_bins=n_bins, strategy="quantile")
+
+
+def _roc_per_class(y: np.ndarray, proba: np.ndarray, names: list[str]) -> pd.DataFrame:
+    parts = []
+    for k, name in enumerate(names):
+        if 0 < np.count_nonzero(y == k) < y.size:
+            fpr, tpr, _ = skm.roc_curve(y == k, proba[:, k])
+            parts.append(pd.DataFrame({"class": name, "fpr": fpr, "tpr": tpr}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["class", "fpr", "tpr"])
+
+
+def per_class(y: np.ndarray, chosen: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support of every class on the split (0 where a class has no rows)."""
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, chosen, labels=list(range(len(names))), zero_division=0
+    )
+    return pd.DataFrame(
+        {"class": names, "precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+    )
+
+
+def per_class_metrics(table: pd.DataFrame) -> dict[str, dict[str, float | int]]:
+    """The per-class table as DVC metrics: {class: {precision, recall, f1, support}}."""
+    return {
+        str(row["class"]): {
+            "precision": round(float(row["precision"]), 10),
+            "recall": round(float(row["recall"]), 10),
+            "f1": round(float(row["f1"]), 10),
+            "support": int(row["support"]),
+        }
+        for row in table.to_dict("records")
     }
 
 
-def coefficients(model: LogisticRegression, names: list[str]) -> pd.DataFrame:
-    coef = np.asarray(model.coef_, dtype=np.float64).ravel()
-    table = pd.DataFrame({"feature": ["(intercept)", *names], "coefficient": [float(model.intercept_[0]), *coef]})
-    return table
+def coefficients(model: LogisticRegression, names: list[str], classes: list[str]) -> pd.DataFrame:
+    """The intercept and each feature's coefficient; with more than two classes one row per (feature, class)."""
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    features = ["(intercept)", *names]
+    if coef.shape[0] == 1:
+        return pd.DataFrame({"feature": features, "coefficient": [float(intercept[0]), *coef[0]]})
+    values = np.column_stack([intercept, coef])  # (K, 1 + n_features)
+    return pd.DataFrame(
+        {
+            "feature": np.tile(features, len(classes)),
+            "class": np.repeat(classes, len(features)),
+            "coefficient": values.ravel(),
+        }
+    )
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    keys = ("train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss")
+    keys = ("train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss", "cv_accuracy_mean")
     return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

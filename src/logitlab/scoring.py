@@ -2,6 +2,9 @@
 
 Saved as a directory of JSON + npz (no pickle): `model.npz`/`model.json` (the estimator's own format) and
 `transforms.json`. The evaluate stage, the sweep and the MLflow pyfunc model all score through this.
+
+What a scored row looks like: two classes, `probability` (of the positive class) and `label`; more classes,
+`label` and one `probability_<label>` per class, in the schema's class order.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 from logitlab import io
 from logitlab.errors import ModelFileError
 from logitlab.model import LogisticRegression
+from logitlab.sources import class_names
 from logitlab.transforms import PolynomialExpander, Preprocessor
 
 MODEL_STEM = "model"
@@ -28,6 +32,17 @@ FILES = (f"{MODEL_STEM}.npz", f"{MODEL_STEM}.json", TRANSFORMS)
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def probability_columns(labels: dict[str, Any]) -> list[str]:
+    """The probability columns of `predict_frame` for a label description (binary or multiclass)."""
+    names = class_names(labels)
+    return ["probability"] if len(names) == 2 else [f"probability_{name}" for name in names]
+
+
+def saved_labels(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The label description of a saved pipeline, without loading the model."""
+    return dict(io.read_json(Path(directory) / TRANSFORMS)["labels"])
 
 
 @dataclass
@@ -45,15 +60,26 @@ class ScoringPipeline:
         return self.expander.transform(self.preprocessor.transform(raw))
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each raw row."""
+        """Probability of the positive class for each raw row (two classes; see `class_probabilities`)."""
         return self.model.predict_proba(self.features(raw))[:, 1]
 
+    def class_probabilities(self, raw: pd.DataFrame) -> np.ndarray:
+        """(n_rows, n_classes) probabilities, columns in the order of the labels' classes."""
+        return self.model.predict_proba(self.features(raw))
+
     def predict_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """`probability` of the positive class and the predicted `label` (the original label value)."""
-        proba = self.predict_proba(raw)
-        positive = proba >= self.model.threshold
-        names = np.where(positive, str(self.labels["positive"]), str(self.labels["negative"]))
-        return pd.DataFrame({"probability": proba, "label": names})
+        """The predicted `label` (the original label value) and the probabilities (`probability_columns`)."""
+        names = class_names(self.labels)
+        if len(names) == 2:
+            proba = self.predict_proba(raw)
+            positive = proba >= self.model.threshold
+            return pd.DataFrame({"probability": proba, "label": np.where(positive, names[1], names[0])})
+        proba = np.zeros((len(raw), len(names)))
+        proba[:, self.model.classes_.astype(np.intp)] = self.class_probabilities(raw)  # by class code
+        frame = pd.DataFrame({"label": np.asarray(names, dtype=object)[proba.argmax(axis=1)]})
+        for code, column in enumerate(probability_columns(self.labels)):
+            frame[column] = proba[:, code]
+        return frame
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Each file is written atomically; the manifest, written last, is the commit point that ties the

@@ -1,7 +1,10 @@
 """Data sources: scikit-learn's generators and bundled sets, or a user's CSV, as one labelled frame.
 
-Every source returns features with string column names plus a `target` column of 0/1, and a description
-of where the labels came from (which original value is the positive class).
+Every source returns features with string column names plus a `target` column of class codes, and a
+description of where the labels came from. Binary: codes 0/1 and which original value is the positive class
+(`{"positive": ..., "negative": ...}`). A CSV whose label column has more than two values and no
+`data.positive_label`/`data.negative_label` is multiclass: codes 0..K-1 and the original values in code
+order (`{"classes": [...]}`). `class_names` reads either description.
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ from logitlab.config import (
 from logitlab.errors import DataError
 
 TARGET = "target"
+
+
+def class_names(labels: dict[str, Any]) -> list[str]:
+    """The original label values as text, in code order, from either kind of label description."""
+    if "classes" in labels:
+        return [str(value) for value in labels["classes"]]
+    return [str(labels["negative"]), str(labels["positive"])]
+
+
+def task(labels: dict[str, Any]) -> str:
+    """ "multiclass" for a description of more than two classes, else "binary"."""
+    return "multiclass" if "classes" in labels else "binary"
 
 
 def load(cfg: DataConfig, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -134,18 +149,21 @@ def _from_csv(cfg: CsvData, root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if frame.empty:
         raise DataError(f"data.path: CSV file '{file}' has no data rows")
     labels = _checked_labels(frame, cfg, file)
-    y, description = _binary_labels(labels, cfg, file.name)
+    y, description = _encoded_labels(labels, cfg, file.name)
     return _labelled_features(frame, y, cfg, file).reset_index(drop=True), description
 
 
 class CsvChunks:
     """A user CSV read `data.chunk_rows` rows at a time, each chunk labelled as `load` labels the whole file.
 
-    Without data.positive_label/negative_label the two label values must be known before the first chunk
-    is labelled: the first chunk usually shows both, else one pass over the label column finds them.
+    With data.positive_label/negative_label a chunk is labelled on its own. Without, codes are given in the
+    order `load` gives them to the values the first chunk shows (one pass over the label column finds them
+    when it shows fewer than two); a value first met in a later chunk takes the next code, so a streamed
+    multiclass file may list its classes in order of appearance rather than sorted. Two values in all is
+    binary, more is multiclass, as in memory.
     Numeric columns become float64 and text columns strings in every chunk, so a column whose type still
     differs between chunks is a real inconsistency (the writer refuses it). `labels` and `class_counts`
-    are complete once the iteration ends.
+    (by code) are complete once the iteration ends.
     """
 
     def __init__(self, cfg: CsvData, root: Path) -> None:
@@ -154,56 +172,47 @@ class CsvChunks:
         self.cfg = cfg
         self.file = _csv_file(cfg, root)
         self.labels: dict[str, Any] = {}
-        self.class_counts = {0: 0, 1: 0}
+        self.class_counts: dict[int, int] = {}
         self.n_rows = 0
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         cfg, file = self.cfg, self.file
-        seen: dict[str, Any] = {}  # label as text -> the original value (kept for the schema)
-        positive: str | None = None
+        named = cfg.positive_label is not None or cfg.negative_label is not None
+        codes: dict[str, int] = {}  # label as text -> its code (no label named)
+        seen: dict[str, Any] = {}  # label as text -> the original value, in code order (kept for the schema)
         with _read_csv(cfg, file, chunksize=cfg.chunk_rows) as reader:
             for frame in reader:
                 labels = _checked_labels(frame, cfg, file)
                 text = labels.astype(str)
-                for value in labels.unique().tolist():
-                    seen.setdefault(str(value), value)
-                if positive is None:
-                    positive = self._positive(set(seen))
-                if cfg.positive_label is None and cfg.negative_label is None and len(seen) > 2:
-                    self._refuse_classes(set(seen))
+                new = {str(value): value for value in labels.unique().tolist() if str(value) not in seen}
+                if not seen and not named and len(new) < 2:
+                    new = {**new, **self._all_label_values()}
+                for value in _ordered(list(new.values()), len(seen) + len(new)):
+                    seen[str(value)] = value
+                    codes[str(value)] = len(codes)
+                y: np.ndarray
                 if cfg.negative_label is not None:
                     y = (text != str(cfg.negative_label)).to_numpy(np.int64)
+                elif cfg.positive_label is not None:
+                    y = (text == str(cfg.positive_label)).to_numpy(np.int64)
                 else:
-                    y = (text == positive).to_numpy(np.int64)
+                    y = text.map(codes).to_numpy(np.int64)
                 self.n_rows += len(y)
-                self.class_counts[1] += int(y.sum())
-                self.class_counts[0] += len(y) - int(y.sum())
+                for code, count in zip(*np.unique(y, return_counts=True), strict=True):
+                    self.class_counts[int(code)] = self.class_counts.get(int(code), 0) + int(count)
                 yield _stable_types(_labelled_features(frame, y, cfg, file))
         if self.n_rows == 0:
             raise DataError(f"data.path: CSV file '{file}' has no data rows")
-        _, self.labels = _binary_labels(pd.Series(list(seen.values())), cfg, file.name)
+        values = pd.Series(list(seen.values()), dtype=object)
+        _, self.labels = _encoded_labels(values, cfg, file.name, order=None if named else list(seen.values()))
 
-    def _positive(self, seen: set[str]) -> str:
-        """The positive label value as text (from the config, or the larger of the two values)."""
-        if self.cfg.positive_label is not None:
-            return str(self.cfg.positive_label)
-        if self.cfg.negative_label is not None:
-            return ""  # unused: labels are "not the negative one"
-        values = seen if len(seen) >= 2 else self._all_label_values()
-        if len(values) != 2:
-            self._refuse_classes(values)
-        return sorted(values)[1]
-
-    def _all_label_values(self) -> set[str]:
+    def _all_label_values(self) -> dict[str, Any]:
         target = self.cfg.target if self.cfg.header else int(self.cfg.target)
-        values: set[str] = set()
+        values: dict[str, Any] = {}
         with _read_csv(self.cfg, self.file, chunksize=self.cfg.chunk_rows, usecols=[target]) as reader:
             for frame in reader:
-                values.update(frame.iloc[:, 0].dropna().astype(str).unique().tolist())
+                values.update({str(value): value for value in frame.iloc[:, 0].dropna().unique().tolist()})
         return values
-
-    def _refuse_classes(self, values: set[str]) -> None:
-        _binary_labels(pd.Series(sorted(values)), self.cfg, self.file.name)  # raises the in-memory message
 
 
 def _stable_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -221,11 +230,22 @@ def _stable_types(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _binary_labels(labels: pd.Series, cfg: CsvData, filename: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _ordered(values: list[Any], n_classes: int) -> list[Any]:
+    """Label values in code order: two classes sorted as text (negative, positive), as ever; more classes
+    numerically when all are numbers (grades 3..10), else as text."""
+    numeric = all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values)
+    return sorted(values, key=float) if n_classes > 2 and numeric else sorted(values, key=str)
+
+
+def _encoded_labels(
+    labels: pd.Series, cfg: CsvData, filename: str, order: list[Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Codes and the label description: binary when a label is named or there are two values, else
+    multiclass with codes in `order` (default `_ordered`)."""
     values = sorted(labels.unique().tolist(), key=str)
     key = f"data.target: column '{cfg.target}' of '{filename}'"
     if len(values) < 2:
-        raise DataError(f"{key} has one class ({values[0]!r}); binary classification needs two")
+        raise DataError(f"{key} has one class ({values[0]!r}); classification needs two or more")
     as_text = labels.astype(str)
     for option in ("positive_label", "negative_label"):
         wanted = getattr(cfg, option)
@@ -242,9 +262,8 @@ def _binary_labels(labels: pd.Series, cfg: CsvData, filename: str) -> tuple[np.n
         others = sorted({str(v) for v in values} - {str(cfg.negative_label)})
         return (~negative).to_numpy(np.int64), {"positive": "|".join(others), "negative": cfg.negative_label}
     if len(values) > 2:
-        raise DataError(
-            f"{key} has {len(values)} classes ({values[:6]}); set data.positive_label "
-            "(or data.negative_label) to make it binary"
-        )
-    negative, positive = values
+        classes = order if order is not None else _ordered(values, len(values))
+        codes = {str(value): code for code, value in enumerate(classes)}
+        return as_text.map(codes).to_numpy(np.int64), {"classes": classes}
+    negative, positive = order if order is not None else values
     return (as_text == str(positive)).to_numpy(np.int64), {"positive": positive, "negative": negative}

@@ -104,10 +104,7 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
     sweep = config.sweep_config(config.section(params, "sweep"))
-    if sweep.metric not in reports.METRICS:
-        raise ConfigError(
-            f"config key 'sweep.metric': '{sweep.metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
-        )
+    _check_metric(sweep.metric, config.preprocess_config(config.section(params, "preprocess")), job)
     deferred = finishing.active()
     result = pipeline.run_job(
         params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else pipeline.run_now
@@ -122,7 +119,32 @@ def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | No
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
+    if sweep.metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
+        if job.sweep_dir is None:
+            return math.nan  # a single run ranks nothing
+        raise ConfigError(
+            f"config key 'sweep.metric': '{sweep.metric}' is not computed for this data "
+            f"({'multiclass' if 'test_f1' not in result.metrics else 'binary'}); "
+            f"it has: {', '.join(sorted(result.metrics))}"
+        )
     return float(result.metrics[sweep.metric])
+
+
+def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) -> None:
+    """Refuse, before any work, a sweep metric that is no metric or that the run's mode does not compute."""
+    if metric not in reports.METRICS:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
+        )
+    if metric in reports.CV_METRICS and preprocess.cv_folds is None:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{metric}' is a cross-validation score; set preprocess.cv_folds (e.g. 5)"
+        )
+    if metric.startswith("val_") and preprocess.cv_folds is not None and job.sweep_dir is not None:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{metric}' is not computed with preprocess.cv_folds set (the validation "
+            f"split joins training); rank by the cross-validation score, e.g. sweep.metric=cv_accuracy_mean"
+        )
 
 
 def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Callable[[Files], None], Files], None]:

@@ -15,7 +15,16 @@ from logitlab.tracking import selection
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-SHOWN_METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "test_roc_auc", "test_log_loss", "n_iter")
+SHOWN_METRICS = (
+    "train_accuracy",
+    "val_accuracy",
+    "cv_accuracy_mean",
+    "cv_accuracy_std",
+    "test_accuracy",
+    "test_roc_auc",
+    "test_log_loss",
+    "n_iter",
+)
 
 
 def swept_params(runs: list[Run]) -> list[str]:
@@ -41,6 +50,7 @@ def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
         row.update({m: run.data.metrics.get(m) for m in shown})
         row["error"] = run.data.tags.get("error", "")
         rows.append(row)
+    shown = [m for m in shown if m == sweep.metric or any(row[m] is not None for row in rows)]  # this sweep's
     columns = ["rank", "job", "run_name", "run_id", "status", *varied, *shown, "error"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -22,7 +22,7 @@ from logitlab.model import LogisticRegression
 from logitlab.model.estimator import SOLVERS
 
 from .conftest import best_seconds, interleaved
-from .data import SOLVER_SHAPES, objective, problem
+from .data import SOLVER_SHAPES, multinomial_objective, multinomial_problem, objective, problem
 
 GAP = 1e-6
 TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 1e-6, 1e-8, 1e-10)
@@ -46,13 +46,23 @@ def shape_and_optimum(request: pytest.FixtureRequest) -> tuple[tuple[int, int], 
     return request.param, min(objective(X, y, f.coef_[0], f.intercept_[0]) for f in fits)
 
 
-def _loosest_tol(make: Callable[[str, float], Any], solver: str, X, y, optimum: float) -> tuple[float, float, int]:
+def _binary_objective(X: np.ndarray, y: np.ndarray, fitted: Any) -> float:
+    return objective(X, y, fitted.coef_[0], fitted.intercept_[0])
+
+
+def _multinomial_objective(X: np.ndarray, y: np.ndarray, fitted: Any) -> float:
+    return multinomial_objective(X, y, fitted.coef_, fitted.intercept_)
+
+
+def _loosest_tol(
+    make: Callable[[str, float], Any], solver: str, X, y, optimum: float, objective_of=_binary_objective
+) -> tuple[float, float, int]:
     """The loosest tol reaching the gap, with the gap and the iteration count it gave."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for tol in TOLS:
             fitted = make(solver, tol).fit(X, y)
-            gap = (objective(X, y, fitted.coef_[0], fitted.intercept_[0]) - optimum) / abs(optimum)
+            gap = (objective_of(X, y, fitted) - optimum) / abs(optimum)
             if gap <= GAP:
                 break
     return tol, gap, int(np.max(fitted.n_iter_))
@@ -106,3 +116,35 @@ def bench_float32(benchmark, record, solver: str) -> None:
         iterations=int(fitted.n_iter_),
         gap=gap,
     )
+
+
+MULTINOMIAL_SHAPE = (100_000, 50, 5)  # rows, features, classes
+MULTINOMIAL_ROUNDS = 5
+
+
+def bench_multinomial_time_to_optimum(benchmark, record) -> None:
+    """K = 5 classes: every solver, ours and scikit-learn's (multinomial, the same objective at C=1), at its loosest
+    tol within the gap of the optimum (the lower of both libraries' at tol=1e-12), timed round-robin."""
+    n_samples, n_features, n_classes = MULTINOMIAL_SHAPE
+    X, y = multinomial_problem(n_samples, n_features, n_classes)
+    references = [_ours("newton", 1e-12).fit(X, y), _theirs("newton-cholesky", 1e-12).fit(X, y)]
+    optimum = min(_multinomial_objective(X, y, fitted) for fitted in references)
+    contenders = [("logitlab", s, _ours) for s in OURS] + [("scikit-learn", s, _theirs) for s in THEIRS]
+    chosen = {
+        f"{library} {solver}": (make, solver, *_loosest_tol(make, solver, X, y, optimum, _multinomial_objective))
+        for library, solver, make in contenders
+    }
+    fits = {name: functools.partial(_fit, make, solver, tol, X, y) for name, (make, solver, tol, *_) in chosen.items()}
+    best = interleaved(benchmark, MULTINOMIAL_ROUNDS, **fits)
+    for name, (_, _, tol, gap, n_iter) in chosen.items():
+        library, solver = name.split(" ", 1)
+        record(
+            "multinomial",
+            shape=f"{n_samples}x{n_features}, K={n_classes}",
+            library=library,
+            solver=solver,
+            tol=tol,
+            seconds=best[name],
+            iterations=n_iter,
+            gap=gap,
+        )

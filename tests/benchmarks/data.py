@@ -30,6 +30,27 @@ def objective(X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, 
     return float(np.logaddexp(0, -sign * z).mean() + 0.5 * float(coef @ coef) / (C * X.shape[0]))
 
 
+@functools.cache
+def multinomial_problem(n_samples: int, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised make_classification data with `n_classes` classes, half the features informative."""
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_features // 2,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
+    return np.ascontiguousarray(StandardScaler().fit_transform(X)), y
+
+
+def multinomial_objective(X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> float:
+    """scikit-learn's multinomial L2 objective (C=1), mean cross-entropy + ||W||_F^2 / (2 n), plainly in float64."""
+    scores = X @ coef.T.astype(np.float64) + intercept.astype(np.float64)
+    cross_entropy = np.logaddexp.reduce(scores, axis=1) - scores[np.arange(y.size), y.astype(np.intp)]
+    return float(cross_entropy.mean() + 0.5 * float(np.sum(coef.astype(np.float64) ** 2)) / X.shape[0])
+
+
 def matvec_floor(X: np.ndarray, w: np.ndarray, r: np.ndarray) -> None:
     """The least one full-batch gradient costs: one ``X @ w`` and one ``X.T @ r``."""
     X @ w

@@ -33,8 +33,8 @@ def _ratio(seconds: float, reference: float | None) -> float | None:
     return seconds / reference if reference else None
 
 
-def solvers(sections: dict[str, Rows]) -> str:
-    rows = sections.get("solvers", [])
+def solvers(sections: dict[str, Rows], section: str = "solvers") -> str:
+    rows = sections.get(section, [])
     out = []
     for shape in dict.fromkeys(r["shape"] for r in rows):
         theirs = [r["seconds"] for r in rows if r["shape"] == shape and r["library"] == "scikit-learn"]
@@ -122,6 +122,7 @@ def generic(rows: Rows) -> str:
 TITLES = {
     "defaults": "The default configuration on real-shaped data (train stage's fit vs scikit-learn's default)",
     "solvers": "Time to scikit-learn's optimum (relative objective gap <= 1e-6)",
+    "multinomial": "Multinomial (K classes): time to scikit-learn's multinomial optimum (relative gap <= 1e-6)",
     "float32": "float32 on request",
     "epochs": "Epoch cost against the matvec floor (X @ w + X.T @ r)",
     "sgd": "Batch 32 against scikit-learn's SGDClassifier (one sample per step)",
@@ -131,7 +132,14 @@ TITLES = {
     "out_of_core": "Out of core",
     "dask": "Dask cluster",
 }
-RENDER = {"solvers": solvers, "epochs": epochs, "scaling": scaling, "sgd": sgd, "defaults": defaults}
+RENDER = {
+    "solvers": solvers,
+    "multinomial": lambda sections: solvers(sections, "multinomial"),
+    "epochs": epochs,
+    "scaling": scaling,
+    "sgd": sgd,
+    "defaults": defaults,
+}
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -2,8 +2,8 @@
 
 Run as ``python -m tests.benchmarks.sweep_overhead [--repeats K] [--counts 4 12]``. It copies the project
 into a temporary git repository (`tests.conftest.make_project`), warms the upstream memo cache there, then
-times whole ``python -m logitlab.sweep -m model.learning_rate=...`` commands (basic launcher, default data and model;
-the learning rates are 0.1 nudged by 0.1% per job, so every job is the default fit). Each tracked sweep writes to
+times whole ``python -m logitlab.sweep -m model.C=...`` commands (the default launcher, data and model; the
+values are C=1 nudged by 0.1% per job, so every job is the default fit). Each tracked sweep writes to
 a fresh SQLite store in the temporary copy: nothing piles up and nothing leaves 127.0.0.1. Best-of-K wall times
 give the derived numbers (the machine is shared and noisy); medians are reported alongside. Asserts nothing.
 """
@@ -25,14 +25,14 @@ from tests.conftest import BASE_ENV, make_project
 SWEEP_TIMEOUT_S = 900
 
 
-def learning_rates(jobs: int) -> str:
-    return ",".join(f"{0.1 * (1 + i / 1000):.6g}" for i in range(jobs))
+def c_values(jobs: int) -> str:
+    return ",".join(f"{1 + i / 1000:.6g}" for i in range(jobs))
 
 
 def run_sweep(project: Path, jobs: int, tracking: bool, label: str) -> float:
     """Wall seconds of one whole sweep command."""
     env = dict(BASE_ENV)
-    overrides = [f"model.learning_rate={learning_rates(jobs)}", f"hydra.sweep.dir={project / 'multirun' / label}"]
+    overrides = [f"model.C={c_values(jobs)}", f"hydra.sweep.dir={project / 'multirun' / label}"]
     if tracking:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'stores' / label / 'mlflow.db'}"
     else:

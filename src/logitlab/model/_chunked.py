@@ -10,6 +10,7 @@ within each block, so a stochastic epoch also holds one block.
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logitlab.errors import LogitlabError
-from logitlab.model._loss import BinaryLogisticLoss
+from logitlab.model._loss import LogisticLoss
 from logitlab.model._solvers import HessianProduct, Problem
 
 BlockTerms = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -244,13 +245,18 @@ def feature_names(X: Any) -> list[str] | None:
     return list(X.feature_names) if isinstance(X, ParquetChunks) else None
 
 
+def class_codes(labels: np.ndarray, classes: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Each label's index in the sorted `classes` (labels are known to be among them), as floats."""
+    return np.searchsorted(classes, labels.ravel()).astype(dtype)
+
+
 def _block_terms(
     X: np.ndarray,
     labels: np.ndarray,
     *,
     coef: np.ndarray,
-    loss: BinaryLogisticLoss,
-    positive: Any,
+    loss: LogisticLoss,
+    classes: np.ndarray,
     class_weights: np.ndarray,
     order: int,
     vector: np.ndarray | None = None,
@@ -260,7 +266,7 @@ def _block_terms(
 
     A module-level function, so that a Dask worker in another process can run it."""
     X = X.astype(coef.dtype, copy=False)
-    y = (labels.ravel() == positive).astype(coef.dtype)
+    y = class_codes(labels, classes, coef.dtype)
     weights = class_weights[y.astype(np.intp)]
     if order == 0:
         return np.array([loss.loss(coef, X, y, weights)], dtype=coef.dtype)
@@ -268,7 +274,7 @@ def _block_terms(
         value, grad = loss.loss_gradient(coef, X, y, weights)
         return np.concatenate([np.array([value], dtype=coef.dtype), grad])
     if order == 2:
-        grad, hessian = loss.gradient_hessian(coef, X, y, weights)
+        grad, hessian = loss.data_gradient_hessian(coef, X, y, weights)
         return np.concatenate([grad, hessian.ravel()])
     assert vector is not None
     if order == 3:
@@ -280,15 +286,15 @@ def _block_terms(
 class ChunkedProblem(Problem):
     """`Problem` over row blocks: sums of per-block partials, one block in memory at a time.
 
-    `class_weights[k]` is the weight of a row of class k already divided by the total weight, so the sums
-    are the in-memory weighted means. The L2 (and L1) terms are added once, after the sum.
+    `class_weights[k]` is the weight of a row of class `classes[k]` already divided by the total weight, so the
+    sums are the in-memory weighted means. The L2 (and L1) terms are added once, after the sum.
     """
 
     def __init__(
         self,
-        loss: BinaryLogisticLoss,
+        loss: LogisticLoss,
         blocks: Blocks,
-        positive: Any,
+        classes: np.ndarray,
         class_weights: np.ndarray,
         l1_strength: float = 0.0,
     ) -> None:
@@ -296,9 +302,10 @@ class ChunkedProblem(Problem):
         self.loss = loss
         self.l1_strength = l1_strength
         self.blocks = blocks
-        self.positive = positive
+        self.classes = classes
         self.class_weights = class_weights
-        self._data_loss = BinaryLogisticLoss(loss.fit_intercept)
+        self._data_loss = copy.copy(loss)
+        self._data_loss.l2_strength = 0.0
 
     @property
     def n_features(self) -> int:
@@ -313,7 +320,7 @@ class ChunkedProblem(Problem):
             _block_terms,
             coef=coef,
             loss=self._data_loss,
-            positive=self.positive,
+            classes=self.classes,
             class_weights=self.class_weights,
             order=order,
             vector=vector,
@@ -322,30 +329,28 @@ class ChunkedProblem(Problem):
         return self.blocks.reduce(terms, size, coef.dtype)
 
     def _add_l2(self, product: np.ndarray, vector: np.ndarray) -> np.ndarray:
-        product[: self.n_features] += self.loss.l2_strength * vector[: self.n_features]
+        product[: self.n_weights] += self.loss.l2_strength * vector[: self.n_weights]
         return product
 
     def loss_value(self, coef: np.ndarray) -> float:
         """The smooth objective only (no gradient): the per-epoch validation loss."""
-        weights, _ = self.loss.split(coef)
+        weights = coef[: self.n_weights]
         return float(self._sum(coef, 0)[0]) + 0.5 * self.loss.l2_strength * float(weights @ weights)
 
     def objective_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
         terms = self._sum(coef, 1)
-        weights, _ = self.loss.split(coef)
+        weights = coef[: self.n_weights]
         l2 = self.loss.l2_strength
         grad = terms[1:]
-        grad[: self.n_features] += l2 * weights
+        grad[: self.n_weights] += l2 * weights
         return float(terms[0]) + 0.5 * l2 * float(weights @ weights) + self.l1_penalty(coef), grad
 
     def gradient_hessian(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         terms = self._sum(coef, 2)
-        weights, _ = self.loss.split(coef)
         grad = terms[: coef.size]
-        grad[: self.n_features] += self.loss.l2_strength * weights
+        grad[: self.n_weights] += self.loss.l2_strength * coef[: self.n_weights]
         hessian = terms[coef.size :].reshape(coef.size, coef.size)
-        hessian[np.diag_indices(self.n_features)] += self.loss.l2_strength
-        return grad, hessian
+        return grad, self.loss.penalise_hessian(hessian, self.n_features)
 
     def objective_gradient_hessian_product(self, coef: np.ndarray) -> tuple[float, np.ndarray, HessianProduct]:
         """As in memory, but each Hessian-vector product is one more pass over the blocks: the per-sample
@@ -368,7 +373,7 @@ class ChunkedProblem(Problem):
             X_block, labels = self.blocks.block(int(index), dtype)
             order = rng.permutation(X_block.shape[0])
             X = X_block[order]
-            y = (labels[order] == self.positive).astype(dtype)
+            y = class_codes(labels[order], self.classes, dtype)
             weights = self.class_weights[y.astype(np.intp)] * n_samples
             for start in range(0, X.shape[0], batch_size):
                 stop = min(start + batch_size, X.shape[0])

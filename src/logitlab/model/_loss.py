@@ -1,4 +1,4 @@
-"""The binary logistic loss, its gradient and its Hessian, shared by every solver.
+"""The binary and the multinomial logistic losses, their gradients and Hessians, shared by every solver.
 
 Modelled on scikit-learn's `LinearModelLoss`: the parameters are one flat vector
 ``coef = [w_1, ..., w_p, b]`` (the intercept ``b`` only when ``fit_intercept``), and the objective is
@@ -18,11 +18,15 @@ Stability: with ``t = -s * z`` and ``e = exp(-|t|) <= 1``, the per-sample loss i
 ``softplus(t) = max(t, 0) + log1p(e)``, the residual ``p - y = -s * sigmoid(t)`` with
 ``sigmoid(t) = exp(min(t, 0) - log1p(e))``, and the curvature ``p (1 - p) = e / (1 + e)^2``: no
 overflow, no clipping, and each is exact to a few ulps even when ``p`` is within an ulp of 0 or 1.
+
+K > 2 classes: `MultinomialLoss`, the mean softmax cross-entropy with the same penalty scaling (see there).
+Both expose the same methods, so every solver, the chunked problem and Dask fit either without knowing which.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,9 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 FloatArray = np.ndarray
+# What a pass keeps for Hessian-vector products, each loss its own: the weighted p (1 - p) per sample (binary),
+# the probabilities and the weights (multinomial). Only the loss that made it reads it.
+Curvature = Any
 
 # Cache sizes when sysfs does not tell (not Linux, or a container hiding it): a typical server core.
 FALLBACK_CACHE_BYTES = {2: 1 << 20, 3: 16 << 20}
@@ -115,11 +122,24 @@ class BinaryLogisticLoss:
     def n_params(self, n_features: int) -> int:
         return n_features + int(self.fit_intercept)
 
+    def n_weights(self, n_features: int) -> int:
+        """How many leading entries of ``coef`` are penalised weights (the rest are intercepts)."""
+        return n_features
+
     def split(self, coef: FloatArray) -> tuple[FloatArray, float]:
         """Return the weights and the intercept (0 without one) held in ``coef``."""
         if self.fit_intercept:
             return coef[:-1], coef[-1]
         return coef, 0.0
+
+    def fitted_arrays(self, coef: FloatArray, n_features: int) -> tuple[FloatArray, FloatArray]:
+        """scikit-learn's ``coef_`` (1, n_features) and ``intercept_`` (1,) from the flat vector."""
+        intercept = coef[n_features:].copy() if self.fit_intercept else np.zeros(1, dtype=coef.dtype)
+        return coef[:n_features].reshape(1, -1).copy(), intercept
+
+    def flat(self, coef_: FloatArray, intercept_: FloatArray) -> FloatArray:
+        """The flat vector of ``coef_`` and ``intercept_`` (the inverse of `fitted_arrays`; warm starts)."""
+        return np.concatenate([coef_.ravel(), intercept_]) if self.fit_intercept else coef_.ravel()
 
     def raw_prediction(self, coef: FloatArray, X: FloatArray) -> FloatArray:
         weights, intercept = self.split(coef)
@@ -231,12 +251,23 @@ class BinaryLogisticLoss:
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         """Gradient and the dense Hessian, for Newton's method: one pass over ``X``, O(n p^2) flops."""
+        grad, hessian = self.data_gradient_hessian(coef, X, y, weights)
+        return grad, self.penalise_hessian(hessian, X.shape[1])
+
+    def data_gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """The gradient (with its L2 term) and the Hessian of the data term alone: what a block of rows adds up
+        to (`ChunkedProblem` sums the blocks and calls `penalise_hessian` once)."""
         with _single_threaded_blas():
             _, grad, hessian = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True, want_hessian=True)
         assert hessian is not None
-        n_features = X.shape[1]
-        hessian[np.diag_indices(n_features)] += self.l2_strength
         return grad, hessian
+
+    def penalise_hessian(self, hessian: FloatArray, n_features: int) -> FloatArray:
+        """The L2 term on the weights' diagonal, in place."""
+        hessian[np.diag_indices(n_features)] += self.l2_strength
+        return hessian
 
     def loss_gradient_curvature(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
@@ -272,3 +303,259 @@ class BinaryLogisticLoss:
         """``B @ vector`` for ``B = [X, 1].T diag(weights / 4) [X, 1] + l2``, which bounds the Hessian everywhere
         (``p (1 - p) <= 1/4``): its largest eigenvalue is the Lipschitz constant of the gradient."""
         return self.hessian_product(0.25 * weights, X, vector)
+
+
+class MultinomialLoss:
+    """Sample-weighted mean softmax cross-entropy over K classes plus an L2 term on the weights.
+
+    The parameters are the flat vector of a (n_features + 1, K) matrix ``[[W], [b]]`` in row order (``W`` the
+    weights, ``b`` the K intercepts, only when ``fit_intercept``): the weights come first, so the penalised
+    entries are ``coef[:n_features * K]`` as in the binary layout, and ``X @ W`` is one (n, K) matrix product.
+    The objective is scikit-learn's multinomial one at the same C,
+
+        sum_i weights_i * (logsumexp(z_i) - z_{i, y_i}) + l2_strength / 2 * ||W||_F^2,   z_i = x_i W + b,
+
+    with ``y`` the class codes 0..K-1 (as floats). A pass computes the scores of a block with one matrix
+    product, shifts each row by its maximum (``exp`` of a non-positive number: no overflow), and the gradient
+    ``X.T @ (weights * (P - Y))`` with a second one: the K columns ride along in the same single read of X.
+    As in scikit-learn, the residual ``p_k - 1`` of the true class is an ordinary difference, exact to an ulp
+    of 1 rather than of its own size in the far tails (which no tolerance here can see).
+
+    The objective is unchanged when the same vector is added to every class's parameters, so the Hessian is
+    singular along those shifts wherever the penalty does not act (the intercepts always, the weights without
+    an L2 term). `penalise_hessian` adds the projector onto those directions: the gradient never has a
+    component along them, so the Newton step is the same minimum-norm step, and Cholesky works.
+    """
+
+    def __init__(self, n_classes: int, fit_intercept: bool, l2_strength: float = 0.0) -> None:
+        self.n_classes = n_classes
+        self.fit_intercept = fit_intercept
+        self.l2_strength = l2_strength
+        self._last_targets: tuple[FloatArray, FloatArray, FloatArray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the kept targets: a Dask task ships the loss, not the last arrays it saw."""
+        return {**self.__dict__, "_last_targets": None}
+
+    def n_params(self, n_features: int) -> int:
+        return (n_features + int(self.fit_intercept)) * self.n_classes
+
+    def n_weights(self, n_features: int) -> int:
+        return n_features * self.n_classes
+
+    def split(self, coef: FloatArray) -> tuple[FloatArray, FloatArray | None]:
+        """The (n_features, K) weights and the K intercepts (None without them), as views of ``coef``."""
+        matrix = coef.reshape(-1, self.n_classes)
+        if self.fit_intercept:
+            return matrix[:-1], matrix[-1]
+        return matrix, None
+
+    def fitted_arrays(self, coef: FloatArray, n_features: int) -> tuple[FloatArray, FloatArray]:
+        """scikit-learn's ``coef_`` (K, n_features) and ``intercept_`` (K,)."""
+        weights, intercept = self.split(coef)
+        intercept_ = intercept.copy() if intercept is not None else np.zeros(self.n_classes, dtype=coef.dtype)
+        return np.ascontiguousarray(weights.T), intercept_
+
+    def flat(self, coef_: FloatArray, intercept_: FloatArray) -> FloatArray:
+        rows = [coef_.T, intercept_[None, :]] if self.fit_intercept else [coef_.T]
+        return np.concatenate(rows).ravel()
+
+    def raw_prediction(self, coef: FloatArray, X: FloatArray) -> FloatArray:
+        weights, intercept = self.split(coef)
+        scores = X @ weights
+        return scores + intercept if intercept is not None else scores
+
+    def _targets(self, y: FloatArray, weights: FloatArray, dtype: np.dtype) -> FloatArray:
+        """``weights * onehot(y)`` as (K, n), kept for the next pass over the same arrays (see the binary
+        `_signs`)."""
+        kept = self._last_targets
+        if kept is not None and kept[0] is y and kept[1] is weights:
+            return kept[2]
+        targets = np.zeros((self.n_classes, y.shape[0]), dtype=dtype)
+        targets[y.astype(np.intp), np.arange(y.shape[0])] = weights
+        self._last_targets = (y, weights, targets)
+        return targets
+
+    def _scores(
+        self, buffer: FloatArray, X_b: FloatArray, coef_w: FloatArray, intercept: FloatArray | None
+    ) -> FloatArray:
+        """The block's scores as a (K, rows) array in `buffer`: classes in rows, so that the per-sample work
+        (max and sum over the classes) is elementwise across K contiguous rows rather than a reduction over K
+        numbers per sample, and ``Z @ X_b`` is the gradient's product (measured 1.6x faster per pass at K=5)."""
+        Z = buffer[: self.n_classes * X_b.shape[0]].reshape(self.n_classes, X_b.shape[0])
+        np.dot(coef_w.T, X_b.T, out=Z)
+        if intercept is not None:
+            Z += intercept[:, None]
+        return Z
+
+    def _pass(
+        self,
+        coef: FloatArray,
+        X: FloatArray,
+        y: FloatArray,
+        weights: FloatArray,
+        *,
+        want_loss: bool,
+        want_gradient: bool,
+        want_hessian: bool = False,
+        probabilities_out: FloatArray | None = None,
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """One blocked pass over X: loss and gradient with their L2 terms and the data part of the Hessian, as
+        asked. ``probabilities_out`` (K, n), if given, receives the softmax probabilities."""
+        n_samples, n_features = X.shape
+        dtype = np.result_type(X, coef)
+        coef_w, intercept = self.split(coef)
+        targets = self._targets(y, weights, dtype)
+        rows = block_rows(n_samples, (n_features + self.n_classes) * X.itemsize)
+        buffer = np.empty(self.n_classes * rows, dtype=dtype)
+        row_buffers = np.empty((2, rows), dtype=dtype)
+        total = 0.5 * self.l2_strength * float(np.vdot(coef_w, coef_w)) if want_loss and self.l2_strength else 0.0
+        grad = np.empty_like(coef, dtype=dtype) if want_gradient else np.empty(0, dtype=dtype)
+        grad_w, grad_b = self.split(grad) if want_gradient else (None, None)
+        if grad_w is not None:
+            np.multiply(coef_w, self.l2_strength, out=grad_w)
+            if grad_b is not None:
+                grad_b[:] = 0.0
+        hessian = np.zeros((coef.size, coef.size), dtype=dtype) if want_hessian else None
+        for start in range(0, n_samples, rows):
+            block = slice(start, start + rows)
+            X_b = X[block] if rows < n_samples else X
+            Z = self._scores(buffer, X_b, coef_w, intercept)
+            top, norm = row_buffers[:, : X_b.shape[0]]
+            np.max(Z, axis=0, out=top)
+            Z -= top  # z - max(z) <= 0: exp cannot overflow, and the sum over classes is in [1, K]
+            if want_loss:
+                total -= float(np.einsum("ki,ki->", targets[:, block], Z))  # - sum_i w_i (z_{i,y_i} - max_i)
+            np.exp(Z, out=Z)
+            np.sum(Z, axis=0, out=norm)
+            if want_loss:
+                total += float(weights[block] @ np.log(norm))
+            Z /= norm  # the probabilities
+            if probabilities_out is not None:
+                probabilities_out[:, block] = Z
+            if hessian is not None:
+                self._add_hessian_block(hessian, X_b, Z, weights[block])
+            if grad_w is not None:
+                Z *= weights[block]
+                Z -= targets[:, block]  # weights * (P - Y)
+                grad_w += (Z @ X_b).T
+                if grad_b is not None:
+                    grad_b += Z.sum(axis=1)
+        return total, grad, hessian
+
+    def _add_hessian_block(self, hessian: FloatArray, X_b: FloatArray, P: FloatArray, w_b: FloatArray) -> None:
+        """The block's data Hessian ``sum_i w_i (diag(p_i) - p_i p_i^T) (x) [x_i, 1] [x_i, 1]^T``: one
+        (p+1) x (p+1) block per pair of classes, placed at the pair's entries of the row-ordered layout. The
+        pair's per-sample curvature ``w p_k (delta_kl - p_l)`` has one sign (>= 0 on the diagonal, <= 0 off it),
+        so each block is ``+-S.T @ S`` with ``S = sqrt(|curvature|) [X, 1]``: a symmetric rank-k update."""
+        n_classes = self.n_classes
+        design = np.hstack([X_b, np.ones((X_b.shape[0], 1), dtype=X_b.dtype)]) if self.fit_intercept else X_b
+        n_rows = design.shape[1]
+        grid = hessian.reshape(n_rows, n_classes, n_rows, n_classes)
+        scaled = np.empty_like(design)
+        for k in range(n_classes):
+            for other in range(k, n_classes):
+                curvature = P[k] * (1.0 - P[k]) if other == k else P[k] * P[other]
+                curvature *= w_b
+                np.multiply(design, np.sqrt(curvature, out=curvature)[:, None], out=scaled)
+                block = scaled.T @ scaled
+                if other == k:
+                    grid[:, k, :, k] += block
+                else:
+                    grid[:, k, :, other] -= block
+                    grid[:, other, :, k] -= block
+
+    def penalise_hessian(self, hessian: FloatArray, n_features: int) -> FloatArray:
+        """The L2 term on the weights' diagonal, and the projector onto the flat shift directions (see the
+        class), scaled like the Hessian's own diagonal there, in place."""
+        n_classes = self.n_classes
+        n_weights = n_features * n_classes
+        hessian[np.arange(n_weights), np.arange(n_weights)] += self.l2_strength
+        grid = hessian.reshape(-1, n_classes, hessian.shape[0] // n_classes, n_classes)
+        flat_rows = range(grid.shape[0]) if self.l2_strength == 0 else range(n_features, grid.shape[0])
+        for row in flat_rows:
+            scale = float(np.trace(grid[row, :, row, :])) / n_classes
+            grid[row, :, row, :] += (scale if scale > 0 else 1.0) / n_classes
+        return hessian
+
+    def loss(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> float:
+        return self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)[0]
+
+    def loss_gradient(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True)
+        return total, grad
+
+    def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
+        return self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)[1]
+
+    def gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Gradient and the dense ((p + 1) K)^2 Hessian (Newton): one pass, K (K + 1) / 2 products per block."""
+        grad, hessian = self.data_gradient_hessian(coef, X, y, weights)
+        return grad, self.penalise_hessian(hessian, X.shape[1])
+
+    def data_gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        with _single_threaded_blas():
+            _, grad, hessian = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True, want_hessian=True)
+        assert hessian is not None
+        return grad, hessian
+
+    def loss_gradient_curvature(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[float, FloatArray, Curvature]:
+        """Loss, gradient and what `hessian_product` needs (the probabilities and the weights), one pass."""
+        probabilities = np.empty((self.n_classes, X.shape[0]), dtype=np.result_type(X, coef))
+        total, grad, _ = self._pass(
+            coef, X, y, weights, want_loss=True, want_gradient=True, probabilities_out=probabilities
+        )
+        return total, grad, (probabilities, weights)
+
+    def hessian_product(self, curvature: Curvature, X: FloatArray, vector: FloatArray) -> FloatArray:
+        """``H @ vector``: with ``V`` the vector as a matrix and ``U = [X, 1] V``, each sample's
+        ``w (p * u - p (p . u))`` multiplied back by ``[X, 1].T``, block by block, plus the L2 term."""
+        probabilities, weights = curvature
+
+        def softmax_curvature(U: FloatArray, block: slice) -> None:
+            P = probabilities[:, block]
+            U *= P
+            U -= P * U.sum(axis=0)
+            U *= weights[block]
+
+        return self._product(X, vector, softmax_curvature)
+
+    def curvature_bound_product(self, X: FloatArray, weights: FloatArray, vector: FloatArray) -> FloatArray:
+        """``B @ vector`` for ``B = I_K (x) [X, 1].T diag(weights / 2) [X, 1] + l2``, which bounds the Hessian
+        everywhere (``diag(p) - p p^T <= I / 2``, Böhning 1992): its largest eigenvalue is the Lipschitz constant."""
+
+        def bound(U: FloatArray, block: slice) -> None:
+            U *= 0.5 * weights[block]
+
+        return self._product(X, vector, bound)
+
+    def _product(self, X: FloatArray, vector: FloatArray, curvature: Callable[[FloatArray, slice], None]) -> FloatArray:
+        """``[X, 1].T C [X, 1] V + l2 V``, block by block (X read once), where ``curvature(U, block)`` applies
+        the per-sample curvature C in place to the block's ``U = [X, 1] V`` (K, rows)."""
+        n_samples, n_features = X.shape
+        direction_w, direction_b = self.split(vector)
+        rows = block_rows(n_samples, (n_features + self.n_classes) * X.itemsize)
+        buffer = np.empty(self.n_classes * rows, dtype=vector.dtype)
+        product = np.zeros_like(vector)
+        product_w, product_b = self.split(product)
+        for start in range(0, n_samples, rows):
+            block = slice(start, start + rows)
+            X_b = X[block]
+            U = self._scores(buffer, X_b, direction_w, direction_b)
+            curvature(U, block)
+            product_w += (U @ X_b).T
+            if product_b is not None:
+                product_b += U.sum(axis=1)
+        product_w += self.l2_strength * direction_w
+        return product
+
+
+LogisticLoss = BinaryLogisticLoss | MultinomialLoss

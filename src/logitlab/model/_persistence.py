@@ -1,6 +1,7 @@
 """Save and load a fitted `LogisticRegression` without pickle.
 
-A model is two files beside each other: ``<base>.npz`` holds the arrays (read with ``allow_pickle=False``)
+A model is two files beside each other: ``<base>.npz`` holds the arrays (read with ``allow_pickle=False``;
+``coef`` is (1, n_features) for two classes, (K, n_features) for K > 2, as scikit-learn's)
 and ``<base>.json`` the parameters, classes, feature names, histories, a format version and the sha256 of
 the npz bytes, so a truncated, corrupt or swapped array file is detected before it is parsed.
 """
@@ -123,15 +124,16 @@ def load(cls: type[LogisticRegression], path: str | os.PathLike[str]) -> Logisti
         model.validate_params()
         coef, intercept = arrays["coef"], arrays["intercept"]
         n_features = int(metadata["n_features_in"])
-        if coef.shape != (1, n_features) or intercept.shape != (1,) or coef.dtype != np.dtype(model.dtype):
-            raise LogitlabError(
-                f"arrays of shape {coef.shape}, {intercept.shape} and dtype {coef.dtype} do not fit "
-                f"n_features_in={n_features} and dtype={model.dtype}"
-            )
         classes_dtype = metadata["classes_dtype"]
         classes = np.array(metadata["classes"], dtype=object if classes_dtype == "object" else classes_dtype)
-        if classes.shape != (2,):
-            raise LogitlabError(f"expected two classes, found {metadata['classes']!r}")
+        if classes.ndim != 1 or classes.size < 2:
+            raise LogitlabError(f"expected two classes or more, found {metadata['classes']!r}")
+        rows = 1 if classes.size == 2 else classes.size  # binary: one row, as scikit-learn's coef_
+        if coef.shape != (rows, n_features) or intercept.shape != (rows,) or coef.dtype != np.dtype(model.dtype):
+            raise LogitlabError(
+                f"arrays of shape {coef.shape}, {intercept.shape} and dtype {coef.dtype} do not fit "
+                f"{classes.size} classes, n_features_in={n_features} and dtype={model.dtype}"
+            )
         model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
         model.n_features_in_ = n_features
         if metadata["feature_names_in"] is not None:

@@ -1,4 +1,4 @@
-"""Solvers, update rules and learning-rate schedules, all driven by one `BinaryLogisticLoss`.
+"""Solvers, update rules and learning-rate schedules, all driven by one loss object (binary or multinomial).
 
 Every solver runs epochs (iterations for Newton and L-BFGS) and hands a consistent
 (coef, objective, optimality) triple to a `TrainingMonitor`, which records it and decides when to stop.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
-from logitlab.model._loss import BinaryLogisticLoss
+from logitlab.model._loss import LogisticLoss
 from logitlab.model._monitor import TrainingMonitor
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -37,7 +37,7 @@ HessianProduct = Callable[[np.ndarray], np.ndarray]
 class Problem:
     """The data, the smooth loss and the L1 strength: everything a solver needs to know."""
 
-    loss: BinaryLogisticLoss
+    loss: LogisticLoss
     X: np.ndarray
     y: np.ndarray
     weights: np.ndarray  # sample weights normalised to sum to 1
@@ -47,6 +47,11 @@ class Problem:
     @property
     def n_features(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def n_weights(self) -> int:
+        """The leading entries of ``coef`` that are penalised weights (K per feature for K > 2 classes)."""
+        return self.loss.n_weights(self.n_features)
 
     @property
     def dtype(self) -> np.dtype:
@@ -67,7 +72,7 @@ class Problem:
         return value + self.l1_penalty(coef), grad, functools.partial(self.loss.hessian_product, curvature, self.X)
 
     def curvature_bound_product(self, vector: np.ndarray) -> np.ndarray:
-        """``B @ vector`` for the matrix that bounds the Hessian everywhere (see `BinaryLogisticLoss`)."""
+        """``B @ vector`` for the matrix that bounds the Hessian everywhere (see the loss classes)."""
         return self.loss.curvature_bound_product(self.X, self.weights, vector)
 
     def minibatches(self, rng: np.random.RandomState, batch_size: int) -> Iterator[tuple[np.ndarray, ...]]:
@@ -97,16 +102,16 @@ class Problem:
     def l1_penalty(self, coef: np.ndarray) -> float:
         if self.l1_strength == 0.0:
             return 0.0
-        return self.l1_strength * float(np.abs(coef[: self.n_features]).sum())
+        return self.l1_strength * float(np.abs(coef[: self.n_weights]).sum())
 
     def optimality(self, coef: np.ndarray, grad: np.ndarray) -> float:
         """Max-norm of the minimum-norm subgradient: the gradient itself when there is no L1 term."""
         if self.l1_strength == 0.0:
             return float(np.abs(grad).max())
         residual = grad.copy()
-        weights, grad_w = coef[: self.n_features], grad[: self.n_features]
+        weights, grad_w = coef[: self.n_weights], grad[: self.n_weights]
         nonzero = weights != 0
-        residual[: self.n_features] = np.where(
+        residual[: self.n_weights] = np.where(
             nonzero,
             grad_w + self.l1_strength * np.sign(weights),
             np.maximum(np.abs(grad_w) - self.l1_strength, 0.0),
@@ -117,9 +122,10 @@ class Problem:
         """Soft-threshold the weights (not the intercept) by ``l1_strength * step``."""
         if self.l1_strength == 0.0:
             return candidate
-        threshold = self.l1_strength * (step[: self.n_features] if isinstance(step, np.ndarray) else step)
-        weights = candidate[: self.n_features]
-        candidate[: self.n_features] = np.sign(weights) * np.maximum(np.abs(weights) - threshold, 0.0)
+        n_weights = self.n_weights
+        threshold = self.l1_strength * (step[:n_weights] if isinstance(step, np.ndarray) else step)
+        weights = candidate[:n_weights]
+        candidate[:n_weights] = np.sign(weights) * np.maximum(np.abs(weights) - threshold, 0.0)
         return candidate
 
 

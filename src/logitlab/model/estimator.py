@@ -1,4 +1,5 @@
-"""`LogisticRegression`: a from-scratch binary logistic regression with scikit-learn's objective."""
+"""`LogisticRegression`: a from-scratch logistic regression (binary, or multinomial for K > 2 classes) with
+scikit-learn's objective."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_is
 
 from logitlab.errors import LogitlabError
 from logitlab.model import _chunked, _persistence
-from logitlab.model._chunked import ChunkedProblem
-from logitlab.model._loss import BinaryLogisticLoss, expit
+from logitlab.model._chunked import ChunkedProblem, class_codes
+from logitlab.model._loss import BinaryLogisticLoss, LogisticLoss, MultinomialLoss, expit
 from logitlab.model._monitor import EarlyStopping, TrainingMonitor
 from logitlab.model._solvers import (
     UPDATE_RULES,
@@ -63,6 +64,15 @@ def _check_number(name: str, value: Any, kind: type, low: float, high: float, cl
         raise LogitlabError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, each row shifted by its maximum first: no overflow, rows sum to 1."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    with np.errstate(under="ignore"):
+        np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
 def _blas_ready(X: np.ndarray) -> np.ndarray:
     """X as is when C- or F-contiguous, else a C-contiguous copy (once per fit): a strided view (rows of a
     larger frame, say) sends every block product down numpy's non-BLAS loop, measured 10x slower per pass."""
@@ -70,11 +80,18 @@ def _blas_ready(X: np.ndarray) -> np.ndarray:
 
 
 class LogisticRegression(ClassifierMixin, BaseEstimator):
-    """Binary logistic regression minimising scikit-learn's objective with the solver of your choice.
+    """Logistic regression minimising scikit-learn's objective with the solver of your choice.
 
     Objective: ``sum_i s_i log-loss_i / sum_i s_i + penalty(w) / (C * sum_i s_i)`` with ``s`` the sample
     weights times the class weights (all ones by default), penalty ``||w||^2 / 2`` (l2), ``||w||_1`` (l1) or
     ``(1 - l1_ratio) ||w||^2 / 2 + l1_ratio ||w||_1`` (elasticnet); the intercept is not penalised.
+
+    Two classes: the binary log-loss, ``coef_`` of shape (1, n_features) and ``intercept_`` (1,). K > 2
+    classes: the multinomial (softmax) cross-entropy with the same penalty on all K weight vectors (scikit-learn's
+    multinomial objective at the same C), ``coef_`` (K, n_features), ``intercept_`` (K,). The multinomial
+    parameters are defined up to a common shift of the K rows; the solvers keep the shift of their start
+    (zero from ``init="zeros"``), so compare decision functions centred per row. Every solver, update rule,
+    penalty, weighting, dtype and data source works for both.
 
     Parameters
     ----------
@@ -122,7 +139,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         "random" draws weights from N(0, 0.01^2) with ``random_state``.
     warm_start : bool, default=False
     threshold : float in [0, 1], default=0.5
-        ``predict`` returns ``classes_[1]`` where ``predict_proba(X)[:, 1] >= threshold``.
+        Two classes: ``predict`` returns ``classes_[1]`` where ``predict_proba(X)[:, 1] >= threshold``. K > 2
+        classes predict the most probable class (the threshold is not used).
     dtype : {"float64", "float32"}, default="float64"
         Precision of all computations.
     random_state : int, RandomState or None, default=None
@@ -227,7 +245,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = True
         return tags
 
     def fit(
@@ -264,14 +282,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         target_type = type_of_target(y, input_name="y", raise_unknown=True)
         classes, y_encoded = np.unique(y, return_inverse=True)
-        if target_type != "binary":
+        if target_type not in ("binary", "multiclass"):
             raise LogitlabError(
-                f"Only binary classification is supported. The type of the target is {target_type}: "
-                f"y has {classes.size} classes {classes[:5].tolist()}, LogisticRegression needs exactly two"
+                f"The type of the target is {target_type}; LogisticRegression takes one label per sample"
             )
-        if classes.size != 2:
+        if classes.size < 2:
             raise LogitlabError(
-                f"y has 1 class ({classes[0]!r}); LogisticRegression needs samples of exactly two classes"
+                f"y has 1 class ({classes[0]!r}); LogisticRegression needs samples of at least two classes"
             )
         self.classes_ = classes
         y_encoded = y_encoded.astype(dtype)
@@ -297,7 +314,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             monitor.close()
         if monitor.early_stopping is not None and monitor.early_stopping.best_coef is not None:
             coef = monitor.early_stopping.best_coef  # as scikit-learn's MLP: keep the best validation epoch
-        self._set_fitted(coef, problem.n_features, monitor)
+        self._set_fitted(coef, problem, monitor)
         if not monitor.converged and not monitor.stopped_early and self.tol > 0:
             if self._running_loss():
                 unmet = f"the running loss still improved by more than tol={self.tol:g}"
@@ -322,10 +339,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise LogitlabError("early_stopping on ParquetChunks or Dask X needs X_val (no hold-out is cut from it)")
         blocks = _chunked.blocks_of(X, y, "X")
         classes, counts = blocks.labels()
-        if classes.size != 2:
+        if classes.size < 2:
             raise LogitlabError(
-                f"Only binary classification is supported: y has {classes.size} classes {classes[:5].tolist()}, "
-                "LogisticRegression needs exactly two"
+                f"y has {classes.size} class {classes.tolist()}; LogisticRegression needs samples of at least two"
             )
         self.classes_ = classes
         self.n_features_in_ = blocks.n_features
@@ -337,7 +353,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         per_class = self._per_class_weights(counts)
         total = float(counts @ per_class)
         loss, l1_strength = self._loss(total)
-        problem = ChunkedProblem(loss, blocks, classes[1], (per_class / total).astype(dtype), l1_strength)
+        problem = ChunkedProblem(loss, blocks, classes, (per_class / total).astype(dtype), l1_strength)
         if (X_val is None) != (y_val is None) and not isinstance(X_val, _chunked.ParquetChunks):
             raise LogitlabError("X_val and y_val must be passed together")
         if X_val is None:
@@ -348,31 +364,31 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(val_blocks.labels()[0], classes)
         if unknown.size:
             raise LogitlabError(f"y_val has labels not seen in y: {unknown[:5].tolist()}")
-        uniform = np.full(2, 1.0 / val_blocks.n_samples, dtype=dtype)
-        return problem, ChunkedProblem(BinaryLogisticLoss(self.fit_intercept), val_blocks, classes[1], uniform)
+        uniform = np.full(classes.size, 1.0 / val_blocks.n_samples, dtype=dtype)
+        return problem, ChunkedProblem(self._loss(1.0, unpenalised=True)[0], val_blocks, classes, uniform)
 
     def _per_class_weights(self, counts: np.ndarray) -> np.ndarray:
         """class_weight as scikit-learn's compute_class_weight gives it, from the class counts alone."""
         if self.class_weight == "balanced":
-            per_class = counts.sum() / (2.0 * counts)
+            per_class = counts.sum() / (counts.size * counts)
         elif isinstance(self.class_weight, dict):
             unknown = set(self.class_weight) - set(self.classes_.tolist())
             if unknown:
                 raise LogitlabError(f"class_weight has labels not in y: {sorted(unknown, key=str)[:5]}")
             per_class = np.array([float(self.class_weight.get(label, 1.0)) for label in self.classes_.tolist()])
         else:
-            per_class = np.ones(2)
-        for label, weight in zip(self.classes_, per_class, strict=True):
+            per_class = np.ones(counts.size)
+        for label, weight in zip(self.classes_.tolist(), per_class, strict=True):
             if not weight > 0:
                 raise LogitlabError(
-                    f"every sample of class {label!r} has zero weight (class_weight); both classes need weight"
+                    f"every sample of class {label!r} has zero weight (class_weight); every class needs weight"
                 )
         return per_class
 
     def _warm_start_coef(self) -> np.ndarray | None:
         if not (self.warm_start and hasattr(self, "coef_")):
             return None
-        return np.concatenate([self.coef_.ravel(), self.intercept_]) if self.fit_intercept else self.coef_.ravel()
+        return self._loss_for(self.classes_.size).flat(self.coef_, self.intercept_)
 
     def _combined_weights(self, X, y, y_encoded, sample_weight, dtype) -> np.ndarray:
         """Sample weights times class weights, as scikit-learn combines them; both classes need weight."""
@@ -380,26 +396,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if self.class_weight is not None:
             per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y, sample_weight=sample_weight)
             sample_weight = sample_weight * per_class[y_encoded.astype(np.intp)].astype(dtype)
-        for label, encoded in zip(self.classes_, (0, 1), strict=True):
-            if not sample_weight[y_encoded == encoded].sum() > 0:
+        totals = np.bincount(y_encoded.astype(np.intp), weights=sample_weight, minlength=self.classes_.size)
+        for label, total in zip(self.classes_.tolist(), totals, strict=True):
+            if not total > 0:
                 raise LogitlabError(
                     f"every sample of class {label!r} has zero weight (sample_weight x class_weight); "
-                    "both classes need positive weight"
+                    "every class needs positive weight"
                 )
         return sample_weight
 
     def _initial_coef(self, previous, n_features: int, dtype: np.dtype, rng) -> np.ndarray:
-        n_params = n_features + int(self.fit_intercept)
+        loss = self._loss_for(self.classes_.size)
+        n_params = loss.n_params(n_features)
         if previous is not None:
             if previous.size != n_params:
                 raise LogitlabError(
                     f"warm_start: the previous fit has {previous.size} parameters but X with "
-                    f"fit_intercept={self.fit_intercept} needs {n_params}; refit with warm_start=False"
+                    f"fit_intercept={self.fit_intercept} and {self.classes_.size} classes needs {n_params}; "
+                    "refit with warm_start=False"
                 )
             return previous.astype(dtype)
         if self.init == "random":
             coef = np.zeros(n_params, dtype=dtype)
-            coef[:n_features] = rng.normal(0.0, RANDOM_INIT_SCALE, size=n_features)
+            n_weights = loss.n_weights(n_features)
+            coef[:n_weights] = rng.normal(0.0, RANDOM_INIT_SCALE, size=n_weights)
             return coef
         return np.zeros(n_params, dtype=dtype)
 
@@ -417,7 +437,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             unknown = np.setdiff1d(y_val, self.classes_)
             if unknown.size:
                 raise LogitlabError(f"y_val has labels not seen in y: {unknown[:5].tolist()}")
-            return X, y, sample_weight, (X_val, (y_val == self.classes_[1]).astype(dtype))
+            return X, y, sample_weight, (X_val, class_codes(y_val, self.classes_, dtype))
         if not self.early_stopping:
             return X, y, sample_weight, None
         try:
@@ -437,11 +457,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         loss, l1_strength = self._loss(total)
         return Problem(loss, X, y, sample_weight / sample_weight.dtype.type(total), l1_strength)
 
-    def _loss(self, total: float) -> tuple[BinaryLogisticLoss, float]:
-        """The smooth loss and the L1 strength for a total sample weight `total`."""
-        strength = 0.0 if self.penalty is None else 1.0 / (self.C * total)
+    def _loss(self, total: float, unpenalised: bool = False) -> tuple[LogisticLoss, float]:
+        """The smooth loss for the fitted classes and the L1 strength, for a total sample weight `total`."""
+        strength = 0.0 if self.penalty is None or unpenalised else 1.0 / (self.C * total)
         l1_share = {None: 0.0, "l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
-        return BinaryLogisticLoss(self.fit_intercept, l2_strength=(1 - l1_share) * strength), l1_share * strength
+        return self._loss_for(self.classes_.size, (1 - l1_share) * strength), l1_share * strength
+
+    def _loss_for(self, n_classes: int, l2_strength: float = 0.0) -> LogisticLoss:
+        """The binary log-loss for two classes, the multinomial cross-entropy for more."""
+        if n_classes == 2:
+            return BinaryLogisticLoss(self.fit_intercept, l2_strength=l2_strength)
+        return MultinomialLoss(n_classes, self.fit_intercept, l2_strength=l2_strength)
 
     def _running_loss(self) -> bool:
         return self.epoch_loss == "running" and self.solver in ("minibatch", "sgd")
@@ -461,7 +487,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             validation_loss = validation.loss_value
         elif validation is not None:
             X_val, y_val = validation
-            unpenalised = BinaryLogisticLoss(self.fit_intercept)
+            unpenalised = self._loss_for(self.classes_.size)
             uniform = np.full(X_val.shape[0], 1.0 / X_val.shape[0], dtype=X_val.dtype)
 
             def validation_loss(coef: np.ndarray) -> float:
@@ -492,28 +518,35 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             problem, coef, monitor, rule, step, self.lr_schedule, batch_size, rng, self._running_loss()
         )
 
-    def _set_fitted(self, coef: np.ndarray, n_features: int, monitor: TrainingMonitor) -> None:
-        self.coef_ = coef[:n_features].reshape(1, -1).copy()
-        self.intercept_ = coef[n_features:].copy() if self.fit_intercept else np.zeros(1, dtype=coef.dtype)
+    def _set_fitted(self, coef: np.ndarray, problem: Problem, monitor: TrainingMonitor) -> None:
+        self.coef_, self.intercept_ = problem.loss.fitted_arrays(coef, problem.n_features)
         self.n_iter_ = monitor.n_iter
         self.converged_ = monitor.converged
         self.cost_history_ = [float(value) for value in monitor.cost_history]
         self.val_history_ = [float(value) for value in monitor.val_history]
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Raw score ``X @ coef_ + intercept_``, shape (n_samples,)."""
+        """Raw scores ``X @ coef_.T + intercept_``: shape (n_samples,) for two classes, (n_samples, K) for more."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self.coef_.dtype)
-        return X @ self.coef_[0] + self.intercept_[0]
+        if self.coef_.shape[0] == 1:
+            return X @ self.coef_[0] + self.intercept_[0]
+        return X @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2)."""
+        """Probability of each class of ``classes_``, shape (n_samples, n_classes); rows sum to 1."""
         score = self.decision_function(X)
+        if score.ndim == 2:
+            return _softmax(score)
         return np.column_stack([expit(-score), expit(score)])
 
     def predict(self, X: Any) -> np.ndarray:
-        """``classes_[1]`` where its probability is at least `threshold`, else ``classes_[0]``."""
-        positive = self.predict_proba(X)[:, 1] >= self.threshold
+        """Two classes: ``classes_[1]`` where its probability is at least `threshold`, else ``classes_[0]``.
+        More: the most probable class."""
+        proba = self.predict_proba(X)
+        if proba.shape[1] > 2:
+            return self.classes_[proba.argmax(axis=1)]
+        positive = proba[:, 1] >= self.threshold
         return self.classes_[positive.astype(np.intp)]
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -1,5 +1,6 @@
-"""Stage 5: metrics on every split, curve data for `dvc plots`, coefficients and figures; the files a run
-records in MLflow (`record`), whoever executes the stage."""
+"""Stage 5: metrics on every split (and the cross-validation scores train wrote), a per-class table, curve
+data for `dvc plots`, coefficients and figures; the files a run records in MLflow (`record`), whoever
+executes the stage. Binary or multiclass, as the schema's labels say."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from logitlab import config, io, plots, reports
 from logitlab.scoring import ScoringPipeline
-from logitlab.sources import TARGET
+from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
 from logitlab.tracking.results import DatasetRecord, RunRecord
@@ -28,12 +29,17 @@ Splits = Mapping[str, pd.DataFrame] | Mapping[str, Path]
 
 
 def run(pipeline: ScoringPipeline, splits: Splits) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The metrics and the test split's tables (curves and `per_class`)."""
+    names = class_names(pipeline.labels)
     if all(isinstance(table, Path) for table in splits.values()):
         paths = cast(Mapping[str, Path], splits)
         chunks = {name: functools.partial(io.read_row_groups, path) for name, path in paths.items()}
-        return reports.evaluate_chunks(pipeline.model, chunks)
+        return reports.evaluate_chunks(pipeline.model, chunks, names)
     frames = cast(Mapping[str, pd.DataFrame], splits)
-    return reports.evaluate(pipeline.model, dict(frames)), reports.curves(pipeline.model, frames["test"])
+    return (
+        reports.evaluate(pipeline.model, dict(frames), len(names)),
+        reports.tables(pipeline.model, frames["test"], names),
+    )
 
 
 def settings(params: Mapping[str, Any]) -> config.MlflowConfig:
@@ -41,16 +47,24 @@ def settings(params: Mapping[str, Any]) -> config.MlflowConfig:
 
 
 def execute(cfg: config.MlflowConfig, files: Files) -> dict[str, Any]:
-    """metrics.json, the curve CSVs and the coefficient table; the metrics."""
+    """metrics.json (with the cross-validation summary, if any), the per-class table, the curve CSVs and the
+    coefficient table; the metrics."""
     pipeline = ScoringPipeline.load(files.inputs["model"])
     paths = {name: files.inputs[name] for name in SPLITS}
     streamed = any(io.row_groups(path) > 1 for path in paths.values())
     splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
-    metrics, curves = run(pipeline, splits)
+    metrics, tables = run(pipeline, splits)
+    cv_scores = io.read_json(files.inputs["cv"] / train.CV_SCORES_FILE)
+    metrics.update({key: value for key, value in cv_scores.items() if key in reports.CV_METRICS})
+    per_class = tables.pop("per_class")
     io.write_json(files.outputs["metrics"], metrics)
-    for name, table in curves.items():
-        io.write_csv(files.outputs["curves"] / f"{name}.csv", table)
-    io.write_csv(files.outputs["coefficients"], reports.coefficients(pipeline.model, pipeline.expander.output_columns))
+    io.write_csv(files.outputs["per_class"], per_class)
+    io.write_json(files.outputs["per_class_metrics"], reports.per_class_metrics(per_class))
+    with io.replaced_folder(files.outputs["curves"]) as curves:  # the files differ between binary and multiclass
+        for name, table in tables.items():
+            io.write_csv(curves / f"{name}.csv", table)
+    coefficients = reports.coefficients(pipeline.model, pipeline.expander.output_columns, class_names(pipeline.labels))
+    io.write_csv(files.outputs["coefficients"], coefficients)
     log.info("%s", reports.summary(metrics))
     return metrics
 
@@ -61,22 +75,32 @@ def draw_figures(files: Files) -> None:
     pipeline = ScoringPipeline.load(files.inputs["model"])
     out, curves = files.outputs["figures"], files.outputs["curves"]
     metrics = io.read_json(files.outputs["metrics"])
-    curve = {name: pd.read_csv(curves / f"{name}.csv") for name in ("roc", "pr", "calibration", "confusion")}
-    labels = (str(pipeline.labels["negative"]), str(pipeline.labels["positive"]))
+    curve = {name: pd.read_csv(curves / f"{name}.csv") for name in ("roc", "pr", "calibration")}
+    # label names as written ("01" stays "01", "NA" is a label)
+    curve["confusion"] = pd.read_csv(curves / "confusion.csv", dtype=str, keep_default_na=False)
+    names = class_names(pipeline.labels)
+    multiclass = len(names) > 2
+    per_class_roc = pd.read_csv(curves / "roc_ovr.csv") if multiclass else None
+    auc = metrics.get("test_roc_auc", float("nan"))
     plots.save(plots.loss_curve(pd.read_csv(files.inputs["cost_history"])), out / "loss_curve.png")
-    plots.save(plots.roc(curve["roc"], metrics["test_roc_auc"]), out / "roc.png")
-    plots.save(plots.precision_recall(curve["pr"]), out / "precision_recall.png")
-    plots.save(plots.confusion(curve["confusion"], labels), out / "confusion.png")
-    plots.save(plots.calibration(curve["calibration"]), out / "calibration.png")
+    plots.save(plots.roc(curve["roc"], auc, per_class_roc), out / "roc.png")
+    plots.save(plots.precision_recall(curve["pr"], micro_average=multiclass), out / "precision_recall.png")
+    plots.save(plots.confusion(curve["confusion"], names), out / "confusion.png")
+    plots.save(plots.calibration(curve["calibration"], top_label=multiclass), out / "calibration.png")
     plots.save(plots.coefficients(pd.read_csv(files.outputs["coefficients"])), out / "coefficients.png")
     # Streamed data: the first chunk of the test split is plenty of points for the decision boundary.
     points = next(io.read_row_groups(files.inputs["interim_test"]))
     if points.shape[1] == 3:  # two raw features and the label
-        degree = pipeline.expander.degree
-        proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
-        figure = plots.decision_boundary(
-            points.drop(columns=[TARGET]), points[TARGET].to_numpy(), proba_of, f"Decision boundary (degree {degree})"
-        )
+        title = f"Decision {'regions' if multiclass else 'boundary'} (degree {pipeline.expander.degree})"
+        features, y = points.drop(columns=[TARGET]), points[TARGET].to_numpy()
+        if multiclass:
+            predict = lambda grid: reports.probabilities(  # noqa: E731
+                pipeline.model, pipeline.expander.transform(grid), len(names)
+            ).argmax(axis=1)
+            figure = plots.decision_regions(features, y, predict, names, title)
+        else:
+            proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
+            figure = plots.decision_boundary(features, y, proba_of, title)
         plots.save(figure, out / "decision_boundary.png")
     else:
         n_features = points.shape[1] - 1
@@ -88,6 +112,10 @@ def record(files: Files) -> RunRecord:
     """What MLflow logs of a finished run: metrics, curves, every report file and the model."""
     declared = {**STAGE.inputs, **{name: out.path for name, out in STAGE.outputs.items()}}
     located = {**files.inputs, **files.outputs}
+    preprocessed = io.read_json(files.inputs["preprocess_report"])
+    tags = {"logitlab.task": preprocessed["task"], "logitlab.n_classes": str(len(preprocessed["classes"]))}
+    if "cv_folds" in preprocessed:
+        tags["logitlab.cv_folds"] = str(preprocessed["cv_folds"])
     return RunRecord(
         metrics=io.read_json(files.outputs["metrics"]),
         history=pd.read_csv(files.inputs["cost_history"]),
@@ -98,8 +126,9 @@ def record(files: Files) -> RunRecord:
             name=io.read_json(files.inputs["schema"])["name"],
             digest=io.read_json(files.inputs["features_report"])["data_hash"],
             path=files.inputs["dataset"],
-            rows=io.read_json(files.inputs["preprocess_report"])["rows"],
+            rows=preprocessed["rows"],
         ),
+        tags=tags,
     )
 
 
@@ -115,9 +144,12 @@ STAGE = Stage(
         "interim_test": preprocess.STAGE.output("test"),  # raw features: the decision boundary
         "dataset": ingest.STAGE.output("dataset"),  # a few raw rows: the logged model's input example
         "schema": ingest.STAGE.output("schema"),  # the data set's name: the run's MLflow dataset
+        "cv": train.STAGE.output("cv"),  # the cross-validation scores (and fold loss curves, as artifacts)
     },
     outputs={
         "metrics": Output(Path("reports/metrics.json"), cache=False, metric=True),
+        "per_class_metrics": Output(Path("reports/per_class.json"), cache=False, metric=True),
+        "per_class": Output(Path("reports/per_class.csv"), cache=False),
         "coefficients": Output(Path("reports/coefficients.csv"), cache=False),
         "curves": Output(Path("reports/plots"), cache=False),  # the top-level plots' data
         "figures": Output(Path("reports/figures"), by_finish=True),

@@ -1,7 +1,8 @@
 """Stage 3: polynomial and interaction terms with readable names, written as the model's input tables.
 
 The report carries `data_hash`, a content hash of the tables written (runs are tagged with it to tell data
-versions apart): computed here, once per data version, while the rows pass through anyway.
+versions apart): computed here, once per data version, while the rows pass through anyway. Cross-validation
+folds (preprocess's `folds/`) are expanded the same way, each by an expansion fitted on its training part.
 """
 
 from __future__ import annotations
@@ -95,18 +96,27 @@ def execute(cfg: config.FeaturesConfig, files: Files) -> None:
         out, expander, report = run(splits, cfg)
         for name, frame in out.items():
             io.write_parquet(files.outputs[name], frame)
+    folds = preprocess.read_folds(files.inputs["folds"])
+    preprocess.write_folds(files.outputs["folds"], [expand_fold(fold, cfg) for fold in folds])
     io.write_json(files.outputs["state"], expander.to_dict())
     io.write_json(files.outputs["report"], report)
+
+
+def expand_fold(fold: preprocess.Fold, cfg: config.FeaturesConfig) -> preprocess.Fold:
+    """A cross-validation fold expanded by an expansion fitted on its training part (as `run` does a split)."""
+    expander = _fitted(fold["train"], cfg)
+    return {part: _expanded(expander, frame) for part, frame in fold.items()}
 
 
 STAGE = Stage(
     name="feature-engineer",
     params=("features",),
-    inputs={name: preprocess.STAGE.output(name) for name in SPLITS},
+    inputs={**{name: preprocess.STAGE.output(name) for name in SPLITS}, "folds": preprocess.STAGE.output("folds")},
     outputs={
         **{name: Output(Path(f"data/processed/{name}.parquet")) for name in SPLITS},
         "state": Output(Path("data/processed/features.json")),
         "report": Output(Path("reports/features.json"), cache=False),
+        "folds": Output(Path("data/processed/folds")),  # preprocess's folds, expanded
     },
     sources=("src/logitlab/stages/feature_engineer.py", "src/logitlab/transforms.py"),
     settings=settings,

@@ -1,4 +1,5 @@
-"""Stage 1: load the configured data set as a labelled frame and its schema.
+"""Stage 1: load the configured data set as a labelled frame (class codes in `target`) and its schema (the
+original labels, binary or multiclass).
 
 A CSV with `data.chunk_rows` is copied chunk by chunk into a parquet file of one row group per chunk; every
 later stage sees the row groups and streams too, whoever runs it.
@@ -25,6 +26,7 @@ def run(cfg: config.DataConfig, root: Path) -> tuple[pd.DataFrame, dict[str, Any
         "n_rows": len(frame),
         "columns": {name: str(dtype) for name, dtype in frame.dtypes.items() if name != sources.TARGET},
         "labels": labels,
+        "task": sources.task(labels),
         "class_counts": {str(k): int(v) for k, v in counts.items()},
     }
     return frame, schema
@@ -44,7 +46,8 @@ def stream(cfg: config.CsvData, root: Path, out: Path) -> dict[str, Any]:
         "n_rows": chunks.n_rows,
         "columns": columns,
         "labels": chunks.labels,
-        "class_counts": {str(k): v for k, v in chunks.class_counts.items() if v},
+        "task": sources.task(chunks.labels),
+        "class_counts": {str(k): v for k, v in sorted(chunks.class_counts.items())},
         "chunk_rows": cfg.chunk_rows,
     }
 

@@ -1,5 +1,11 @@
 """Stage 4: fit the estimator on the training split (validation split for its val loss), save it with
-the fitted preprocessing and feature steps so that raw rows can be scored."""
+the fitted preprocessing and feature steps so that raw rows can be scored.
+
+Cross-validation (`preprocess.cv_folds`): the folds arrive already preprocessed and expanded, each by steps
+fitted on its own training part (the shared stages did that once per data and config), so the k extra fits
+here are the whole per-job cost of k-fold scores. The model saved is the one fitted on the training split,
+which is then all of train+val.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +15,43 @@ from typing import Any
 
 import pandas as pd
 
-from logitlab import config, io
+from logitlab import config, io, reports
 from logitlab.errors import ConfigError
 from logitlab.model import LogisticRegression, ParquetChunks
 from logitlab.scoring import ScoringPipeline
-from logitlab.sources import TARGET
+from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess
 from logitlab.transforms import PolynomialExpander, Preprocessor
+
+CV_SCORES_FILE = "scores.json"
 
 
 def run(
     train: pd.DataFrame | ParquetChunks, val: pd.DataFrame | ParquetChunks, params: dict[str, Any]
 ) -> LogisticRegression:
-    """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`)."""
+    """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`).
+    An empty validation split (cross-validation folded it into training) gives no validation loss."""
     model = LogisticRegression(**params)
     if isinstance(train, ParquetChunks):
         return model.fit(train, X_val=val)
     assert isinstance(val, pd.DataFrame)
-    model.fit(
-        train.drop(columns=[TARGET]),
-        train[TARGET].to_numpy(),
-        X_val=val.drop(columns=[TARGET]),
-        y_val=val[TARGET].to_numpy(),
-    )
+    held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
+    model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out)
     return model
+
+
+def cross_validate(
+    folds: list[preprocess.Fold], params: dict[str, Any], n_classes: int
+) -> tuple[list[dict[str, float]], list[pd.DataFrame]]:
+    """Each fold's model fitted on its training part (its held-out part gives the validation loss per epoch):
+    the held-out scores (`reports.CV_SCORES`) and the loss curves, fold by fold."""
+    scores, histories = [], []
+    for fold in folds:
+        model = run(fold["train"], fold["val"], params)
+        scores.append(reports.fold_scores(model, fold["val"], n_classes))
+        histories.append(cost_history(model))
+    return scores, histories
 
 
 def cost_history(model: LogisticRegression) -> pd.DataFrame:
@@ -77,12 +95,19 @@ def _model_input(path: Path) -> pd.DataFrame | ParquetChunks:
 
 
 def execute(params: dict[str, Any], files: Files) -> None:
+    labels = io.read_json(files.inputs["schema"])["labels"]
+    with io.replaced_folder(files.outputs["cv"]) as cv:
+        folds = preprocess.read_folds(files.inputs["folds"])
+        scores, histories = cross_validate(folds, params, len(class_names(labels)))
+        for index, history in enumerate(histories):
+            io.write_csv(cv / f"fold-{index}-cost_history.csv", history)
+        io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **(reports.cv_summary(scores) if scores else {})})
     model = run(_model_input(files.inputs["train"]), _model_input(files.inputs["val"]), params)
     pipeline = ScoringPipeline(
         Preprocessor.from_dict(io.read_json(files.inputs["preprocessor"])),
         PolynomialExpander.from_dict(io.read_json(files.inputs["features"])),
         model,
-        io.read_json(files.inputs["schema"])["labels"],
+        labels,
     )
     pipeline.save(files.outputs["model"])
     io.write_csv(files.outputs["cost_history"], cost_history(model))
@@ -97,12 +122,15 @@ STAGE = Stage(
         "features": feature_engineer.STAGE.output("state"),
         "preprocessor": preprocess.STAGE.output("state"),
         "schema": ingest.STAGE.output("schema"),
+        "folds": feature_engineer.STAGE.output("folds"),
     },
     outputs={
         "model": Output(Path("models")),
         "cost_history": Output(Path("reports/cost_history.csv"), cache=False),  # the plot "Loss per epoch"
+        # scores.json (the held-out scores, none without cv_folds) and each fold's fold-<i>-cost_history.csv
+        "cv": Output(Path("reports/cv")),
     },
-    sources=("src/logitlab/stages/train.py", "src/logitlab/model"),
+    sources=("src/logitlab/stages/train.py", "src/logitlab/model", "src/logitlab/reports.py"),
     settings=settings,
     run=execute,
 )

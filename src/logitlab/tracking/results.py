@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class RunRecord:
     model_dir: Path
     input_example: pd.DataFrame  # a few raw rows: the model's signature and example
     dataset: DatasetRecord
+    tags: Mapping[str, str] = field(default_factory=dict)  # what the run is (task, classes, folds)
 
 
 def log_results(
@@ -63,7 +64,7 @@ def log_results(
     """
     from mlflow.entities import Metric, RunTag
 
-    all_tags = {"data_hash": record.dataset.digest, **(tags or {})}
+    all_tags = {"data_hash": record.dataset.digest, **record.tags, **(tags or {})}
     model_id = None
     if log_model:
         model_id = all_tags[MODEL_ID_TAG] = log_pyfunc_model(record.model_dir, record.input_example)
@@ -173,14 +174,15 @@ def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame) -> str:
     import mlflow
 
     import logitlab
-    from logitlab import pyfunc_model
+    from logitlab import pyfunc_model, scoring
 
     example = input_example.reset_index(drop=True)
+    outputs = scoring.probability_columns(scoring.saved_labels(model_dir))
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=pyfunc_model.__file__,
         artifacts={"pipeline": str(model_dir)},
-        signature=pyfunc_model.signature(example),
+        signature=pyfunc_model.signature(example, outputs),
         input_example=example,
         pip_requirements=pyfunc_model.requirements(),
         code_paths=[str(Path(logitlab.__file__).parent)],

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def best_run(runs: list[Run], sweep: config.SweepConfig) -> Run | None:
     """The best FINISHED run that has the metric; ties (common for accuracy) go to the lower validation log
-    loss, then to the earlier job."""
+    loss (the cross-validated one when ranking by a cross-validation score), then to the earlier job."""
     finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics]
     return min(finished, key=lambda run: rank_key(run, sweep), default=None)
 
@@ -22,8 +22,9 @@ def rank_key(run: Run, sweep: config.SweepConfig) -> tuple[float, float, int]:
     """Sorts best first."""
     sign = -1 if sweep.direction == "maximize" else 1
     value = run.data.metrics.get(sweep.metric, math.nan)
+    tie_break = "cv_log_loss_mean" if sweep.metric.startswith("cv_") else "val_log_loss"
     return (
         sign * value if math.isfinite(value) else math.inf,
-        run.data.metrics.get("val_log_loss", math.inf),
+        run.data.metrics.get(tie_break, math.inf),
         run.info.start_time,
     )
