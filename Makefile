@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install browser serve bench lint format typecheck clean
+.PHONY: help setup repro plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,7 +44,7 @@ exps: setup ## dvc exp show, readable: the params that vary and the headline met
 test: setup ## Set up, then run the test suite (fast and pipeline tests)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup ## Long tests: fault injection, tracking server, browser, the tutorial's numbers (CI runs them too)
+test-slow: setup ## Long tests: fault injection, tracking server and its outages, SLURM, browser, the tutorial's numbers (CI runs them too)
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## ruff lint + format check + mypy
@@ -73,6 +73,15 @@ server-status: ## Is the tracking server running?
 
 server-install: ## Install PostgreSQL if missing (apt-get; needed by make server and the server tests)
 	bash scripts/server.sh install
+
+slurm: ## Single-node SLURM cluster for hydra/launcher=slurm (root; installs slurm-wlm if missing; see docs/cluster.md)
+	bash scripts/slurm.sh start
+
+slurm-stop: ## Stop the SLURM cluster's daemons
+	bash scripts/slurm.sh stop
+
+slurm-status: ## Does the SLURM cluster take jobs?
+	bash scripts/slurm.sh status
 
 browser: ## Install headless Chromium + chromedriver (Debian packages) for the browser test
 	bash scripts/install_browser.sh

@@ -29,10 +29,12 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +129,39 @@ class MlflowServer:
             check=False,
         )
 
+    def kill_tracking(self) -> None:
+        """SIGKILL the MLflow server and its workers, as a crash would; PostgreSQL keeps running."""
+        pid = int((self.state_dir / "mlflow.pid").read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _wait_for(lambda: not _answers(self.mlflow_port), 30, "the killed MLflow server to stop answering")
+
+    def stop_postgres(self) -> None:
+        """Stop the server's PostgreSQL (fast shutdown: open connections are cut), MLflow keeps running."""
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # as scripts/server.sh runs it
+        pg_ctl = self._pg_bin() / "pg_ctl"
+        done = subprocess.run(
+            [*as_owner, str(pg_ctl), "-D", str(self.state_dir / "postgres" / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stderr.strip()}")
+
+    def _pg_bin(self) -> Path:
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not versions:
+            raise RuntimeError("no pg_ctl under /usr/lib/postgresql")
+        return versions[-1].parent
+
+    def start(self) -> None:
+        """`scripts/server.sh start` again: it starts whichever of PostgreSQL and MLflow is down."""
+        done = self.run_script("start")
+        if done.returncode != 0:
+            raise ServerStartError(f"scripts/server.sh start failed:\n{done.stdout}\n{done.stderr}")
+
     def stop(self) -> None:
         """Stop MLflow and PostgreSQL; remove the temporary state dir if we created it."""
         if self._stopped:
@@ -139,6 +174,20 @@ class MlflowServer:
         finally:
             if self.cleanup_dir is not None:
                 shutil.rmtree(self.cleanup_dir, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
 
 
 def _log_tail(path: Path, n: int = 40) -> str:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ def test_parallel_joblib_sweep_into_new_store_loses_no_run_or_metric_step(projec
             "hydra.launcher.n_jobs=4",
             f"hydra.sweep.dir={sweep_dir}",
             "model.max_iter=300",
+            "model.tol=0",  # every job runs all its epochs (the accelerated default converges early at high rates)
             f"model.learning_rate={','.join(RATES)}",
         ],
         project,
@@ -105,3 +107,49 @@ def test_dvc_queue_workers_in_parallel_both_track_into_the_project_store(project
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(float(r.data.params["model.learning_rate"]) for r in runs) == [0.05, 0.2]
     assert not list((project / ".dvc" / "tmp" / "exps").glob("**/mlflow.db")), "a worker made its own store"
+
+
+WRITERS = 4
+
+
+def _log_the_same_dataset(uri: str, experiment_id: str, data: str, start: Any) -> None:
+    """One job of a parallel sweep, reduced to its dataset: a run, then the experiment's dataset once all are in."""
+    import mlflow
+    import pandas as pd
+
+    from logitlab.tracking.results import DatasetRecord, log_dataset
+
+    mlflow.set_tracking_uri(uri)
+    record = DatasetRecord("synthetic", "0123456789abcdef", Path(data), {"train": 6, "val": 2, "test": 2})
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        start.wait(timeout=120)
+        log_dataset(run.info.run_id, record, pd.DataFrame({"x0": [0.5], "x1": [1.5]}))
+
+
+@pytest.mark.slow
+def test_parallel_jobs_log_an_experiments_first_dataset_at_once(tmp_path: Path) -> None:
+    """MLflow inserts a dataset it has not seen in the experiment without a lock: jobs that log it at the same
+    moment collide on its unique key, and each job must still end with the dataset as its input."""
+    import multiprocessing
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("race")
+    data = tmp_path / "dataset.parquet"
+    data.write_bytes(b"")
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(WRITERS)
+    writers = [
+        context.Process(target=_log_the_same_dataset, args=(uri, experiment_id, str(data), start))
+        for _ in range(WRITERS)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=180)
+    assert [writer.exitcode for writer in writers] == [0] * WRITERS
+    runs = client.search_runs([experiment_id])
+    assert len(runs) == WRITERS
+    assert all([d.dataset.digest for d in run.inputs.dataset_inputs] == ["0123456789abcdef"] for run in runs)

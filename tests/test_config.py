@@ -114,3 +114,17 @@ def test_slurm_launcher_config_composes() -> None:
 
     shown = logitlab(["sweep", "hydra/launcher=slurm", "--cfg", "hydra"], REPO).stdout
     assert "SlurmLauncher" in shown and "timeout_min: 30" in shown
+
+
+@pytest.mark.parametrize("value", ["nope", "A" * 32, "abc", 42])
+def test_sweep_resume_is_a_parent_run_id_or_last(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"'sweep\.resume'"):
+        config.sweep_config({"resume": value})
+    assert config.sweep_config({"resume": "last"}).resume == "last"
+    assert config.sweep_config({"resume": "0123456789abcdef" * 2}).resume == "0123456789abcdef" * 2
+    assert config.sweep_config({}).resume is None
+
+
+def test_sweep_resume_is_not_one_of_the_jobs_overrides() -> None:
+    overrides = ["model.C=0.1,1", "sweep.resume=last", "++sweep.resume=last", "data=moons"]
+    assert config.without_resume(overrides) == ["model.C=0.1,1", "data=moons"]

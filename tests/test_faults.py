@@ -206,7 +206,8 @@ def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recover
 
 
 # --------------------------------------------------------------------------------- SIGINT / SIGTERM
-SLOW_JOB = ["model.max_iter=20000", "data.n_samples=20000"]
+# tol=0: the accelerated default would converge in a few hundred epochs and the signal would land after training.
+SLOW_JOB = ["model.max_iter=20000", "model.tol=0", "data.n_samples=20000"]
 RUNS_SQL = """
     SELECT r.run_uuid, r.status, p.value FROM runs r
     LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId'

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -22,7 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from logitlab import config as settings
 from logitlab import finishing, sweep_job
 from logitlab.cli import debug, fail, raise_interrupt
-from logitlab.errors import LogitlabError
+from logitlab.errors import ConfigError, LogitlabError
+
+if TYPE_CHECKING:
+    from logitlab.tracking.sweeps import Parent
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +55,12 @@ class TrackingCallback(Callback):
         outcome.clear()
         try:  # a metric name no job could rank by stops the sweep here, whatever its sweeper
             sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
-            cfg = _mlflow_cfg(config)
-            if not cfg.enabled:
-                return
-            from logitlab.tracking import store, sweeps
-
-            tracker = store.connect(cfg)
+            parent = _open_parent(config)
         except LogitlabError as err:  # stop before any job runs
             fail(str(err))
-        if tracker is None:
-            return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        parent = sweeps.start_sweep(
-            tracker, sweep_dir, list(config.hydra.overrides.task), swept_keys(config), numbered=not _is_grid(config)
-        )
-        open_sweep["parent"] = parent
-        log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, tracker.experiment_name, tracker.uri)
+        if parent is not None:
+            open_sweep["parent"] = parent
+            log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, parent.experiment_name, parent.uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -79,19 +71,81 @@ class TrackingCallback(Callback):
             outcome["error"] = settings.one_line(str(err)) or type(err).__name__
 
 
+def _open_parent(config: DictConfig) -> Parent | None:
+    """The sweep's parent run: a new one, or with `sweep.resume` the stopped sweep's; None when untracked."""
+    cfg = _mlflow_cfg(config)
+    sweep_cfg = settings.sweep_config(_section(config, "sweep"))
+    untracked = f"config key '{settings.RESUME_KEY}': resuming needs the stopped sweep's tracking store, and"
+    if not cfg.enabled:
+        if sweep_cfg.resume:
+            raise ConfigError(f"{untracked} tracking is off (mlflow.enabled=false)")
+        return None
+    from logitlab.tracking import store, sweeps
+
+    tracker = store.connect(cfg)
+    if tracker is None:
+        if sweep_cfg.resume:
+            raise ConfigError(f"{untracked} it is unreachable")
+        return None
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    overrides = settings.without_resume(config.hydra.overrides.task)
+    varied, numbered = swept_keys(config), not _is_grid(config)
+    if not sweep_cfg.resume:
+        return sweeps.start_sweep(tracker, sweep_dir, overrides, varied, numbered)
+    from logitlab.tracking import resume
+
+    parent = resume.resume_sweep(tracker, sweep_dir, sweep_cfg.resume, overrides, sweep_cfg.metric, varied, numbered)
+    log.info("resuming sweep %s: %d of its jobs FINISHED already", parent.run_id, len(parent.finished_jobs))
+    _continue_study(config.hydra.get("sweeper", {}))
+    return parent
+
+
+def _continue_study(sweeper: DictConfig) -> None:
+    """A resumed Optuna sweep goes on with its persistent study (`hydra.sweeper.storage`, `study_name`): the
+    trials its stop left RUNNING are marked FAIL, and the sweeper's new trials join the ones that ended."""
+    if "n_trials" not in sweeper:  # not an Optuna sweep
+        return
+    if not sweeper.get("storage"):
+        log.warning("hydra.sweeper.storage is null: the stopped sweep's Optuna study was in its memory only")
+        return
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+    except KeyError:  # the stopped sweep never created it
+        return
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+    log.info("Optuna study '%s': %d trials, %d left RUNNING now FAIL", study.study_name, len(study.trials), len(stale))
+
+
 def _summarise(config: DictConfig) -> None:
     """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
     finishing.drain()
     sweep_cfg = settings.sweep_config(_section(config, "sweep"))
-    jobs = sweep_job.outcomes(Path(config.hydra.sweep.dir))
+    sweep_dir = Path(config.hydra.sweep.dir)
+    jobs = sweep_job.outcomes(sweep_dir)
     failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
     outcome.update(finished=len(jobs) - len(failures), failed=len(failures), first_error=next(iter(failures), ""))
     best = "none"
     if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
         best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
-    if parent := open_sweep.pop("parent", None):
-        from logitlab.tracking import sweeps
+    from logitlab.tracking import sweeps
 
+    if (lost := sweeps.tracking_lost(sweep_dir)) and (parent := open_sweep.get("parent")):
+        outcome["lost"] = (
+            f"sweep: {lost['error']} in job {lost['job']}; {outcome['finished']} jobs finished, {outcome['failed']} "
+            f"failed or did not start; once it answers again, go on with the same overrides and "
+            f"sweep.resume={parent.run_id}"
+        )
+        # The helper is idle (drained above) and exits with the interpreter, as after any sweep: stopping it
+        # without waiting races its manager thread against the exit hook (a traceback after the one line).
+        _end_parent_early("FAILED", "the tracking server stopped answering")
+        return
+    if parent := open_sweep.pop("parent", None):
         mlflow_cfg = _mlflow_cfg(config)
         summary = sweeps.finish_sweep(
             parent,
@@ -120,14 +174,26 @@ def _mlflow_cfg(cfg: DictConfig) -> settings.MlflowConfig:
 
 def end_open_sweep(status: str, reason: str) -> None:
     """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
-    that escaped the jobs."""
+    that escaped the jobs. One quick attempt: a command on its way out does not wait out an outage (what it
+    could not end, `sweep.resume` ends)."""
     finishing.stop()
+    _end_parent_early(status, reason)
+
+
+def _end_parent_early(status: str, reason: str) -> None:
     parent = open_sweep.pop("parent", None)
     if parent is None:
         return
-    from logitlab.tracking import sweeps
+    from logitlab.tracking import store, sweeps
 
-    sweeps.end_sweep_early(parent, status, reason)
+    try:
+        with store.one_attempt():
+            sweeps.end_sweep_early(parent, status, reason)
+    except Exception as err:
+        if not store.unreachable(err):
+            raise
+        log.warning("sweep %s: parent run %s not ended %s: the store did not answer", reason, parent.run_id, status)
+        return
     log.warning("sweep %s: parent run %s and its running jobs ended %s", reason, parent.run_id, status)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,11 @@ class MlflowConfig:
 class SweepConfig:
     metric: str = "val_accuracy"
     direction: str = "maximize"
+    resume: str | None = None  # a crashed sweep's parent run id, or "last": run only its jobs not yet FINISHED
+
+
+RESUME_KEY = "sweep.resume"
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 # -------------------------------------------------------------------------------------------- checks
@@ -260,7 +266,15 @@ def mlflow_config(raw: Any) -> MlflowConfig:
 def sweep_config(raw: Any) -> SweepConfig:
     cfg = _build("sweep", SweepConfig, raw)
     _check_range("sweep.direction", cfg.direction in ("maximize", "minimize"), "maximize|minimize", cfg.direction)
+    if cfg.resume is not None:
+        ok = cfg.resume == "last" or RUN_ID.fullmatch(cfg.resume) is not None
+        _check_range(RESUME_KEY, ok, "a sweep's parent run id (32 hex digits) or 'last'", cfg.resume)
     return cfg
+
+
+def without_resume(overrides: Iterable[str]) -> list[str]:
+    """A sweep's overrides as they identify its jobs: `sweep.resume` says where to go on, not what to run."""
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != RESUME_KEY]
 
 
 def seed_value(raw: Any) -> int:

@@ -27,3 +27,7 @@ class DivergenceError(LogitlabError):
 
 class TrackingError(LogitlabError):
     """The MLflow tracking store cannot be reached or used."""
+
+
+class TrackingLostError(TrackingError):
+    """The tracking server stopped answering during a run and was still away after MLflow's HTTP retries."""

@@ -38,6 +38,10 @@ def active() -> bool:
 def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
     """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
     global _pool
+    if run_id is not None:
+        from logitlab.tracking.results import expect_late_artifacts
+
+        expect_late_artifacts(run_id)
     if _pool is None:
         context = multiprocessing.get_context("spawn")
         _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_ignore_interrupts)
@@ -83,7 +87,7 @@ def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) 
         return
     import mlflow
 
-    from logitlab.tracking.results import log_artifacts
+    from logitlab.tracking.results import attach_late_artifacts
 
     mlflow.set_tracking_uri(uri)
-    log_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])
+    attach_late_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])

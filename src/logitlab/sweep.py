@@ -35,7 +35,7 @@ def job(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     info = sweep_job.Job(
         num=hydra_cfg.job.num if multirun else 0,
-        overrides=list(hydra_cfg.overrides.task),
+        overrides=config.without_resume(hydra_cfg.overrides.task),
         job_dir=Path(hydra_cfg.runtime.output_dir),
         sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None,
     )
@@ -95,7 +95,9 @@ def main() -> None:
 
 
 def _exit_on_outcome(outcome: dict[str, Any]) -> None:
-    """A sweep that could not be summarised, or in which no job finished, is an error."""
+    """A sweep that lost its tracking server, could not be summarised, or in which no job finished, is an error."""
+    if lost := outcome.get("lost"):
+        fail(lost)
     if error := outcome.get("error"):
         fail(f"sweep summary failed: {error}")
     if outcome and outcome["finished"] == 0:

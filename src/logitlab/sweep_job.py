@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from logitlab import config, finishing, io, pipeline, reports
-from logitlab.errors import ConfigError
+from logitlab.errors import ConfigError, TrackingError, TrackingLostError
 from logitlab.stage import Files
 from logitlab.tracking import sweeps
 
@@ -43,9 +43,12 @@ def run(params: Mapping[str, Any], job: Job) -> float:
     try:
         value = _tracked(params, job)
     except BaseException as err:
-        _write_status(job.job_dir, {"status": "FAILED", "error": config.one_line(str(err)) or type(err).__name__})
+        reason = config.one_line(str(err)) or type(err).__name__
+        _write_status(job.job_dir, {"status": "FAILED", "error": reason})
+        if isinstance(err, TrackingLostError) and job.sweep_dir is not None:
+            sweeps.mark_tracking_lost(job.sweep_dir, job.num, reason)
         raise
-    _write_status(job.job_dir, {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
+    _write_finished(job.job_dir, value)
     return value
 
 
@@ -55,9 +58,15 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
         parent = sweeps.read_parent(job.sweep_dir)
         if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
             return _body(params, job, None, None)
+        if lost := sweeps.tracking_lost(job.sweep_dir):
+            raise TrackingError(f"not run: the tracking server stopped answering in job {lost['job']}")
+        if (value := finished_before(parent, job.num, job.overrides)) is not None:
+            return value
         tracker = parent.tracker()
-        with sweeps.job_run(parent, tracker, job.num, job.overrides, params) as run_id:
+        with sweeps.job_run(parent, tracker, job.num, job.overrides, _recorded(params)) as run_id:
             return _body(params, job, tracker.uri, run_id)
+    if config.sweep_config(config.section(params, "sweep")).resume:
+        raise ConfigError(f"config key '{config.RESUME_KEY}' resumes a sweep; add -m (and the sweep's overrides)")
     mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
     if not mlflow_cfg.enabled:  # mlflow is imported only when tracking is on
         return _body(params, job, None, None)
@@ -68,6 +77,29 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
         return _body(params, job, None, None)
     with sweeps.job_run(None, connected, job.num, job.overrides, params) as run_id:
         return _body(params, job, connected.uri, run_id)
+
+
+def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> float | None:
+    """A resumed sweep's job that FINISHED before the sweep stopped: its metric (NaN if it had none), not run
+    again; None for a job to run."""
+    key = sweeps.job_key(config.without_resume(overrides))
+    if key not in parent.finished_jobs:
+        return None
+    log.info("job %s FINISHED before the sweep stopped; not run again (sweep.resume)", num)
+    value = parent.finished_jobs[key]
+    return math.nan if value is None else value
+
+
+def record_finished_before(sweep_dir: Path, num: int, value: float) -> None:
+    """The job.json of a job `finished_before` answered without running it (a launcher that skips it)."""
+    _write_finished(sweep_dir / str(num), value)
+
+
+def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a job's run records: `sweep.resume` says how the sweep was run, not what the job is, so a
+    resumed job's run looks like its siblings'."""
+    sweep = {key: value for key, value in config.section(params, "sweep").items() if key != "resume"}
+    return {**params, "sweep": sweep}
 
 
 def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
@@ -127,6 +159,10 @@ def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Calla
     return submit
 
 
+def _write_finished(job_dir: Path, value: float) -> None:
+    _write_status(job_dir, {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
+
+
 def _write_status(job_dir: Path, status: dict[str, Any]) -> None:
     io.write_json(job_dir / STATUS_FILE, status)
 
@@ -137,7 +173,16 @@ def record_failure(sweep_dir: Path, num: int, overrides: list[str], reason: str)
     _write_status(sweep_dir / str(num), {"status": "FAILED", "error": reason})
     parent = sweeps.read_parent(sweep_dir)
     if parent is not None:
-        sweeps.record_failed_job(parent, num, overrides, reason)
+        sweeps.record_failed_job(parent, num, config.without_resume(overrides), reason)
+
+
+def record_lost(sweep_dir: Path, num: int, overrides: list[str], reason: str, slurm_job_id: str) -> None:
+    """A SLURM job that ended without a result (time limit, scancel, a dead node): its job.json, and its run
+    ended FAILED (or a FAILED child made for it) when the sweep is tracked and its server answers."""
+    _write_status(sweep_dir / str(num), {"status": "FAILED", "error": reason})
+    parent = sweeps.read_parent(sweep_dir)
+    if parent is not None and not sweeps.tracking_lost(sweep_dir):
+        sweeps.end_lost_job(parent, num, config.without_resume(overrides), reason, slurm_job_id)
 
 
 def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from logitlab.cli import raise_interrupt
-from logitlab.tracking.store import Tracker, tracker_client
+from logitlab.config import one_line
+from logitlab.errors import TrackingError, TrackingLostError
+from logitlab.tracking.store import Tracker, one_attempt, outage, tracker_client, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,12 @@ def tracked_run(
     all_tags = dict(tags)
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=run_name, tags=all_tags)
+    try:
+        run = mlflow.start_run(experiment_id=tracker.experiment_id, run_name=run_name, tags=all_tags)
+    except Exception as err:
+        if unreachable(err):
+            raise _lost(tracker, "when the run was to start", err) from err
+        raise
     previous_sigterm = _sigterm_interrupts()
     try:
         _log_params(run.info.run_id, params)
@@ -75,13 +82,21 @@ def tracked_run(
         if previous_sigterm is not None and _sigterms_received:
             raise KeyboardInterrupt("SIGTERM")  # raised once already, but swallowed (see `_interrupt_run`)
     except (KeyboardInterrupt, SystemExit):
-        _end(run.info.run_id, "KILLED", "interrupted")
+        with one_attempt():  # an interrupted command exits promptly, whatever the server does
+            _end(run.info.run_id, "KILLED", "interrupted")
         raise
     except BaseException as err:
-        _end(run.info.run_id, "FAILED", " ".join(str(err).split()) or type(err).__name__)
+        ended = _end(run.info.run_id, "FAILED", _one_line(err))
+        if unreachable(err):  # one line, not a traceback: an outage is not a bug
+            raise _lost(tracker, f"during run {run.info.run_id}", err, back=ended) from err
         raise
     else:
-        mlflow.end_run("FINISHED")
+        try:
+            mlflow.end_run("FINISHED")
+        except Exception as err:
+            if unreachable(err):
+                raise _lost(tracker, f"at the end of run {run.info.run_id}", err) from err
+            raise
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -118,14 +133,36 @@ def _interrupt_run(signum: int, frame: object) -> None:
     raise_interrupt(signum, frame)
 
 
-def _end(run_id: str, status: str, reason: str) -> None:
+def _end(run_id: str, status: str, reason: str) -> bool:
+    """End the run with its reason; False when the store could not be reached (after MLflow's retries: the
+    server may come back meanwhile). `mlflow.end_run` forgets the run in this process either way."""
     import mlflow
+    from mlflow.entities import RunTag
 
-    with contextlib.suppress(Exception):
-        mlflow.set_tag("error", reason[:5000])
-        mlflow.set_tag("mlflow.note.content", f"{status}: {reason[:5000]}")
-    with contextlib.suppress(Exception):
+    tags = [RunTag("error", reason[:5000]), RunTag("mlflow.note.content", f"{status}: {reason[:5000]}")]
+    try:
+        tracker_client().log_batch(run_id, tags=tags)
+    except Exception as err:
+        if unreachable(err):  # one retry window waited out is enough: forget the run here, once, quickly
+            with one_attempt(), contextlib.suppress(Exception):
+                mlflow.end_run(status)
+            log.warning("MLflow run %s could not be ended %s: the tracking store did not answer", run_id, status)
+            return False
+        log.warning("MLflow run %s: its reason could not be recorded: %s", run_id, _one_line(err))
+    try:
         mlflow.end_run(status)
-    if mlflow.active_run() is not None:  # the store refused: leave no run open in this process
-        mlflow.end_run(status)
+    except Exception as err:
+        log.warning("MLflow run %s could not be ended %s: %s", run_id, status, _one_line(err))
+        return not unreachable(err)
     log.info("MLflow run %s ended %s: %s", run_id, status, reason)
+    return True
+
+
+def _lost(tracker: Tracker, when: str, err: BaseException, back: bool = False) -> TrackingError:
+    """TrackingLostError while the server is away; a plain TrackingError once it answered again (the run ended)."""
+    message = f"MLflow tracking server {tracker.uri} stopped answering {when} ({outage(err)})"
+    return TrackingError(f"{message} (it answered again: the run ended FAILED)") if back else TrackingLostError(message)
+
+
+def _one_line(err: BaseException) -> str:
+    return one_line(str(err)) or type(err).__name__

@@ -15,9 +15,12 @@ from typing import Any
 import pandas as pd
 
 from logitlab import reports
-from logitlab.tracking.store import tracker_client
+from logitlab.tracking.store import tracker_client, unreachable
 
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
+# "pending" while a helper process draws the run's figures after the run ended, "attached" once they are in:
+# a resumed sweep runs again a FINISHED job whose figures never arrived (its sweep died first).
+FIGURES_TAG = "logitlab.figures"
 HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
 
 
@@ -82,12 +85,35 @@ def log_results(
     log_artifacts(run_id, record.artifacts)
 
 
+def expect_late_artifacts(run_id: str) -> None:
+    """Before the helper gets them: the run's figures will come after the run ended."""
+    tracker_client().set_tag(run_id, FIGURES_TAG, "pending")
+
+
+def attach_late_artifacts(run_id: str, paths: list[Path]) -> None:
+    """What a helper made after the run ended (its figures), then the tag that says they arrived. A server
+    still away after MLflow's retries gets a second retry window, as a run's end does (`lifecycle`)."""
+    for attempt in range(2):
+        try:
+            log_artifacts(run_id, paths)
+            break
+        except Exception as err:
+            if attempt or not unreachable(err):
+                raise
+    tracker_client().set_tag(run_id, FIGURES_TAG, "attached")
+
+
 def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> None:
     """The run's input as MLflow shows it in the runs table's Dataset column: `<name> (<digest>)`, its raw
-    columns as the schema and the split sizes as the profile."""
+    columns as the schema and the split sizes as the profile.
+
+    MLflow inserts a dataset new to the experiment without a lock, so parallel jobs (joblib, SLURM) logging it
+    at once collide on its unique key; the losers try once more, when MLflow finds the winner's row and links
+    it (SQLite: `UNIQUE constraint failed`, PostgreSQL behind a server: `... violates unique constraint`)."""
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # made at import
+    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     class SplitDataset(MetaDataset):
@@ -102,7 +128,13 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
     assert active is not None and active.info.run_id == run_id, "log_dataset logs to the active run"
     source = LocalArtifactDatasetSource(str(dataset.path))
     schema = infer_signature(example).inputs
-    mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+    for attempt in range(2):
+        try:
+            mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+            return
+        except MlflowException as err:
+            if attempt or "unique constraint" not in str(err).lower():
+                raise
 
 
 def log_artifacts(run_id: str, paths: list[Path]) -> None:

@@ -148,13 +148,56 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
 
 
 def attach(uri: str, experiment_id: str, experiment_name: str) -> Tracker:
-    """A store and experiment that someone already connected (a sweep's parent): point MLflow at them."""
+    """A store and experiment that someone already connected (a sweep's parent): point MLflow at them.
+
+    No health check here: the sweep checked the store before its first job, and a job that starts while the
+    server is briefly away must wait for it through MLflow's retries, not fail on the spot."""
     import mlflow
 
     _quiet()
-    _check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return Tracker(uri, experiment_id, experiment_name)
+
+
+def unreachable(err: BaseException) -> bool:
+    """Did a tracking call fail because the server did not answer (refused, timed out, or kept answering 5xx
+    while its database was away) even after MLflow's HTTP retries?"""
+    return _no_answer(err) is not None
+
+
+def outage(err: BaseException) -> str:
+    """How the server failed to answer, in a few words: what the client saw, after how many retries."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES
+
+    return f"{type(_no_answer(err)).__name__} after {RETRIES.name}={RETRIES.get()} retries"
+
+
+def _no_answer(err: BaseException) -> BaseException | None:
+    from requests.exceptions import ConnectionError, RetryError, Timeout
+
+    seen: BaseException | None = err
+    for _ in range(10):  # MlflowException wraps the requests error as its context
+        if seen is None or isinstance(seen, ConnectionError | RetryError | Timeout):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def one_attempt(timeout_s: int = 10) -> Iterator[None]:
+    """MLflow calls without retries and with a short timeout: clean-up on the way out must not wait out an
+    outage (what it could not end, `sweep.resume` ends later)."""
+    knobs = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+    saved = {key: os.environ.get(key) for key in knobs}
+    os.environ.update(knobs)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _quiet() -> None:

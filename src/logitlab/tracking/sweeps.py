@@ -2,13 +2,16 @@
 
 The parent's id, store and experiment reach the jobs through a file in the sweep directory: a joblib/loky
 worker or a submitit job reads it the same way, whatever process started it. Every job of a sweep is a child
-run in the parent's experiment, a job that failed included (FAILED, with its reason).
+run in the parent's experiment, a job that failed included (FAILED, with its reason). A job is known by its
+overrides (`job_key`): that is how a resumed sweep (`tracking.resume`) tells which jobs already FINISHED.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,9 +26,14 @@ from logitlab.tracking.store import Tracker, attach
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 PARENT_FILE = "mlflow_parent.json"
+LOST_FILE = "tracking_lost.json"  # written by the job whose tracking server stopped answering
 SWEEP_TAG = "logitlab.sweep_id"
+SLURM_JOB_TAG = "slurm.job_id"
+# Where the sweep's launching process runs: a resume refuses a sweep whose process is still alive.
+HOST_TAG, PID_TAG = "logitlab.host", "logitlab.pid"
 RUN_NAME_CHARS = 40  # what the MLflow UI's runs table shows of a name
 SHORT_KEYS = {"learning_rate": "lr"}  # run names only; the params keep the full keys
 SHORT_VALUE_CHARS = 8  # longer numbers are rounded in run names
@@ -40,9 +48,14 @@ class Parent:
     experiment_name: str
     varied: list[str] = field(default_factory=list)  # the keys the sweep varies: they name its children
     numbered: bool = False  # children's names end with the job number (a search may repeat a combination)
+    # A resumed sweep's jobs that already FINISHED under this parent: job key -> their sweep metric.
+    finished_jobs: dict[str, float | None] = field(default_factory=dict)
 
     def tracker(self) -> Tracker:
         return attach(self.uri, self.experiment_id, self.experiment_name)
+
+    def write(self, sweep_dir: Path) -> None:
+        io.write_json(sweep_dir / PARENT_FILE, asdict(self))
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ def start_sweep(
     sweep_id = hashlib.sha256(f"{sweep_dir.resolve()}{time.time_ns()}".encode()).hexdigest()[:12]
     tags = {
         **git_tags(),
+        **launcher_tags(),
         SWEEP_TAG: sweep_id,
         "logitlab.entry": "sweep parent",
         "hydra_overrides": " ".join(overrides) or "(defaults)",
@@ -70,8 +84,12 @@ def start_sweep(
     parent = Parent(
         run.info.run_id, sweep_id, tracker.uri, tracker.experiment_id, tracker.experiment_name, varied, numbered
     )
-    io.write_json(sweep_dir / PARENT_FILE, asdict(parent))
+    parent.write(sweep_dir)
     return parent
+
+
+def launcher_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
 def read_parent(sweep_dir: Path) -> Parent | None:
@@ -90,17 +108,48 @@ def job_run(
         yield run_id
 
 
-def record_failed_job(parent: Parent, job_num: int, overrides: list[str], reason: str) -> None:
-    """A job that never ran (Hydra could not compose its config): a FAILED child with the reason."""
+def record_failed_job(
+    parent: Parent, job_num: int, overrides: list[str], reason: str, tags: Mapping[str, str] | None = None
+) -> None:
+    """A job that never opened its run (Hydra could not compose its config, SLURM ended it before it
+    started): a FAILED child with the reason."""
     client = parent.tracker().client()
-    tags = {
+    all_tags = {
         **_job_tags(parent, job_num, overrides),
         "mlflow.parentRunId": parent.run_id,
-        "error": reason[:5000],
-        "mlflow.note.content": f"FAILED: {reason[:5000]}",
+        **_failure_tags("FAILED", reason),
+        **(tags or {}),
     }
-    run = client.create_run(parent.experiment_id, tags=tags, run_name=run_name(parent, job_num, overrides))
+    run = client.create_run(parent.experiment_id, tags=all_tags, run_name=run_name(parent, job_num, overrides))
     client.set_terminated(run.info.run_id, "FAILED")
+
+
+def end_lost_job(parent: Parent, job_num: int, overrides: list[str], reason: str, slurm_job_id: str) -> None:
+    """A SLURM job that ended without a result: its run, left RUNNING, ends FAILED with SLURM's reason; a job
+    that never opened one gets a FAILED child."""
+    tracker = parent.tracker()
+    client = tracker.client()
+    runs = [run for run in children(tracker, parent.run_id) if run.data.tags.get(SLURM_JOB_TAG) == slurm_job_id]
+    if not runs:
+        record_failed_job(parent, job_num, overrides, reason, {SLURM_JOB_TAG: slurm_job_id})
+    for run in runs:
+        if run.info.status == "RUNNING":
+            end_run(client, run.info.run_id, "FAILED", reason)
+
+
+def attach_job_logs(parent: Parent, logs: Mapping[str, list[Path]]) -> None:
+    """Each SLURM job's log files, under `slurm/` of the run that job tagged with its id (the newest, should
+    a reset cluster have given an id twice)."""
+    tracker = parent.tracker()
+    client = tracker.client()
+    newest = {}
+    for run in sorted(children(tracker, parent.run_id), key=lambda run: run.info.start_time):
+        if job_id := run.data.tags.get(SLURM_JOB_TAG):
+            newest[job_id] = run.info.run_id
+    for job_id, paths in logs.items():
+        for path in paths:
+            if job_id in newest and path.is_file():
+                client.log_artifact(newest[job_id], str(path), artifact_path="slurm")
 
 
 def _job_tags(parent: Parent | None, job_num: int, overrides: list[str]) -> dict[str, str]:
@@ -112,7 +161,48 @@ def _job_tags(parent: Parent | None, job_num: int, overrides: list[str]) -> dict
     }
     if parent:
         tags[SWEEP_TAG] = parent.sweep_id
+    if job_id := slurm_job_id():
+        tags[SLURM_JOB_TAG] = job_id
     return tags
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job this process runs in, named as squeue, sacct and submitit name it (`<array>_<task>`)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def job_key(overrides: str | list[str]) -> str:
+    """A job's identity across a sweep and its resumes: its overrides (a list, or a `hydra_overrides` tag),
+    in any order."""
+    words = overrides.split() if isinstance(overrides, str) else " ".join(overrides).split()
+    return " ".join(sorted(word for word in words if word != "(defaults)"))
+
+
+def latest_attempts(runs: list[Run]) -> list[Run]:
+    """The runs a sweep's summary counts: every FINISHED one, and a KILLED or FAILED one only if its job was
+    not run again later (by `sweep.resume`)."""
+    last_start: dict[str, int] = {}
+    for run in runs:
+        key = job_key(run.data.tags.get("hydra_overrides", ""))
+        last_start[key] = max(last_start.get(key, 0), run.info.start_time)
+    return [
+        run
+        for run in runs
+        if run.info.status == "FINISHED"
+        or run.info.start_time == last_start[job_key(run.data.tags.get("hydra_overrides", ""))]
+    ]
+
+
+def mark_tracking_lost(sweep_dir: Path, job_num: int, reason: str) -> None:
+    """The tracking server stopped answering in this job, past MLflow's retries: the sweep's other jobs
+    would only wait out the same outage, so they do not start (`tracking_lost`)."""
+    io.write_json(sweep_dir / LOST_FILE, {"job": job_num, "error": reason})
+
+
+def tracking_lost(sweep_dir: Path) -> dict[str, Any] | None:
+    file = sweep_dir / LOST_FILE
+    return dict(io.read_json(file)) if file.is_file() else None
 
 
 def run_name(parent: Parent | None, job_num: int, overrides: list[str]) -> str:
@@ -173,20 +263,36 @@ def end_sweep_early(parent: Parent, status: str, reason: str) -> None:
     client = tracker.client()
     for run in children(tracker, parent.run_id):
         if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "error", reason)
-            client.set_terminated(run.info.run_id, status)
-    client.set_tag(parent.run_id, "error", reason)
-    client.set_terminated(parent.run_id, status)
+            end_run(client, run.info.run_id, status, reason)
+    end_run(client, parent.run_id, status, reason)
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _failure_tags(status, reason).items()])
+    client.set_terminated(run_id, status)
+
+
+def _failure_tags(status: str, reason: str) -> dict[str, str]:
+    return {"error": reason[:5000], "mlflow.note.content": f"{status}: {reason[:5000]}"}
 
 
 def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | None, out_dir: Path) -> SweepSummary:
-    """Give the parent the best child's params and metrics, the sweep table and a comparison plot;
-    register the best model as `model_name`'s `champion` when it beats the current one (None: no registry)."""
+    """Give the parent the best child's params and metrics, the sweep table and a comparison plot over its
+    jobs' latest attempts; register the best model as `model_name`'s `champion` when it beats the current
+    one (None: no registry)."""
     from mlflow.entities import Metric, Param
 
     tracker = parent.tracker()
     client = tracker.client()
     runs = children(tracker, parent.run_id)
+    left_running = [run.info.run_id for run in runs if run.info.status == "RUNNING"]
+    for run_id in left_running:  # every job has returned: its run lost its end to an outage
+        end_run(client, run_id, "FAILED", "its job returned without ending this run: the tracking server was away")
+    if left_running:
+        runs = children(tracker, parent.run_id)
+    runs = latest_attempts(runs)
     best = selection.best_run(runs, sweep)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     failed = sum(r.info.status == "FAILED" for r in runs)
