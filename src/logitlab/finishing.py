@@ -44,8 +44,16 @@ def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label:
         expect_late_artifacts(run_id)
     if _pool is None:
         context = multiprocessing.get_context("spawn")
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_ignore_interrupts)
-    _pending.append((_pool.submit(_finish, stage, files, uri, run_id), label))
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    # The helper starts in the first submit. Ctrl-C reaches the whole process group: the sweep handles it
+    # (`stop`), and the helper, started with SIGINT blocked (a mask survives exec), finishes the figure it is
+    # drawing and exits instead of printing a traceback, even when the signal lands while it boots. Here the
+    # signal only waits until the mask is restored.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        _pending.append((_pool.submit(_finish, stage, files, uri, run_id), label))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def drain() -> int:
@@ -69,12 +77,6 @@ def stop() -> None:
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)
         _pool = None
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the sweep handles it (`stop`), and the helper finishes the
-    figure it is drawing, then exits, instead of printing a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) -> None:
