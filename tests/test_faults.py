@@ -30,7 +30,7 @@ from .conftest import BASE_ENV, logitlab, run, store_uri
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 OUTPUT_DIRS = ("data/raw", "data/interim", "data/processed", "models", "reports")
-TMP_NAME = re.compile(r"^\..+\.tmp$")
+TMP_NAME = re.compile(r"^\..+\.(tmp|old)$")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -53,8 +53,15 @@ def output_files(project: Path) -> list[Path]:
     return sorted(files)
 
 
+def temp_root(project: Path, path: Path) -> Path | None:
+    """The killed writer's temp file or directory (`io.atomic_path`, `io.atomic_dir`) that `path` is or is in."""
+    parts = path.relative_to(project).parts
+    hit = next((i for i, part in enumerate(parts) if TMP_NAME.match(part)), None)
+    return None if hit is None else Path(*parts[: hit + 1])
+
+
 def stray_temps(project: Path) -> list[str]:
-    return [str(p.relative_to(project)) for p in output_files(project) if TMP_NAME.match(p.name)]
+    return sorted({str(root) for p in output_files(project) if (root := temp_root(project, p)) is not None})
 
 
 def check_intact(project: Path) -> None:
@@ -63,8 +70,8 @@ def check_intact(project: Path) -> None:
     from logitlab.scoring import ScoringPipeline
 
     for path in output_files(project):
-        if TMP_NAME.match(path.name):
-            continue  # a temp file of a killed writer: never at an output path (checked after recovery)
+        if temp_root(project, path) is not None:
+            continue  # a killed writer's temp file or directory: never at an output path (checked after recovery)
         where = path.relative_to(project)
         if path.suffix == ".parquet":
             assert len(pd.read_parquet(path)) > 0, where
@@ -155,6 +162,59 @@ def test_sigkill_inside_atomic_write_keeps_old_content_and_next_write_removes_th
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("moment", ["writing", "between the renames"])
+def test_sigkill_inside_a_folder_replacement_is_cleaned_up_by_the_next_one(tmp_path: Path, moment: str) -> None:
+    """`io.replaced_folder` killed while its new folder is written, or after the old folder was moved aside:
+    what it left (a .tmp or a .old folder) is removed by the next replacement of that folder."""
+    target = tmp_path / "reports" / "plots"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from logitlab import io\n"
+            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'old.csv').write_text('old')\n"
+            "rename = os.rename\n"
+            "def rename_then_die(src, dst):\n"
+            "    rename(src, dst)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'new.csv').write_text('new')\n"
+            "    if sys.argv[2] == 'writing':\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    os.rename = rename_then_die\n",
+            str(target),
+            moment,
+        ],
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in target.parent.iterdir() if p.name != target.name)
+    assert len(left) == (1 if moment == "writing" else 2) and all(TMP_NAME.match(name) for name in left), left
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom logitlab import io\n"
+            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'next.csv').write_text('next')\n",
+            str(target),
+        ],
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in target.parent.iterdir()) == ["plots"]
+    assert sorted(p.name for p in target.iterdir()) == ["next.csv"]
+
+
 @pytest.mark.slow
 def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recovers(project: Path) -> None:
     """`dvc repro -f` killed (SIGKILL, whole process group) at seeded random moments, 6 times: each time every
@@ -196,7 +256,7 @@ def test_sigkill_during_dvc_repro_never_leaves_partial_outputs_and_repro_recover
     for temp in stray_temps(project):
         assert run(["git", "check-ignore", "-q", temp], project, check=False).returncode == 0, temp
         assert run(["dvc", "check-ignore", "-q", temp], project, check=False).returncode == 0, temp
-    finished = {path: digest for path, digest in digests(project).items() if not TMP_NAME.match(Path(path).name)}
+    finished = {path: digest for path, digest in digests(project).items() if temp_root(project, project / path) is None}
     assert finished == reference
     assert lock_outs(project) == reference_lock
     status = run(["dvc", "status"], project)

@@ -22,19 +22,24 @@ from logitlab.errors import DataError
 # Read once at import (single-threaded then): mkstemp makes 0600 files, outputs get the usual 0666 & ~umask.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-_TMP_SUFFIX = re.compile(r"(\d+)\.[a-z0-9_]{8}\.tmp")  # <pid>.<mkstemp's 8 random chars>.tmp
+# <pid>.<mkstemp's 8 random chars>.tmp, and .old for the folder `replaced_folder` moves aside
+_TMP_SUFFIX = re.compile(r"(\d+)\.[a-z0-9_]{8}\.(?:tmp|old)")
 
 
 def _remove_orphans(target: Path) -> None:
-    """Remove temp files of `target` left by writers that were killed (SIGKILL cannot run `finally`)."""
-    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+    """Remove temp files and folders of `target` left by writers that were killed (SIGKILL cannot run
+    `finally`)."""
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*"):
         match = _TMP_SUFFIX.fullmatch(tmp.name[len(target.name) + 2 :])
         if match is None:
             continue
         try:
             os.kill(int(match[1]), 0)
         except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
         except OSError:
             pass  # alive (another user's process)
 
@@ -71,6 +76,7 @@ def replaced_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     old = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")
     try:
