@@ -172,10 +172,9 @@ def placeholder(title: str, reason: str) -> Figure:
     return _figure(draw, title)
 
 
-def decision_boundary(
-    points: pd.DataFrame, y: np.ndarray, proba_of: Callable[[pd.DataFrame], np.ndarray], title: str
-) -> Figure:
-    """Probability contours over the two input columns, with the 0.5 boundary and the points."""
+def _grid(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """A GRID_POINTS x GRID_POINTS mesh over the first two columns, 10% beyond their range: the mesh's axes and
+    its points as a frame the model can score."""
     a, b = points.columns[:2]
     pad_a = 0.1 * float(np.ptp(points[a])) or 1.0
     pad_b = 0.1 * float(np.ptp(points[b])) or 1.0
@@ -183,7 +182,15 @@ def decision_boundary(
         np.linspace(points[a].min() - pad_a, points[a].max() + pad_a, GRID_POINTS),
         np.linspace(points[b].min() - pad_b, points[b].max() + pad_b, GRID_POINTS),
     )
-    grid = pd.DataFrame({a: grid_a.ravel(), b: grid_b.ravel()})
+    return grid_a, grid_b, pd.DataFrame({a: grid_a.ravel(), b: grid_b.ravel()})
+
+
+def decision_boundary(
+    points: pd.DataFrame, y: np.ndarray, proba_of: Callable[[pd.DataFrame], np.ndarray], title: str
+) -> Figure:
+    """Probability contours over the two input columns, with the 0.5 boundary and the points."""
+    a, b = points.columns[:2]
+    grid_a, grid_b, grid = _grid(points)
     proba = proba_of(grid).reshape(grid_a.shape)
 
     def draw(ax: Axes) -> None:
@@ -203,13 +210,7 @@ def decision_regions(
     """The predicted class over the two input columns as coloured regions, with the points coloured by class:
     the multiclass decision boundary (`predict` gives class codes)."""
     a, b = points.columns[:2]
-    pad_a = 0.1 * float(np.ptp(points[a])) or 1.0
-    pad_b = 0.1 * float(np.ptp(points[b])) or 1.0
-    grid_a, grid_b = np.meshgrid(
-        np.linspace(points[a].min() - pad_a, points[a].max() + pad_a, GRID_POINTS),
-        np.linspace(points[b].min() - pad_b, points[b].max() + pad_b, GRID_POINTS),
-    )
-    grid = pd.DataFrame({a: grid_a.ravel(), b: grid_b.ravel()})
+    grid_a, grid_b, grid = _grid(points)
     regions = predict(grid).reshape(grid_a.shape)
     k = len(names)
     cmap = matplotlib.colormaps["tab10" if k <= 10 else "tab20"].resampled(k)
