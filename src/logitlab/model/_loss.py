@@ -107,7 +107,54 @@ def _single_threaded_blas() -> Any:
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-class BinaryLogisticLoss:
+class _OnePassLoss:
+    """What the solvers call, for both losses: each answer comes from the subclass's one blocked pass over X
+    (`_pass`), which computes only what is asked. Newton's dense Hessian is the data term's
+    (`data_gradient_hessian`, which `ChunkedProblem` sums over blocks) plus the penalty (`penalise_hessian`)."""
+
+    def _pass(
+        self,
+        coef: FloatArray,
+        X: FloatArray,
+        y: FloatArray,
+        weights: FloatArray,
+        *,
+        want_loss: bool,
+        want_gradient: bool,
+    ) -> tuple[float, FloatArray, Any]:
+        raise NotImplementedError
+
+    def data_gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        raise NotImplementedError
+
+    def penalise_hessian(self, hessian: FloatArray, n_features: int) -> FloatArray:
+        raise NotImplementedError
+
+    def loss(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> float:
+        return self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)[0]
+
+    def loss_gradient(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        """Loss and gradient from one pass over ``X``."""
+        total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True)
+        return total, grad
+
+    def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
+        return self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)[1]
+
+    def gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Gradient and the dense Hessian, for Newton's method: one pass over ``X`` (binary O(n p^2) flops;
+        multinomial ((p + 1) K)^2 entries, K (K + 1) / 2 products per block)."""
+        grad, hessian = self.data_gradient_hessian(coef, X, y, weights)
+        return grad, self.penalise_hessian(hessian, X.shape[1])
+
+
+class BinaryLogisticLoss(_OnePassLoss):
     """Sample-weighted mean log-loss plus an L2 term on the weights (not on the intercept)."""
 
     def __init__(self, fit_intercept: bool, l2_strength: float = 0.0) -> None:
@@ -234,26 +281,6 @@ class BinaryLogisticLoss:
                 A[:, -1] = root
             hessian += A.T @ A
 
-    def loss(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> float:
-        return self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)[0]
-
-    def loss_gradient(
-        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
-    ) -> tuple[float, FloatArray]:
-        """Loss and gradient from one pass over ``X``."""
-        total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True)
-        return total, grad
-
-    def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
-        return self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)[1]
-
-    def gradient_hessian(
-        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Gradient and the dense Hessian, for Newton's method: one pass over ``X``, O(n p^2) flops."""
-        grad, hessian = self.data_gradient_hessian(coef, X, y, weights)
-        return grad, self.penalise_hessian(hessian, X.shape[1])
-
     def data_gradient_hessian(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
@@ -305,7 +332,7 @@ class BinaryLogisticLoss:
         return self.hessian_product(0.25 * weights, X, vector)
 
 
-class MultinomialLoss:
+class MultinomialLoss(_OnePassLoss):
     """Sample-weighted mean softmax cross-entropy over K classes plus an L2 term on the weights.
 
     The parameters are the flat vector of a (n_features + 1, K) matrix ``[[W], [b]]`` in row order (``W`` the
@@ -477,25 +504,6 @@ class MultinomialLoss:
             scale = float(np.trace(grid[row, :, row, :])) / n_classes
             grid[row, :, row, :] += (scale if scale > 0 else 1.0) / n_classes
         return hessian
-
-    def loss(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> float:
-        return self._pass(coef, X, y, weights, want_loss=True, want_gradient=False)[0]
-
-    def loss_gradient(
-        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
-    ) -> tuple[float, FloatArray]:
-        total, grad, _ = self._pass(coef, X, y, weights, want_loss=True, want_gradient=True)
-        return total, grad
-
-    def gradient(self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray) -> FloatArray:
-        return self._pass(coef, X, y, weights, want_loss=False, want_gradient=True)[1]
-
-    def gradient_hessian(
-        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Gradient and the dense ((p + 1) K)^2 Hessian (Newton): one pass, K (K + 1) / 2 products per block."""
-        grad, hessian = self.data_gradient_hessian(coef, X, y, weights)
-        return grad, self.penalise_hessian(hessian, X.shape[1])
 
     def data_gradient_hessian(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
