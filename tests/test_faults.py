@@ -115,44 +115,35 @@ def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def python_c(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -c code args` in the test environment, as a separate process a test can have killed."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=BASE_ENV, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 # ------------------------------------------------------------------------------------- atomic writes
 def test_sigkill_inside_atomic_write_keeps_old_content_and_next_write_removes_the_temp(tmp_path: Path) -> None:
     """A writer killed between writing the temp file and the rename leaves the old content in place; the next
     write of the same file cleans the orphaned temp file up; outputs get the usual umask permissions."""
     target = tmp_path / "out" / "metrics.json"
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys\n"
-            "from logitlab import io\n"
-            "io.write_json(sys.argv[1], {'old': 1})\n"
-            "with io.atomic_path(sys.argv[1]) as tmp:\n"
-            "    tmp.write_text('{\"new\": ')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n",
-            str(target),
-        ],
-        env=BASE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    killed = python_c(
+        "import os, signal, sys\n"
+        "from logitlab import io\n"
+        "io.write_json(sys.argv[1], {'old': 1})\n"
+        "with io.atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('{\"new\": ')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n",
+        str(target),
     )
     assert killed.returncode == -signal.SIGKILL
     assert json.loads(target.read_text()) == {"old": 1}
     orphans = [p.name for p in target.parent.iterdir() if p.name != target.name]
     assert len(orphans) == 1 and TMP_NAME.match(orphans[0]), orphans
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom logitlab import io\nio.write_json(sys.argv[1], {'new': 2})",
-            str(target),
-        ],
-        env=BASE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = python_c(
+        "import sys\nfrom logitlab import io\nio.write_json(sys.argv[1], {'new': 2})",
+        str(target),
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(target.read_text()) == {"new": 2}
@@ -167,48 +158,32 @@ def test_sigkill_inside_a_folder_replacement_is_cleaned_up_by_the_next_one(tmp_p
     """`io.replaced_folder` killed while its new folder is written, or after the old folder was moved aside:
     what it left (a .tmp or a .old folder) is removed by the next replacement of that folder."""
     target = tmp_path / "reports" / "plots"
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys\n"
-            "from logitlab import io\n"
-            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'old.csv').write_text('old')\n"
-            "rename = os.rename\n"
-            "def rename_then_die(src, dst):\n"
-            "    rename(src, dst)\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n"
-            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'new.csv').write_text('new')\n"
-            "    if sys.argv[2] == 'writing':\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n"
-            "    os.rename = rename_then_die\n",
-            str(target),
-            moment,
-        ],
-        env=BASE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    killed = python_c(
+        "import os, signal, sys\n"
+        "from logitlab import io\n"
+        "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'old.csv').write_text('old')\n"
+        "rename = os.rename\n"
+        "def rename_then_die(src, dst):\n"
+        "    rename(src, dst)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'new.csv').write_text('new')\n"
+        "    if sys.argv[2] == 'writing':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    os.rename = rename_then_die\n",
+        str(target),
+        moment,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left = sorted(p.name for p in target.parent.iterdir() if p.name != target.name)
     assert len(left) == (1 if moment == "writing" else 2) and all(TMP_NAME.match(name) for name in left), left
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom logitlab import io\n"
-            "with io.replaced_folder(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'next.csv').write_text('next')\n",
-            str(target),
-        ],
-        env=BASE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = python_c(
+        "import sys\nfrom logitlab import io\n"
+        "with io.replaced_folder(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'next.csv').write_text('next')\n",
+        str(target),
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in target.parent.iterdir()) == ["plots"]
