@@ -4,6 +4,7 @@ no traceback, and the previous outputs untouched. docs/reliability.md lists ever
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(tmp_path_factory.mktemp("bad") / "project")
     for name, content in CSV_CASES.items():
         (project / "data/raw/external" / f"{name}.csv").write_text(content)
+    cities = "city,x,label\n" + "".join(f"{c},{i},{'ab'[i % 2]}\n" for i, c in enumerate(["Zürich", "Genève"] * 40))
+    (project / "data/raw/external/latin1.csv").write_bytes(cities.encode("latin-1"))
+    (project / "data/raw/external/utf16.csv").write_bytes(cities.encode("utf-16"))
     return project
 
 
@@ -75,6 +79,9 @@ CASES = [
     ("undeclared missing marker", csv("marker"), ["column 'b'", "non-numeric values ['?']", "data.na_values"]),
     ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
     ("chunk_rows too small", csv("good", "data.chunk_rows=5"), ["data.chunk_rows", ">= 100"]),
+    ("CSV not in UTF-8", csv("latin1"), ["latin1.csv", "not utf-8: byte 0xfc at offset 14", "data.encoding=latin-1"]),
+    ("UTF-16 CSV", csv("utf16"), ["utf16.csv", "looks like UTF-16", "data.encoding=utf-16"]),
+    ("unknown encoding", csv("good", "data.encoding=latin-9000"), ["data.encoding", "latin-9000"]),
     ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
     (
         "expansion beyond memory",
@@ -104,6 +111,15 @@ def test_sweep_cli_bad_input(project: Path, overrides: list[str], needles: list[
     done = logitlab(["sweep", "mlflow=off", "model.max_iter=200", *overrides], project, check=False)
     assert_one_line_error(done, *needles)
     assert done.returncode == 2
+
+
+def test_a_csv_not_in_utf8_runs_with_its_data_encoding(project: Path) -> None:
+    """The fix the error names works: the text column's values come through as written."""
+    overrides = ["mlflow=off", "model.max_iter=50", "hydra.run.dir=outputs/latin1"]
+    done = logitlab(["sweep", *overrides, *csv("latin1", "data.encoding=latin-1")], project)
+    assert "test_accuracy=" in done.stdout + done.stderr
+    transforms = json.loads((project / "outputs/latin1/models/transforms.json").read_text())
+    assert transforms["preprocessor"]["categorical"]["city"]["categories"] == ["Genève", "Zürich"]
 
 
 def test_a_sweep_ranking_by_a_validation_metric_under_cross_validation_is_refused(project: Path) -> None:
