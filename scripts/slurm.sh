@@ -373,9 +373,10 @@ cmd_start() {
     cat <<EOF
 slurm.sh: SLURM cluster '$CLUSTER_NAME' is up: node $NODE_NAME ($(node_hardware | grep -oE 'CPUs=[0-9]+|RealMemory=[0-9]+' | tr '\n' ' ')MB), partition '$PARTITION'
   state: $STATE_DIR
-To use it from this shell:
-  export SLURM_CONF=$SLURM_CONF_FILE
+Sweeps find it in any shell:
   python -m logitlab.sweep -m hydra/launcher=slurm model.C=0.1,1,10
+SLURM's own commands (sinfo, squeue, sacct) need:
+  export SLURM_CONF=$SLURM_CONF_FILE
 EOF
 }
 

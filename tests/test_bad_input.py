@@ -4,12 +4,16 @@ no traceback, and the previous outputs untouched. docs/reliability.md lists ever
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import logitlab, make_project, run
+from .conftest import BASE_ENV, logitlab, make_project, run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -32,6 +36,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(tmp_path_factory.mktemp("bad") / "project")
     for name, content in CSV_CASES.items():
         (project / "data/raw/external" / f"{name}.csv").write_text(content)
+    cities = "city,x,label\n" + "".join(f"{c},{i},{'ab'[i % 2]}\n" for i, c in enumerate(["Zürich", "Genève"] * 40))
+    (project / "data/raw/external/latin1.csv").write_bytes(cities.encode("latin-1"))
+    (project / "data/raw/external/utf16.csv").write_bytes(cities.encode("utf-16"))
     return project
 
 
@@ -72,6 +79,9 @@ CASES = [
     ("undeclared missing marker", csv("marker"), ["column 'b'", "non-numeric values ['?']", "data.na_values"]),
     ("too small for the split", csv("tiny"), ["too small", "preprocess.test_size"]),
     ("chunk_rows too small", csv("good", "data.chunk_rows=5"), ["data.chunk_rows", ">= 100"]),
+    ("CSV not in UTF-8", csv("latin1"), ["latin1.csv", "not utf-8: byte 0xfc at offset 14", "data.encoding=latin-1"]),
+    ("UTF-16 CSV", csv("utf16"), ["utf16.csv", "looks like UTF-16", "data.encoding=utf-16"]),
+    ("unknown encoding", csv("good", "data.encoding=latin-9000"), ["data.encoding", "latin-9000"]),
     ("expansion too big", ["data=breast_cancer", "features.degree=6"], ["features.degree=6", "features.max_features"]),
     (
         "expansion beyond memory",
@@ -103,11 +113,54 @@ def test_sweep_cli_bad_input(project: Path, overrides: list[str], needles: list[
     assert done.returncode == 2
 
 
+def test_a_csv_not_in_utf8_runs_with_its_data_encoding(project: Path) -> None:
+    """The fix the error names works: the text column's values come through as written."""
+    overrides = ["mlflow=off", "model.max_iter=50", "hydra.run.dir=outputs/latin1"]
+    done = logitlab(["sweep", *overrides, *csv("latin1", "data.encoding=latin-1")], project)
+    assert "test_accuracy=" in done.stdout + done.stderr
+    transforms = json.loads((project / "outputs/latin1/models/transforms.json").read_text())
+    assert transforms["preprocessor"]["categorical"]["city"]["categories"] == ["Genève", "Zürich"]
+
+
 def test_a_sweep_ranking_by_a_validation_metric_under_cross_validation_is_refused(project: Path) -> None:
     """With preprocess.cv_folds the validation split joins training: ranking by val_* would rank nothing."""
     done = logitlab(["sweep", "-m", "mlflow=off", "preprocess.cv_folds=3", "model.C=0.5,2"], project, check=False)
     error = assert_one_line_error(done, "none of its 2 jobs finished", "sweep.metric", "cv_accuracy_mean")
     assert done.returncode == 2, error
+
+
+def test_a_slurm_sweep_with_no_cluster_configured_says_to_run_make_slurm(tmp_path: Path) -> None:
+    """A fresh shell (no SLURM_* variables), no system SLURM config, no `make slurm` in this project: one line
+    saying what to run, before any job and before the sweep's parent run."""
+    from logitlab.cluster import SYSTEM_CONFIGS
+
+    if any(path.is_file() for path in SYSTEM_CONFIGS):
+        pytest.skip("this machine has a SLURM configuration of its own")
+    project = make_project(tmp_path / "project")
+    fresh_shell = {key: value for key, value in BASE_ENV.items() if not key.startswith("SLURM")}
+    command = [sys.executable, "-m", "logitlab.sweep", "-m", "hydra/launcher=slurm", "model.C=0.1,1,10"]
+    done = subprocess.run(command, cwd=project, env=fresh_shell, capture_output=True, text=True, timeout=300)
+    line = assert_one_line_error(done, "hydra/launcher=slurm", "make slurm", "SLURM_CONF", str(project / ".slurm"))
+    assert done.returncode == 2, line
+    assert not (project / "mlflow.db").exists() and not list(project.glob("multirun/*/*/*/job.json"))
+
+
+def test_slurm_conf_wins_over_the_project_cluster_which_is_found_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logitlab.cluster import SYSTEM_CONFIGS, use_slurm_config
+    from logitlab.errors import ConfigError
+
+    if any(path.is_file() for path in SYSTEM_CONFIGS):
+        pytest.skip("this machine has a SLURM configuration of its own")
+    (tmp_path / ".slurm").mkdir()
+    (tmp_path / ".slurm" / "slurm.conf").write_text("ClusterName=logitlab\n")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "gone.conf"))
+    with pytest.raises(ConfigError, match=r"^SLURM_CONF: .*gone.conf does not exist"):
+        use_slurm_config(tmp_path)
+    monkeypatch.delenv("SLURM_CONF")
+    use_slurm_config(tmp_path)
+    assert Path(os.environ["SLURM_CONF"]) == tmp_path / ".slurm" / "slurm.conf"
 
 
 def test_debug_mode_shows_the_traceback(project: Path) -> None:

@@ -1,18 +1,24 @@
 """The project's Optuna sweeper without a sweep: Hydra's sweep syntax as optuna distributions, its config
-checks, and trials of an interrupted batch told FAILED. (tests/test_sweep.py runs it for real.)"""
+checks, trials of an interrupted batch told FAILED, a resumed study searching on. (tests/test_sweep.py runs it
+for real.)"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from hydra_plugins.logitlab_optuna_sweeper._study import Settings, optimize, search_space
+from hydra_plugins.logitlab_optuna_sweeper.config import CmaEsSamplerConfig, RandomSamplerConfig, TPESamplerConfig
 
 from .conftest import logitlab
 
@@ -76,6 +82,40 @@ def test_trials_of_an_interrupted_batch_end_failed_not_running(tmp_path: Path) -
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
 
 
+class CompletingLauncher:
+    """A launcher whose jobs all complete at once, with the same value."""
+
+    def launch(self, job_overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
+        return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value=0.5) for o in job_overrides]
+
+
+def trial_params(storage: str, study_name: str = "s") -> list[tuple[object, ...]]:
+    return [tuple(t.params.values()) for t in optuna.load_study(study_name=study_name, storage=storage).trials]
+
+
+def run_study(sampler_config: DictConfig, storage: str, sweep_dir: Path, space: Sequence[str]) -> None:
+    """Three trials, the sampler instantiated from its config as Hydra does."""
+    settings = Settings.checked(instantiate(sampler_config), "maximize", storage, "s", 3, 1, None)
+    optimize(settings, space, CompletingLauncher(), str(sweep_dir), sampler_config)
+
+
+@pytest.mark.parametrize("sampler", [TPESamplerConfig, RandomSamplerConfig, CmaEsSamplerConfig])
+def test_a_resumed_study_searches_on_reproducibly_with_every_sampler(sampler: type, tmp_path: Path) -> None:
+    """Seeded samplers start with random trials: resumed, the study gets new ones, the same ones every time."""
+    config = OmegaConf.structured(sampler(seed=7))
+    if "n_startup_trials" in config:
+        config.n_startup_trials = 10  # all six trials in the start-up phase, as for the sweep's TPE
+    db, again = tmp_path / "optuna.db", tmp_path / "again.db"
+    space = ["x=interval(0, 1)", "k=choice(1, 2, 3)"]
+    run_study(config, f"sqlite:///{db}", tmp_path, space)
+    shutil.copy(db, again)
+    run_study(config, f"sqlite:///{db}", tmp_path, space)
+    run_study(config, f"sqlite:///{again}", tmp_path, space)
+    first, resumed = trial_params(f"sqlite:///{db}")[:3], trial_params(f"sqlite:///{db}")[3:]
+    assert len(resumed) == 3 and not set(first) & set(resumed), (first, resumed)
+    assert trial_params(f"sqlite:///{again}") == first + resumed
+
+
 def sweep_line(project: Path, *overrides: str) -> str:
     """The one `error:` line a sweep that is refused prints (exit 2, no traceback)."""
     done = logitlab(["sweep", "-m", "hparams_search=lr_penalty", "mlflow=off", *overrides], project, check=False)
@@ -104,3 +144,18 @@ def test_a_storage_that_cannot_be_opened_or_a_changed_search_space_is_one_line(p
         "error: hydra.sweeper.params.model.C: study 'lr_penalty' searched it as FloatDistribution before, "
         "now as CategoricalDistribution; set another hydra.sweeper.study_name for a new search space"
     )
+
+
+def test_the_same_search_command_run_again_searches_on_reproducibly(project: Path) -> None:
+    """As a user resumes a study: the same command twice, fewer trials than TPE's 10 random start-up ones. The
+    second run's trials are new points, and the same second run from the same first one proposes them again."""
+    db, again = project / "optuna.db", project / "again.db"
+    command = ["sweep", "-m", "hparams_search=lr_penalty", "hydra.sweeper.n_trials=3", "mlflow=off"]
+    command += ["data=circles", "model.max_iter=20"]
+    logitlab([*command, f"hydra.sweeper.storage=sqlite:///{db}"], project)
+    shutil.copy(db, again)
+    for storage in (db, again):
+        logitlab([*command, f"hydra.sweeper.storage=sqlite:///{storage}"], project)
+    params = trial_params(f"sqlite:///{db}", "lr_penalty")
+    assert len(params) == 6 and not set(params[:3]) & set(params[3:]), params
+    assert trial_params(f"sqlite:///{again}", "lr_penalty") == params

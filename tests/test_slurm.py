@@ -110,6 +110,19 @@ def test_sweep_runs_each_job_as_a_slurm_job(slurm_env: dict[str, str], tmp_path:
     check_sweep_on_slurm(MlflowClient(store_uri(project)), "synthetic", slurm_env, tmp_path)
 
 
+def test_the_readme_command_finds_the_project_cluster_from_a_fresh_shell(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    """After `make slurm`, a shell that never exported SLURM_CONF: the sweep finds the project's own cluster."""
+    project = make_project(tmp_path / "project")
+    (project / ".slurm").symlink_to(REPO / ".slurm")  # this project's `make slurm`
+    fresh_shell = {key: value for key, value in BASE_ENV.items() if not key.startswith("SLURM")}
+    command = [sys.executable, "-m", "logitlab.sweep", "-m", "hydra/launcher=slurm", "model.C=0.1,1,10", *FAST]
+    done = subprocess.run(command, cwd=project, env=fresh_shell, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    check_sweep_on_slurm(MlflowClient(store_uri(project)), "synthetic", slurm_env, tmp_path)
+
+
 @pytest.mark.server
 def test_sweep_on_slurm_into_the_team_tracking_server(
     slurm_env: dict[str, str], server: MlflowServer, tmp_path: Path

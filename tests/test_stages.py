@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from logitlab import config, io, pipeline, reports
 from logitlab.errors import DataError
 from logitlab.scoring import ScoringPipeline
-from logitlab.sources import TARGET
+from logitlab.sources import TARGET, CsvChunks
 from logitlab.stages import feature_engineer, ingest, preprocess
 
 from .conftest import REPO
@@ -90,6 +92,77 @@ def test_ingest_csv_errors_name_file_and_column(
         file.write_text(content)
     with pytest.raises(DataError, match=message):
         ingest.run(csv_config(file, **overrides), tmp_path)
+
+
+SWISS = "city,x,label\n" + "".join(
+    f"{city},{i},{'ab'[i % 2]}\n" for i, city in enumerate(["Zürich", "Genève", "Bern"] * 50)
+)
+
+
+def ingested(file: Path, **overrides: object) -> tuple[pd.DataFrame, dict]:
+    """The CSV as ingest reads it, in memory or (with chunk_rows) chunk by chunk; the frame and its labels."""
+    cfg = csv_config(file, **overrides)
+    if isinstance(cfg, config.CsvData) and cfg.chunk_rows is not None:
+        chunks = CsvChunks(cfg, file.parent)
+        return pd.concat(list(chunks), ignore_index=True), chunks.labels
+    frame, schema = ingest.run(cfg, file.parent)
+    return frame, schema["labels"]
+
+
+def one_hot_cities(file: Path, **overrides: object) -> list[str]:
+    """The city column's categories in the preprocess report: the file's text as read."""
+    frame, labels = ingested(file, **overrides)
+    _, _, report, _ = preprocess.run(frame, PRE, seed=1, labels=labels)
+    return report["one_hot"]["city"]
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 100])  # in memory, and streamed (a bad byte past the first chunk)
+def test_a_csv_not_in_utf8_names_the_byte_and_data_encoding_then_reads_with_it(tmp_path: Path, chunk_rows) -> None:
+    file = tmp_path / "swiss.csv"
+    file.write_bytes(SWISS.encode("latin-1"))
+    offset = SWISS.encode("latin-1").index("ü".encode("latin-1"))
+    message = (
+        f"data.path: CSV file '{file}' is not utf-8: byte 0xfc at offset {offset} does not decode; set data.encoding"
+    )
+    with pytest.raises(DataError, match=f"^{re.escape(message)}.*data.encoding=latin-1$"):
+        ingested(file, chunk_rows=chunk_rows)
+    assert one_hot_cities(file, encoding="latin-1", chunk_rows=chunk_rows) == ["Bern", "Genève", "Zürich"]
+    if chunk_rows:
+        late = tmp_path / "late.csv"
+        late.write_bytes(SWISS.replace("Zürich", "Zurich").encode() + "Genève,1,a\n".encode("latin-1"))
+        offset = late.read_bytes().index(b"\xe8", len(SWISS))
+        with pytest.raises(DataError, match=f"byte 0xe8 at offset {offset} does not decode"):
+            ingested(late, chunk_rows=chunk_rows)
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_reads_as_without(tmp_path: Path) -> None:
+    file = tmp_path / "bom.csv"
+    file.write_bytes(codecs.BOM_UTF8 + SWISS.encode())
+    for chunk_rows in (None, 100):
+        frame, _ = ingested(file, chunk_rows=chunk_rows)
+        assert list(frame.columns) == ["city", "x", TARGET]  # no BOM in the first column's name
+    assert one_hot_cities(file) == ["Bern", "Genève", "Zürich"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le"])  # with a byte-order mark, and without (NUL bytes)
+def test_a_utf16_csv_gets_the_hint_then_reads_with_data_encoding(tmp_path: Path, codec: str) -> None:
+    file = tmp_path / "wide.csv"
+    file.write_bytes(SWISS.encode(codec))
+    for chunk_rows in (None, 100):
+        with pytest.raises(DataError, match=r"looks like UTF-16 .*; set data.encoding=utf-16$"):
+            ingested(file, chunk_rows=chunk_rows)
+    assert one_hot_cities(file, encoding=codec) == ["Bern", "Genève", "Zürich"]
+    assert one_hot_cities(file, encoding=codec, chunk_rows=100) == ["Bern", "Genève", "Zürich"]
+
+
+def test_an_unknown_encoding_is_refused_naming_data_encoding_and_is_part_of_the_ingest_key(tmp_path: Path) -> None:
+    for name in ("latin-9000", "base64"):
+        with pytest.raises(config.ConfigError, match=f"config key 'data.encoding': .*got '{name}'"):
+            csv_config(tmp_path / "x.csv", encoding=name)
+    file = tmp_path / "swiss.csv"
+    file.write_bytes(SWISS.encode("latin-1"))
+    keys = {pipeline.cache_key(ingest.STAGE, csv_config(file, encoding=e), [], tmp_path) for e in ("latin-1", "cp1252")}
+    assert len(keys) == 2
 
 
 # -------------------------------------------------------------------------------------- preprocess

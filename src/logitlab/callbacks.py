@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from logitlab import cluster, finishing, sweep_job
 from logitlab import config as settings
-from logitlab import finishing, sweep_job
 from logitlab.cli import debug, fail, raise_interrupt
 from logitlab.errors import ConfigError, LogitlabError
 
@@ -53,8 +53,10 @@ class TrackingCallback(Callback):
         signal.signal(signal.SIGTERM, raise_interrupt)
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         outcome.clear()
-        try:  # a metric name no job could rank by stops the sweep here, whatever its sweeper
+        try:  # a metric name no job could rank by, or no cluster to submit to, stops the sweep here
             sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
+            if cluster.is_slurm_launcher(str(config.hydra.launcher.get("_target_", ""))):
+                cluster.use_slurm_config(settings.project_root())
             parent = _open_parent(config)
         except LogitlabError as err:  # stop before any job runs
             fail(str(err))

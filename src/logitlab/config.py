@@ -99,6 +99,7 @@ class CsvData:
     drop: list[str | int] = field(default_factory=list)
     sep: str = ","
     chunk_rows: int | None = None  # rows per chunk: stream the CSV and every stage after it (None: in memory)
+    encoding: str = "utf-8"  # of the CSV's text; utf-8 also reads a file that starts with a byte-order mark
 
 
 DATA_SOURCES: dict[str, type] = {
@@ -221,7 +222,17 @@ def data_config(raw: Any) -> DataConfig:
         raise ConfigError("config keys 'data.positive_label' and 'data.negative_label': set one, not both")
     if isinstance(cfg, CsvData) and cfg.chunk_rows is not None:
         _check_range("data.chunk_rows", cfg.chunk_rows >= 100, "null or an integer >= 100", cfg.chunk_rows)
+    if isinstance(cfg, CsvData):
+        _check_range("data.encoding", _is_text_encoding(cfg.encoding), "a text encoding such as latin-1", cfg.encoding)
     return cfg
+
+
+def _is_text_encoding(name: str) -> bool:
+    try:
+        "".encode(name)  # refuses unknown names and codecs that are not text encodings (base64, rot13)
+    except LookupError:
+        return False
+    return True
 
 
 def preprocess_config(raw: Any) -> PreprocessConfig:

@@ -9,6 +9,7 @@ order (`{"classes": [...]}`). `class_names` reads either description.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,7 +95,10 @@ def _csv_file(cfg: CsvData, root: Path) -> Path:
 
 
 def _read_csv(cfg: CsvData, file: Path, **options: Any) -> Any:
-    """`pd.read_csv` with the config's options (a reader of chunks when `chunksize` is given)."""
+    """`pd.read_csv` with the config's options (a reader of chunks when `chunksize` is given); a file that does
+    not decode in `data.encoding` is a DataError naming the byte and the key to set. A chunk reader decodes
+    lazily, so a bad byte past its first chunk shows as the chunks are read: see `_decoded`."""
+    encoding = _text_encoding(cfg, file)
     try:
         return pd.read_csv(
             file,
@@ -102,12 +106,67 @@ def _read_csv(cfg: CsvData, file: Path, **options: Any) -> Any:
             sep=cfg.sep,
             na_values=cfg.na_values or None,
             skipinitialspace=True,
+            encoding=encoding,
             **options,
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"data.path: CSV file '{file}' is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise _undecodable(file, encoding) from None
+    except pd.errors.ParserError as err:
         raise DataError(f"data.path: CSV file '{file}' cannot be parsed: {' '.join(str(err).split())}") from None
+
+
+def _decoded(reader: Any, file: Path, cfg: CsvData) -> Iterator[pd.DataFrame]:
+    """The chunks of a chunk reader, a byte that does not decode past the first chunk told as `_read_csv` does."""
+    try:
+        yield from reader
+    except UnicodeDecodeError:
+        raise _undecodable(file, _text_encoding(cfg, file)) from None
+
+
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+SNIFF_BYTES = 4096
+
+
+def _text_encoding(cfg: CsvData, file: Path) -> str:
+    """The codec to read with: `data.encoding`, utf-8 as utf-8-sig (a byte-order mark is not part of the first
+    column's name). A file that looks like UTF-16 (its byte-order mark, or NUL bytes, which no CSV in an 8-bit
+    encoding holds) while another encoding is set is a DataError saying so."""
+    name = codecs.lookup(cfg.encoding).name
+    if name.startswith("utf-16"):
+        return cfg.encoding
+    with open(file, "rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+    if head.startswith(UTF16_BOMS) or head.count(0) > len(head) // 4:
+        raise DataError(
+            f"data.path: CSV file '{file}' looks like UTF-16 (its first bytes are {head[:4].hex(' ')}), "
+            f"not {cfg.encoding}; set data.encoding=utf-16"
+        )
+    return "utf-8-sig" if name == "utf-8" else cfg.encoding
+
+
+def _undecodable(file: Path, encoding: str) -> DataError:
+    """Where the file first fails to decode, found by decoding it again block by block (pandas' own error
+    counts from the start of its buffer, not of the file)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with open(file, "rb") as stream:
+        while True:
+            block = stream.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                start = offset - (len(err.object) - len(block)) + err.start  # bytes held over from the last block
+                byte, name = err.object[err.start], encoding.removesuffix("-sig")
+                return DataError(
+                    f"data.path: CSV file '{file}' is not {name}: byte 0x{byte:02x} at offset {start} does not "
+                    "decode; set data.encoding to the file's encoding, e.g. data.encoding=latin-1"
+                )
+            if not block:
+                break
+            offset += len(block)
+    return DataError(f"data.path: CSV file '{file}' does not decode as {encoding}; set data.encoding")
 
 
 def _checked_labels(frame: pd.DataFrame, cfg: CsvData, file: Path) -> pd.Series:
@@ -181,7 +240,7 @@ class CsvChunks:
         codes: dict[str, int] = {}  # label as text -> its code (no label named)
         seen: dict[str, Any] = {}  # label as text -> the original value, in code order (kept for the schema)
         with _read_csv(cfg, file, chunksize=cfg.chunk_rows) as reader:
-            for frame in reader:
+            for frame in _decoded(reader, file, cfg):
                 labels = _checked_labels(frame, cfg, file)
                 text = labels.astype(str)
                 new = {str(value): value for value in labels.unique().tolist() if str(value) not in seen}
@@ -210,7 +269,7 @@ class CsvChunks:
         target = self.cfg.target if self.cfg.header else int(self.cfg.target)
         values: dict[str, Any] = {}
         with _read_csv(self.cfg, self.file, chunksize=self.cfg.chunk_rows, usecols=[target]) as reader:
-            for frame in reader:
+            for frame in _decoded(reader, self.file, self.cfg):
                 values.update({str(value): value for value in frame.iloc[:, 0].dropna().unique().tolist()})
         return values
 

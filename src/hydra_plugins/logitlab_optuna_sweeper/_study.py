@@ -3,8 +3,9 @@ Hydra jobs and told back; a job that failed (it raised, or returned NaN) is told
 
 Only optuna's public API: `create_study(load_if_exists=True)`, `Study.ask(fixed_distributions)`, `Study.tell`.
 A study in an RDB storage is loaded when it exists, so the same command run again resumes it: the sampler
-sees every earlier trial, and `n_trials` more run. Trials asked for but not told when the command is
-interrupted are told FAILED, so no trial of ours stays RUNNING in the storage.
+sees every earlier trial, and `n_trials` more run, from a seed of their own (`resumed_sampler`). Trials asked
+for but not told when the command is interrupted are told FAILED, so no trial of ours stays RUNNING in the
+storage.
 """
 
 from __future__ import annotations
@@ -110,17 +111,27 @@ def distribution(override: Override) -> BaseDistribution:
 
 
 # ---------------------------------------------------------------------------------------------- study
-def optimize(settings: Settings, arguments: Sequence[str], launcher: Any, sweep_dir: str) -> None:
+def optimize(
+    settings: Settings,
+    arguments: Sequence[str],
+    launcher: Any,
+    sweep_dir: str,
+    sampler_config: DictConfig | None = None,
+) -> None:
+    """Run `settings.n_trials` trials; `sampler_config` (`hydra.sweeper.sampler`) rebuilds a resumed study's
+    sampler with a seed of its own."""
     params = [f"{key}={value}" for key, value in settings.params.items()]
     space, fixed = search_space([*params, *arguments])
-    study = _study(settings)
+    study = _study(settings, settings.sampler)
     earlier = len(study.trials)
     _check_resumable(study, space)
+    if earlier:
+        study = _study(settings, resumed_sampler(settings.sampler, sampler_config, earlier))
     log.info(
         "Optuna study '%s' (%s, %s, %s): %s; %d trials to run",
         study.study_name,
         settings.storage or "in memory",
-        type(settings.sampler).__name__,
+        type(study.sampler).__name__,
         settings.direction,
         f"resumed with {earlier} earlier trials" if earlier else "new",
         settings.n_trials,
@@ -141,7 +152,26 @@ def optimize(settings: Settings, arguments: Sequence[str], launcher: Any, sweep_
     _write_results(study, Path(sweep_dir) / RESULTS_FILE)
 
 
-def _study(settings: Settings) -> optuna.Study:
+def resumed_sampler(
+    sampler: optuna.samplers.BaseSampler, sampler_config: DictConfig | None, earlier: int
+) -> optuna.samplers.BaseSampler:
+    """The sampler for a study resumed with `earlier` trials. Started again from its configured seed, a seeded
+    sampler (tpe, random, cmaes: each starts with random trials) would propose the study's first trials once
+    more; rebuilt from its config with a seed drawn from (seed, earlier), it searches on, and the same commands
+    give the same trials. An unseeded sampler draws fresh entropy anyway and is kept."""
+    seed = sampler_config.get("seed") if sampler_config is not None else None
+    if seed is None:
+        return sampler
+    import numpy as np
+    from hydra.utils import instantiate
+
+    resumed_seed = int(np.random.SeedSequence([int(seed), earlier]).generate_state(1)[0])
+    resumed = instantiate(sampler_config, seed=resumed_seed)
+    assert isinstance(resumed, optuna.samplers.BaseSampler)
+    return resumed
+
+
+def _study(settings: Settings, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """The study, created or loaded; a storage that cannot be opened is a HydraException naming it."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -149,7 +179,7 @@ def _study(settings: Settings) -> optuna.Study:
         return optuna.create_study(
             study_name=settings.study_name,
             storage=settings.storage,
-            sampler=settings.sampler,
+            sampler=sampler,
             direction=optuna.study.StudyDirection[settings.direction.upper()],
             load_if_exists=True,
         )

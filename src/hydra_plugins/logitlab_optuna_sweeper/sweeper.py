@@ -37,4 +37,5 @@ class OptunaSweeper(Sweeper):
         from hydra_plugins.logitlab_optuna_sweeper import _study
 
         assert self.config is not None and self.launcher is not None
-        _study.optimize(self.settings, arguments, self.launcher, str(self.config.hydra.sweep.dir))
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        _study.optimize(self.settings, arguments, self.launcher, sweep_dir, self.config.hydra.sweeper.sampler)
