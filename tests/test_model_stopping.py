@@ -49,7 +49,7 @@ RUNNING = {
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multinomial"])
 def easy(request) -> tuple[np.ndarray, np.ndarray]:
-    """120 standardised rows, 4 features, well separated classes: every solver converges quickly."""
+    """120 rows of standardised data, 4 features, well separated classes: every solver converges quickly."""
     X, y = make_classification(
         300, 4, n_informative=3, n_redundant=0, n_classes=request.param, n_clusters_per_class=1, random_state=0
     )
