@@ -41,10 +41,10 @@ EXPS_COLUMNS := Experiment$$|Created$$|(data|preprocess|features|model|mlflow)\.
 exps: setup ## dvc exp show, readable: the params that vary and the headline metrics
 	$(VENV)/bin/dvc exp show --only-changed --md --no-pager --drop '^(?!$(EXPS_COLUMNS))'
 
-test: setup ## Set up, then run the test suite (fast and pipeline tests)
+test: setup ## Set up, then run the fast test suite (make test-slow runs the rest)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup ## Long tests: fault injection, tracking server and its outages, SLURM, browser, the tutorial's numbers (CI runs them too)
+test-slow: setup ## Long tests: the real dvc repro/exp run, fault injection, tracking server and its outages, SLURM, browser, the tutorial's numbers (CI runs them too)
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## ruff lint + format check + mypy

@@ -15,6 +15,16 @@ from .conftest import REPO
 CONF = REPO / "conf"
 
 
+# Where each group's settings land once validated: the settings of the stage that reads the group.
+SETTINGS_OF_GROUP = {
+    "data": lambda settings: settings["ingest"],
+    "preprocess": lambda settings: settings["preprocess"].preprocess,
+    "features": lambda settings: settings["feature-engineer"],
+    "model": lambda settings: settings["train"],
+    "mlflow": lambda settings: settings["evaluate"],
+}
+
+
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
@@ -29,13 +39,40 @@ def test_write_params_reproduces_params_yaml(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
 
 
+def test_write_params_with_overrides_is_what_dvc_exp_run_set_param_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvc exp run -S data=circles -S features.degree=2` recomposes params.yaml with DVC's compose_and_dump,
+    which write_params calls (the real `dvc exp run` is a slow test of test_pipeline_dvc.py)."""
+    monkeypatch.chdir(REPO)
+    overrides = ["features.degree=2", "data=circles"]
+    config.write_params(tmp_path / "params.yaml", overrides)
+    written = config.load_params(tmp_path / "params.yaml")
+    assert written["features"]["degree"] == 2 and written["data"]["name"] == "circles"
+    assert written == config.compose(overrides, config_dir=CONF)
+
+
 @pytest.mark.parametrize(
     "group,option",
     [(g, o) for g in ("data", "preprocess", "features", "model", "mlflow") for o in options(g) if o != "csv"],
 )
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
-    validated = pipeline.settings(config.compose([f"{group}={option}"], config_dir=CONF))
-    assert validated["preprocess"].seed == 42 and validated["train"]["random_state"] == 42
+    """Each key the option's file sets reaches the validated settings of the stage that reads the group (the
+    keys it inherits through `defaults` are those of another option, tested as that one)."""
+    params = config.compose([f"{group}={option}"], config_dir=CONF)
+    validated = SETTINGS_OF_GROUP[group](pipeline.settings(params))
+    own = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+    own.pop("defaults", None)
+    assert own, f"{group}/{option}.yaml sets nothing"
+    for key, value in own.items():
+        expected = params[group][key] if isinstance(value, str) and "${" in value else value  # interpolated
+        actual = validated[key] if isinstance(validated, dict) else getattr(validated, key)
+        assert actual == expected, f"{group}={option}: {key}"
+
+
+def test_seed_seeds_the_split_and_the_model() -> None:
+    validated = pipeline.settings(config.compose(["seed=7"], config_dir=CONF))
+    assert validated["preprocess"].seed == 7 and validated["train"]["random_state"] == 7
 
 
 def test_csv_option_needs_path_and_target() -> None:

@@ -12,6 +12,8 @@ from sklearn.datasets import make_classification
 from logitlab import LogisticRegression
 from logitlab.errors import LogitlabError
 
+from .tolerances import summation_tolerance
+
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("dask.distributed")
 
@@ -50,10 +52,12 @@ def test_dask_fit_equals_in_memory_fit(data, params) -> None:
     X, labels, dX, dy = data
     memory = LogisticRegression(**params).fit(X, labels, X_val=X[:2000], y_val=labels[:2000])
     distributed_fit = LogisticRegression(**params).fit(dX, dy, X_val=dX[:2000], y_val=dy[:2000])
-    np.testing.assert_allclose(distributed_fit.coef_, memory.coef_, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(distributed_fit.intercept_, memory.intercept_, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(distributed_fit.val_history_, memory.val_history_, rtol=1e-12)
     assert distributed_fit.n_iter_ == memory.n_iter_
+    # Blocks of 1000 rows summed on the workers against one pass over 6,000, in every iteration.
+    tol = summation_tolerance(X.dtype, X.shape[0], memory.n_iter_)
+    np.testing.assert_allclose(distributed_fit.coef_, memory.coef_, rtol=0, atol=tol)
+    np.testing.assert_allclose(distributed_fit.intercept_, memory.intercept_, rtol=0, atol=tol)
+    np.testing.assert_allclose(distributed_fit.val_history_, memory.val_history_, rtol=tol)
     assert list(distributed_fit.classes_) == ["ham", "spam"] and distributed_fit.n_features_in_ == 5
     np.testing.assert_array_equal(distributed_fit.predict(X), memory.predict(X))
 

@@ -14,6 +14,8 @@ from sklearn.preprocessing import StandardScaler
 from logitlab.errors import DivergenceError, LogitlabError
 from logitlab.model import LogisticRegression
 
+from .tolerances import summation_tolerance
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -140,7 +142,8 @@ def test_float32_computes_in_float32_and_agrees_with_float64(cancer, solver):
     double = LogisticRegression(dtype="float64", **params).fit(X, y)
     assert single.coef_.dtype == np.float32 and single.intercept_.dtype == np.float32
     assert single.decision_function(X).dtype == np.float32
-    np.testing.assert_allclose(single.coef_, double.coef_, atol=2e-3)
+    # float32 sums over the rows, in each of the 50 iterations.
+    np.testing.assert_allclose(single.coef_, double.coef_, atol=summation_tolerance(np.float32, y.size, 50))
     assert np.mean(single.predict(X) == double.predict(X)) > 0.99
 
 

@@ -11,6 +11,8 @@ from logitlab.model import LogisticRegression, _loss
 from logitlab.model._loss import BinaryLogisticLoss
 from logitlab.model._solvers import Problem
 
+from .tolerances import summation_tolerance
+
 
 @pytest.fixture
 def small_blocks(monkeypatch):
@@ -42,24 +44,26 @@ def test_blocked_loss_gradient_hessian_equal_the_formulas(small_blocks, fit_inte
     loss = BinaryLogisticLoss(fit_intercept, l2_strength=0.3)
     coef = rng.normal(scale=2.0, size=loss.n_params(4))
     value, grad, hessian = naive(loss, coef, X, y, weights)
-    assert loss.loss(coef, X, y, weights) == pytest.approx(value, rel=1e-13)
+    # Blocks of 64 rows against whole arrays: sums over the rows, of products over the parameters.
+    tol = summation_tolerance(X.dtype, n_samples, coef.size)
+    assert loss.loss(coef, X, y, weights) == pytest.approx(value, rel=tol)
     fast_value, fast_grad = loss.loss_gradient(coef, X, y, weights)
-    assert fast_value == pytest.approx(value, rel=1e-13)
-    np.testing.assert_allclose(fast_grad, grad, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(loss.gradient(coef, X, y, weights), grad, rtol=1e-12, atol=1e-15)
+    assert fast_value == pytest.approx(value, rel=tol)
+    np.testing.assert_allclose(fast_grad, grad, rtol=tol, atol=tol)
+    np.testing.assert_allclose(loss.gradient(coef, X, y, weights), grad, rtol=tol, atol=tol)
     dense_grad, dense_hessian = loss.gradient_hessian(coef, X, y, weights)
-    np.testing.assert_allclose(dense_grad, grad, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(dense_hessian, hessian, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dense_grad, grad, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dense_hessian, hessian, rtol=tol, atol=tol)
     curved_value, curved_grad, curvature = loss.loss_gradient_curvature(coef, X, y, weights)
-    assert curved_value == pytest.approx(value, rel=1e-13)
-    np.testing.assert_allclose(curved_grad, grad, rtol=1e-12, atol=1e-15)
+    assert curved_value == pytest.approx(value, rel=tol)
+    np.testing.assert_allclose(curved_grad, grad, rtol=tol, atol=tol)
     vector = rng.normal(size=coef.size)
-    np.testing.assert_allclose(loss.hessian_product(curvature, X, vector), hessian @ vector, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(loss.hessian_product(curvature, X, vector), hessian @ vector, rtol=tol, atol=tol)
     # The bound is the Hessian with every p (1 - p) at its maximum 1/4.
     design = np.hstack([X, np.ones((n_samples, 1))]) if fit_intercept else X
     bound = design.T @ (0.25 * weights[:, None] * design)
     bound[np.diag_indices(4)] += 0.3
-    np.testing.assert_allclose(loss.curvature_bound_product(X, weights, vector), bound @ vector, rtol=1e-12)
+    np.testing.assert_allclose(loss.curvature_bound_product(X, weights, vector), bound @ vector, rtol=tol, atol=tol)
 
 
 def test_residual_and_curvature_are_exact_in_the_tails():
@@ -115,8 +119,9 @@ def test_float32_blocked_gradient_agrees_with_float64(small_blocks, classificati
     value64, grad64 = loss.loss_gradient(coef, X, y.astype(float), weights)
     value32, grad32 = loss.loss_gradient(*(a.astype(np.float32) for a in (coef, X, y, weights)))
     assert grad32.dtype == np.float32
-    assert value32 == pytest.approx(value64, rel=1e-6)
-    np.testing.assert_allclose(grad32, grad64, rtol=1e-4, atol=1e-6)
+    tol = summation_tolerance(np.float32, *X.shape)  # float32 over the rows, and over the features for z
+    assert value32 == pytest.approx(value64, rel=tol)
+    np.testing.assert_allclose(grad32, grad64, rtol=tol, atol=tol)
 
 
 def epoch_rows(problem, rng, batch_size):

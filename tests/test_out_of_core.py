@@ -22,6 +22,7 @@ from logitlab import LogisticRegression, ParquetChunks
 from logitlab.errors import LogitlabError
 
 from .conftest import logitlab, make_project
+from .tolerances import summation_tolerance
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,12 +59,13 @@ def test_chunked_fit_equals_in_memory_fit(data, params) -> None:
     X, y = frame.drop(columns="target"), frame["target"].to_numpy()
     memory = LogisticRegression(**params).fit(X, y, X_val=X, y_val=y)
     chunked = LogisticRegression(**params).fit(chunks, X_val=val)
-    atol = 1e-4 if params.get("dtype") == "float32" else 1e-10
-    np.testing.assert_allclose(chunked.coef_, memory.coef_, rtol=0, atol=atol)
-    np.testing.assert_allclose(chunked.intercept_, memory.intercept_, rtol=0, atol=atol)
-    np.testing.assert_allclose(chunked.cost_history_, memory.cost_history_, rtol=1e-6 if atol > 1e-9 else 1e-12)
-    np.testing.assert_allclose(chunked.val_history_, memory.val_history_, rtol=1e-6 if atol > 1e-9 else 1e-12)
     assert chunked.n_iter_ == memory.n_iter_
+    # Row groups of 400 against one pass over 3,000 rows, in every iteration the fits ran.
+    tol = summation_tolerance(params.get("dtype", "float64"), len(frame), memory.n_iter_)
+    np.testing.assert_allclose(chunked.coef_, memory.coef_, rtol=0, atol=tol)
+    np.testing.assert_allclose(chunked.intercept_, memory.intercept_, rtol=0, atol=tol)
+    np.testing.assert_allclose(chunked.cost_history_, memory.cost_history_, rtol=tol)
+    np.testing.assert_allclose(chunked.val_history_, memory.val_history_, rtol=tol)
     assert chunked.coef_.dtype == np.dtype(params.get("dtype", "float64"))
     assert list(chunked.feature_names_in_) == list(X.columns) and chunked.n_features_in_ == 6
     np.testing.assert_array_equal(chunked.predict(X), memory.predict(X))
@@ -177,9 +179,10 @@ def test_streamed_preprocess_matches_in_memory_statistics(streamed_project: Path
     streamed = Preprocessor.from_dict(state)
     interim = pd.read_parquet(project / "data/interim/train.parquet")
     raw_b = interim["b"] * streamed.numeric["b"]["scale"] + streamed.numeric["b"]["shift"]
-    assert raw_b.mean() == pytest.approx(streamed.numeric["b"]["shift"], abs=1e-9)
+    tol = summation_tolerance(raw_b.dtype, len(raw_b))  # chunk by chunk against one pass over the rows
+    assert raw_b.mean() == pytest.approx(streamed.numeric["b"]["shift"], abs=tol * raw_b.abs().max())
     memory = Preprocessor("standard", "mean").fit(pd.DataFrame({"b": raw_b}))
-    assert memory.numeric["b"]["scale"] == pytest.approx(streamed.numeric["b"]["scale"], rel=1e-9)
+    assert memory.numeric["b"]["scale"] == pytest.approx(streamed.numeric["b"]["scale"], rel=tol)
 
 
 def test_streamed_stage_mistakes_are_one_line(tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 from hydra_plugins.logitlab_launcher.launcher import CachingLoader, Launcher
-from logitlab import config, io, pipeline, plots_page
-from logitlab.errors import LogitlabError
+from logitlab import config, dvc_stage, io, pipeline, plots_page
+from logitlab.errors import ConfigError, LogitlabError
 from logitlab.stage import Stage
 
-from .conftest import REPO
+from .conftest import REPO, store_uri
 
 CONF = REPO / "conf"
 FAST = ["model.max_iter=50", "model.tol=0"]
@@ -54,10 +54,20 @@ def test_every_input_is_an_earlier_stage_output_or_external_data() -> None:
         produced |= {out.path for out in stage.outputs.values()}
 
 
+def broken(value: object) -> object:
+    """A section no stage accepts: an unknown key in a mapping, a negative seed."""
+    return {**value, "typo_key": 1} if isinstance(value, dict) else -3
+
+
 def test_each_stage_validates_only_its_own_sections() -> None:
     params = config.compose(config_dir=CONF)
     for stage in pipeline.STAGES:
-        stage.settings(config.sections(params, stage.params))  # no KeyError: nothing else is read
+        own = stage.settings(config.sections(params, stage.params))
+        others_broken = {name: value if name in stage.params else broken(value) for name, value in params.items()}
+        assert stage.settings(others_broken) == own, stage.name  # what it does not declare, it does not read
+        for name in stage.params:  # and what it declares, it validates
+            with pytest.raises(ConfigError, match=rf"'{name}[.']"):
+                stage.settings({**params, name: broken(params[name])})
 
 
 # ------------------------------------------------------------------------------------ sweep executor
@@ -117,6 +127,37 @@ def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
     record = pipeline.record(job)
     assert record.dataset.digest == io.read_json(job.files["feature-engineer"].outputs["report"])["data_hash"]
     assert {path.name for path in record.artifacts} >= {"metrics.json", "cost_history.csv", "figures", "plots"}
+
+
+def test_the_dvc_stage_commands_give_what_a_sweep_job_gives_tracked_as_one_repro_run(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `dvc repro` runs, without DVC (whose real runs are the slow tests of test_pipeline_dvc.py): each
+    stage's command (`python -m logitlab.stages.<stage>`, i.e. `dvc_stage.execute`) in dvc.yaml's order, in a
+    project copy. It reaches the seed guides' 90 %, writes every declared output, gives the same metrics and
+    model bytes as a sweep job on the same params, and is tracked as one MLflow run tagged as a dvc repro."""
+    for name in ("MLFLOW_TRACKING_URI", "LOGITLAB_ROOT", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(project)
+    for stage in pipeline.STAGES:
+        dvc_stage.execute(stage)
+    for stage in pipeline.STAGES:
+        for out in stage.outputs.values():
+            assert (project / out.path).exists(), out.path
+    metrics = io.read_json(project / "reports/metrics.json")
+    assert metrics["test_accuracy"] == 0.9
+    job = pipeline.run_job(config.load_params(project / "params.yaml"), project / "job", root=project)
+    assert io.read_json(project / "job/reports/metrics.json") == metrics == job.metrics
+    for name in ("model.npz", "transforms.json"):
+        assert (project / "job/models" / name).read_bytes() == (project / "models" / name).read_bytes(), name
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri(project))
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.9
+    assert run.data.tags["logitlab.entry"] == "dvc repro" and "git_commit" in run.data.tags
+    assert {f"dvc.stage.{stage.name}" for stage in pipeline.STAGES[:-1]} <= set(run.data.tags)
 
 
 def test_every_declared_plot_exists_after_a_run_even_where_it_cannot_be_drawn(root: Path) -> None:

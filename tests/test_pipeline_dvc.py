@@ -1,4 +1,9 @@
-"""The real `dvc repro`, `dvc plots`, `dvc exp run -S` in a throw-away copy of the project."""
+"""The real `dvc repro`, `dvc plots`, `dvc exp run -S` in a throw-away copy of the project.
+
+Slow (minutes each on two cores): `make test` covers the same behaviour without DVC, in test_pipeline.py
+(the stage commands in order against a sweep job, dvc.yaml from the declarations, what a param or a source
+edit recomputes), test_config.py (params.yaml composed as `dvc exp run -S` does), test_stages.py and
+test_multiclass.py (the reports, the multiclass and cross-validated runs)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from logitlab.scoring import ScoringPipeline
 
 from .conftest import logitlab, make, make_project, run, store_uri
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def dvc(project: Path, *args: str, **kwargs: object):
