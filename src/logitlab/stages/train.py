@@ -18,7 +18,7 @@ import pandas as pd
 from logitlab import config, io, reports
 from logitlab.errors import ConfigError
 from logitlab.model import LogisticRegression, ParquetChunks
-from logitlab.scoring import ScoringPipeline
+from logitlab.scoring import SAVED_IN, ScoringPipeline
 from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess
@@ -125,7 +125,7 @@ STAGE = Stage(
         "folds": feature_engineer.STAGE.output("folds"),
     },
     outputs={
-        "model": Output(Path("models")),
+        "model": Output(Path(SAVED_IN)),
         "cost_history": Output(Path("reports/cost_history.csv"), cache=False),  # the plot "Loss per epoch"
         # scores.json (the held-out scores, none without cv_folds) and each fold's fold-<i>-cost_history.csv
         "cv": Output(Path("reports/cv")),
