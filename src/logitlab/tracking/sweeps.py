@@ -65,6 +65,7 @@ class SweepSummary:
     failed: int
     best_run_id: str | None
     best_value: float | None
+    best_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def start_sweep(
@@ -322,4 +323,5 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
         failed=failed,
         best_run_id=best.info.run_id if best else None,
         best_value=best.data.metrics[sweep.metric] if best else None,
+        best_metrics=dict(best.data.metrics) if best else {},
     )
