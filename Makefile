@@ -61,8 +61,11 @@ pipeline: setup ## Regenerate dvc.yaml from the stage declarations (src/logitlab
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
 
+# mlflow 3.17's server app imports starlette.middleware.wsgi, which starlette 1.x deprecates with a warning at
+# every start that no user can act on: that one warning (its text, category and importing module) is silenced.
+UI_WARNING_FILTER := ignore:starlette.middleware.wsgi is deprecated:UserWarning:mlflow.server.fastapi_app
 ui: setup ## MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
-	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}$(UI_WARNING_FILTER)" $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
 server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)

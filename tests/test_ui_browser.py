@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,7 +51,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BASE_ENV, REPO, logitlab, make, run, store_uri
+from conftest import BASE_ENV, REPO, logitlab, make, make_project, run, store_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -186,6 +187,36 @@ def ui_url(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         yield url
     finally:
         stop_group(proc)
+
+
+def test_make_ui_starts_without_a_python_warning(tmp_path: Path) -> None:
+    """`make ui` as a user runs it prints no Python warning up to its first answer: mlflow's server app imports
+    starlette.middleware.wsgi, which starlette 1.x deprecates at import; the Makefile silences that one warning."""
+    project = make_project(tmp_path / "project")
+    port, venv = free_port(), REPO / ".venv"
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.synced", f"VENV={venv}", f"UV={REPO / '.tools/bin/uv'}"]
+    log_path = tmp_path / "make-ui.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, "ui", f"PORT={port}"],
+            cwd=project,
+            env=BASE_ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while not healthy(f"http://127.0.0.1:{port}"):
+            assert proc.poll() is None, f"make ui exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()}"
+            time.sleep(0.5)
+    finally:
+        stop_group(proc)
+    printed = log_path.read_text()
+    assert "Uvicorn running on" in printed
+    assert not re.search(r"\.py:\d+: \w*Warning: ", printed), printed  # how Python prints a warning
 
 
 # ----------------------------------------------------------------------------------------- the browser
