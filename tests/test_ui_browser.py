@@ -164,29 +164,34 @@ def ui_url(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "--workers",
         "1",
     ]
+    proc = start_until_healthy(cmd, project, url, log_path)
+    try:
+        yield url
+    finally:
+        stop_group(proc)
+
+
+def start_until_healthy(cmd: list[str], cwd: Path, url: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (its output in `log_path`); return once `url` answers /health."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
-            cwd=project,
+            cwd=cwd,
             env=BASE_ENV,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"mlflow ui exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow ui gave no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop_group(proc)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not healthy(url):
+        if proc.poll() is not None:
+            pytest.fail(f"{cmd[0]} exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            stop_group(proc)
+            pytest.fail(f"{cmd[0]} gave no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.5)
+    return proc
 
 
 def test_make_ui_starts_without_a_python_warning(tmp_path: Path) -> None:
@@ -196,24 +201,7 @@ def test_make_ui_starts_without_a_python_warning(tmp_path: Path) -> None:
     port, venv = free_port(), REPO / ".venv"
     command = ["make", "--no-print-directory", "-o", f"{venv}/.synced", f"VENV={venv}", f"UV={REPO / '.tools/bin/uv'}"]
     log_path = tmp_path / "make-ui.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*command, "ui", f"PORT={port}"],
-            cwd=project,
-            env=BASE_ENV,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not healthy(f"http://127.0.0.1:{port}"):
-            assert proc.poll() is None, f"make ui exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()}"
-            time.sleep(0.5)
-    finally:
-        stop_group(proc)
+    stop_group(start_until_healthy([*command, "ui", f"PORT={port}"], project, f"http://127.0.0.1:{port}", log_path))
     printed = log_path.read_text()
     assert "Uvicorn running on" in printed
     assert not re.search(r"\.py:\d+: \w*Warning: ", printed), printed  # how Python prints a warning
