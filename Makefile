@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench lint format typecheck clean
+.PHONY: help setup repro lock plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ setup: $(VENV)/.synced ## Create .venv from uv.lock (once; again when the lock c
 
 repro: setup params ## Set up, recompose params.yaml from conf/, then run the pipeline: dvc repro
 	$(VENV)/bin/dvc repro
+
+lock: setup ## Refresh dvc.lock and the reports it records from a run in a fresh copy (after editing src/ or conf/); commit them
+	VENV="$(VENV)" UV="$(UV)" bash scripts/lock.sh
 
 plots: setup ## dvc_plots/index.html: every plot of dvc.yaml, rendering with no network (after make repro)
 	$(PY) -m logitlab.plots_page
@@ -58,8 +61,11 @@ pipeline: setup ## Regenerate dvc.yaml from the stage declarations (src/logitlab
 sweep: setup ## Example sweep: 3 learning rates x 3 degrees on circles, tracked in MLflow
 	$(PY) -m logitlab.sweep -m data=circles model.learning_rate=0.01,0.1,1 features.degree=1,2,3
 
+# mlflow 3.17's server app imports starlette.middleware.wsgi, which starlette 1.x deprecates with a warning at
+# every start that no user can act on: that one warning (its text, category and importing module) is silenced.
+UI_WARNING_FILTER := ignore:starlette.middleware.wsgi is deprecated:UserWarning:mlflow.server.fastapi_app
 ui: setup ## MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
-	$(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}$(UI_WARNING_FILTER)" $(VENV)/bin/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --host 127.0.0.1 --port $(PORT) --workers 1
 
 server: setup ## Multi-user MLflow server on PostgreSQL with basic auth (see docs/server.md)
@@ -105,6 +111,6 @@ format: setup ## Apply ruff fixes and formatting
 typecheck: setup ## mypy on src/
 	$(VENV)/bin/mypy src
 
-clean: ## Remove pipeline outputs, sweep dirs and caches (keeps mlflow.db)
+clean: ## Remove pipeline outputs, sweep dirs, caches, dvc_plots/ and optuna.db (keeps mlflow.db and mlartifacts/)
 	rm -rf data/raw/dataset.parquet data/raw/schema.json data/interim data/processed models \
-		reports/figures multirun outputs .cache
+		reports/figures reports/cv multirun outputs .cache dvc_plots optuna.db

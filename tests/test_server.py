@@ -369,3 +369,31 @@ def test_restart_keeps_data_and_applies_a_new_admin_password(server):
     r = api(server, "GET", path, auth=(server.username, new_password))
     assert r.status_code == 200, r.text
     assert r.json()["experiment"]["name"] == name
+
+
+@pytest.mark.timeout(300)
+def test_a_sweep_on_the_server_prints_one_line_per_job_with_its_runs_url(server: MlflowServer, tmp_path: Path) -> None:
+    """MLflow's own "View run ... / View experiment ..." pair at each run's end is silenced; each job logs one line
+    with its run's page in the server's UI."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import logitlab, make_project
+
+    project = make_project(tmp_path / "project")
+    overrides = ["model.C=0.5,1", "model.max_iter=50", "mlflow.experiment_name=server-lines", "mlflow.register=false"]
+    done = logitlab(["sweep", "-m", *overrides], project, env=server.client_env())
+    printed = done.stdout + done.stderr
+    assert "View run" not in printed and "View experiment" not in printed
+    lines = [line for line in printed.splitlines() if "MLflow run" in line and "FINISHED" in line]
+    assert len(lines) == 2, printed[-3000:]
+
+    client = MlflowClient(server.uri)
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in server.client_env().items():
+            env.setenv(key, value)
+        experiment = client.get_experiment_by_name("server-lines")
+        runs = client.search_runs([experiment.experiment_id])
+    for line, job in zip(lines, (0, 1), strict=True):
+        (child,) = [run for run in runs if run.data.tags.get("hydra_job_num") == str(job)]
+        url = f"{server.uri}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
+        assert line.endswith(f"job {job}: MLflow run {child.info.run_id} FINISHED ({url})"), line

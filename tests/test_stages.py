@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
 from logitlab import config, io, pipeline, reports
-from logitlab.errors import DataError
+from logitlab.errors import DataError, ModelFileError
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET, CsvChunks
 from logitlab.stages import feature_engineer, ingest, preprocess
@@ -311,3 +311,20 @@ def test_scoring_pipeline_round_trip_scores_raw_rows(tmp_path: Path) -> None:
     rows = raw.drop(columns=[TARGET]).head(20)
     np.testing.assert_array_equal(loaded.predict_proba(rows), scoring.predict_proba(rows))
     assert set(loaded.predict_frame(rows)["label"]) <= {"0", "1"}
+
+
+def test_loading_a_folder_without_a_model_says_where_models_are(tmp_path: Path) -> None:
+    """A sweep job saves its pipeline in `<job>/models/`; given `<job>/model` (or the job folder) the error names
+    that folder, and says where `dvc repro` and a sweep job save theirs."""
+    _, scoring, _ = fit_all(tmp_path, "data=moons")
+    job = tmp_path / "multirun" / "2026-01-01" / "00-00-00" / "3"
+    scoring.save(job / "models")
+    for given in (job / "model", job):
+        with pytest.raises(ModelFileError) as refused:
+            ScoringPipeline.load(given)
+        message = str(refused.value)
+        assert message.startswith(f"'{given}' holds no saved model (no manifest.json); did you mean '{job}/models'?")
+        assert "a sweep job in models/ of its job folder" in message
+    with pytest.raises(ModelFileError) as refused:
+        ScoringPipeline.load(tmp_path / "elsewhere")
+    assert "(no manifest.json); `dvc repro` saves it in models/ of the project" in str(refused.value)

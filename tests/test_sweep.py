@@ -189,6 +189,26 @@ def test_a_sweep_in_which_no_job_finished_exits_non_zero_with_one_line(project: 
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["n_failed"] == 2
 
 
+@pytest.mark.parametrize("tracking", ["mlflow.enabled=true", "mlflow=off"])
+def test_a_fit_that_did_not_converge_is_a_log_line_a_tag_and_one_summary_line(project: Path, tracking: str) -> None:
+    """The estimator's ConvergenceWarning is logged, not printed as a Python warning; each run says whether it
+    converged (the tag), and the summary says so once when the best job did not (on moons the 3-epoch fit has the
+    lower validation loss)."""
+    overrides = ["data=moons", "model.max_iter=3,4000", "sweep.metric=val_log_loss", "sweep.direction=minimize"]
+    done = sweep(project, *overrides, tracking)
+    printed = (done.stdout + done.stderr).splitlines()
+    (logged,) = [line for line in printed if "did not converge after" in line]
+    assert "[logitlab.stages.train][WARNING] - LogisticRegression(solver='gd') did not converge after 3 " in logged
+    assert not [line for line in printed if "ConvergenceWarning" in line or "warnings.warn" in line]
+    summary = [line for line in printed if "the best job did not converge" in line]
+    assert len(summary) == 1 and "in its 3 epochs" in summary[0] and "val_log_loss" in summary[0], summary
+    if tracking == "mlflow=off":
+        return
+    _, _, children = runs_of(project, "moons")
+    tags = {c.data.params["model.max_iter"]: c.data.tags["logitlab.converged"] for c in children}
+    assert tags == {"3": "false", "4000": "true"}
+
+
 def test_an_untracked_sweep_names_its_best_job(project: Path) -> None:
     done = sweep(project, "mlflow=off", "data=moons", "model.C=0.001,1", "hydra.sweep.dir=multirun/off", *FAST)
     (line,) = [line for line in (done.stdout + done.stderr).splitlines() if "sweep finished:" in line]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,34 @@ def test_7_what_the_champion_answers(walked: dict[str, Any]) -> None:
     model = mlflow.pyfunc.load_model("models:/logitlab-circles@champion")
     predicted = model.predict(pd.DataFrame(request["data"], columns=request["columns"]))
     quoted = pd.DataFrame(answer["predictions"])
-    np.testing.assert_allclose(predicted["probability"], quoted["probability"], rtol=0, atol=1e-12)
+    digits = re.findall(r'"probability": ([0-9.]+)', next(b for b in blocks(section(7), "json") if "predictions" in b))
+    decimals = [len(text.partition(".")[2]) for text in digits]  # the precision each is quoted at
+    assert [f"{p:.{d}f}" for p, d in zip(predicted["probability"], decimals, strict=True)] == digits
     assert predicted["label"].tolist() == quoted["label"].tolist()
     (refusal,) = re.findall(r'"message": "([^"]+)"', section(7))
     with pytest.raises(MlflowException) as raised:
         model.predict(pd.DataFrame({"x0": [1.0]}))
     assert raised.value.message == refusal
+
+
+def test_the_pictures_are_what_the_script_draws_from_the_sweep(walked: dict[str, Any], tmp_path: Path) -> None:
+    """scripts/make_tutorial_figures.py, given this run of the `make sweep` grid, draws docs/images/tutorial-*.png
+    pixel for pixel."""
+    from PIL import Image
+
+    project = walked["project"]
+    parents = project.glob("multirun/*/*/mlflow_parent.json")
+    (grid,) = [p.parent for p in parents if json.loads(p.read_text())["experiment_name"] == "circles"]
+    script = REPO / "scripts" / "make_tutorial_figures.py"
+    run([sys.executable, str(script), "--sweep-dir", str(grid), "--out", str(tmp_path)], project)
+    drawn = sorted(tmp_path.glob("tutorial-*.png"))
+    assert [p.name for p in drawn] == sorted(p.name for p in (REPO / "docs" / "images").glob("tutorial-*.png"))
+    for picture in drawn:
+        ours = np.asarray(Image.open(picture).convert("RGBA"))
+        committed = np.asarray(Image.open(REPO / "docs" / "images" / picture.name).convert("RGBA"))
+        assert ours.shape == committed.shape, picture.name
+        differing = int((ours != committed).any(axis=-1).sum())
+        assert differing == 0, f"{picture.name}: {differing} pixels differ; run scripts/make_tutorial_figures.py"
 
 
 def test_8_the_notebook_numbers(walked: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,7 +51,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import BASE_ENV, REPO, logitlab, make, run, store_uri
+from conftest import BASE_ENV, REPO, logitlab, make, make_project, run, store_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -163,29 +164,47 @@ def ui_url(sweep: Sweep, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "--workers",
         "1",
     ]
+    proc = start_until_healthy(cmd, project, url, log_path)
+    try:
+        yield url
+    finally:
+        stop_group(proc)
+
+
+def start_until_healthy(cmd: list[str], cwd: Path, url: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (its output in `log_path`); return once `url` answers /health."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
-            cwd=project,
+            cwd=cwd,
             env=BASE_ENV,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"mlflow ui exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow ui gave no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop_group(proc)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not healthy(url):
+        if proc.poll() is not None:
+            pytest.fail(f"{cmd[0]} exited {proc.returncode} before answering /health:\n{log_path.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            stop_group(proc)
+            pytest.fail(f"{cmd[0]} gave no /health in {SERVER_START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.5)
+    return proc
+
+
+def test_make_ui_starts_without_a_python_warning(tmp_path: Path) -> None:
+    """`make ui` as a user runs it prints no Python warning up to its first answer: mlflow's server app imports
+    starlette.middleware.wsgi, which starlette 1.x deprecates at import; the Makefile silences that one warning."""
+    project = make_project(tmp_path / "project")
+    port, venv = free_port(), REPO / ".venv"
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.synced", f"VENV={venv}", f"UV={REPO / '.tools/bin/uv'}"]
+    log_path = tmp_path / "make-ui.log"
+    stop_group(start_until_healthy([*command, "ui", f"PORT={port}"], project, f"http://127.0.0.1:{port}", log_path))
+    printed = log_path.read_text()
+    assert "Uvicorn running on" in printed
+    assert not re.search(r"\.py:\d+: \w*Warning: ", printed), printed  # how Python prints a warning
 
 
 # ----------------------------------------------------------------------------------------- the browser

@@ -132,9 +132,10 @@ def _summarise(config: DictConfig) -> None:
     jobs = sweep_job.outcomes(sweep_dir)
     failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
     outcome.update(finished=len(jobs) - len(failures), failed=len(failures), first_error=next(iter(failures), ""))
-    best = "none"
+    best, best_metrics = "none", dict[str, Any]()
     if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
         best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
+        best_metrics = sweep_job.job_metrics(sweep_dir / untracked["job"])
     from logitlab.tracking import sweeps
 
     if (lost := sweeps.tracking_lost(sweep_dir)) and (parent := open_sweep.get("parent")):
@@ -157,6 +158,7 @@ def _summarise(config: DictConfig) -> None:
         )
         if summary.best_value is not None:
             best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
+            best_metrics = summary.best_metrics
     log.info(
         "sweep finished: %d jobs finished, %d failed; best %s = %s",
         outcome["finished"],
@@ -164,6 +166,14 @@ def _summarise(config: DictConfig) -> None:
         sweep_cfg.metric,
         best,
     )
+    # model.tol=0 runs exactly max_iter epochs: nothing to converge to
+    if best_metrics.get("converged") == 0 and _section(config, "model").get("tol", 0) > 0:
+        log.warning(
+            "the best job did not converge in its %d epochs: raise model.max_iter (or its learning rate) before "
+            "trusting its %s",
+            best_metrics["n_iter"],
+            sweep_cfg.metric,
+        )
 
 
 def _section(cfg: DictConfig, name: str) -> Any:

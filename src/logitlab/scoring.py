@@ -27,11 +27,23 @@ from logitlab.transforms import PolynomialExpander, Preprocessor
 MODEL_STEM = "model"
 TRANSFORMS = "transforms.json"
 MANIFEST = "manifest.json"
+SAVED_IN = "models"  # the folder the train stage saves the pipeline in (its declared output), in the project or a job
 FILES = (f"{MODEL_STEM}.npz", f"{MODEL_STEM}.json", TRANSFORMS)
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _no_model_here(folder: Path) -> str:
+    """Where saved pipelines are, for a folder that holds none: `dvc repro` saves one in the project's
+    `models/`, each sweep job in its own `<job>/models/`; a near miss is named."""
+    near = [path for path in (folder / SAVED_IN, folder.parent / SAVED_IN) if (path / MANIFEST).is_file()]
+    where = f"did you mean '{near[0]}'? " if near else ""
+    return (
+        f"'{folder}' holds no saved model (no {MANIFEST}); {where}`dvc repro` saves it in {SAVED_IN}/ of the "
+        f"project, a sweep job in {SAVED_IN}/ of its job folder (multirun/<date>/<time>/<job>/{SAVED_IN})"
+    )
 
 
 def probability_columns(labels: dict[str, Any]) -> list[str]:
@@ -99,12 +111,14 @@ class ScoringPipeline:
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ScoringPipeline:
         folder = Path(directory)
+        if not (folder / MANIFEST).is_file():
+            raise ModelFileError(_no_model_here(folder))
         manifest = io.read_json(folder / MANIFEST)
         for name in FILES:
             if not (folder / name).is_file() or manifest.get(name) != _sha256(folder / name):
                 raise ModelFileError(
                     f"'{folder / name}' does not match '{folder / MANIFEST}': the model directory was partly "
-                    "written or modified; rerun the training (dvc repro) to rebuild it"
+                    "written or modified; rerun what trained it (`dvc repro`, or the sweep job) to rebuild it"
                 )
         model = LogisticRegression.load(folder / MODEL_STEM)
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from logitlab import config, finishing, io, pipeline, reports
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError
 from logitlab.stage import Files
+from logitlab.stages import evaluate
 from logitlab.tracking import sweeps
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,12 @@ def record_lost(sweep_dir: Path, num: int, overrides: list[str], reason: str, sl
 def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's status in a sweep directory, with its job folder's name as `job`."""
     return [{**io.read_json(path), "job": path.parent.name} for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+
+
+def job_metrics(job_dir: Path) -> dict[str, Any]:
+    """A job's `reports/metrics.json` (evaluate's, in the job's folder); {} for a job that did not get there."""
+    path = job_dir / evaluate.STAGE.outputs["metrics"].path
+    return dict(io.read_json(path)) if path.is_file() else {}
 
 
 def best_of(jobs: list[dict[str, Any]], direction: str) -> dict[str, Any] | None:

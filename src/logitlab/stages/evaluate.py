@@ -113,11 +113,17 @@ def record(files: Files) -> RunRecord:
     declared = {**STAGE.inputs, **{name: out.path for name, out in STAGE.outputs.items()}}
     located = {**files.inputs, **files.outputs}
     preprocessed = io.read_json(files.inputs["preprocess_report"])
-    tags = {"logitlab.task": preprocessed["task"], "logitlab.n_classes": str(len(preprocessed["classes"]))}
+    metrics = io.read_json(files.outputs["metrics"])
+    tags = {
+        "logitlab.task": preprocessed["task"],
+        "logitlab.n_classes": str(len(preprocessed["classes"])),
+        # a filter in the runs table (`tags.logitlab.converged = 'false'`); n_iter is a metric
+        "logitlab.converged": "true" if metrics["converged"] else "false",
+    }
     if "cv_folds" in preprocessed:
         tags["logitlab.cv_folds"] = str(preprocessed["cv_folds"])
     return RunRecord(
-        metrics=io.read_json(files.outputs["metrics"]),
+        metrics=metrics,
         history=pd.read_csv(files.inputs["cost_history"]),
         artifacts=[located[name] for name, path in declared.items() if path.parts[0] == "reports"],
         model_dir=files.inputs["model"],

@@ -9,22 +9,28 @@ which is then all of train+val.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 
 from logitlab import config, io, reports
 from logitlab.errors import ConfigError
 from logitlab.model import LogisticRegression, ParquetChunks
-from logitlab.scoring import ScoringPipeline
+from logitlab.scoring import SAVED_IN, ScoringPipeline
 from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess
 from logitlab.transforms import PolynomialExpander, Preprocessor
 
 CV_SCORES_FILE = "scores.json"
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -33,12 +39,27 @@ def run(
     """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`).
     An empty validation split (cross-validation folded it into training) gives no validation loss."""
     model = LogisticRegression(**params)
-    if isinstance(train, ParquetChunks):
-        return model.fit(train, X_val=val)
-    assert isinstance(val, pd.DataFrame)
-    held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
-    model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out)
+    with convergence_logged():
+        if isinstance(train, ParquetChunks):
+            return model.fit(train, X_val=val)
+        assert isinstance(val, pd.DataFrame)
+        held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
+        model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out)
     return model
+
+
+@contextlib.contextmanager
+def convergence_logged() -> Iterator[None]:
+    """The estimator's ConvergenceWarning as a log line of the run, not a Python warning with its source line:
+    the run's `converged` metric and tag, and the sweep's summary, record it too. Other warnings pass on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            log.warning("%s", warning.message)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def cross_validate(
@@ -125,7 +146,7 @@ STAGE = Stage(
         "folds": feature_engineer.STAGE.output("folds"),
     },
     outputs={
-        "model": Output(Path("models")),
+        "model": Output(Path(SAVED_IN)),
         "cost_history": Output(Path("reports/cost_history.csv"), cache=False),  # the plot "Loss per epoch"
         # scores.json (the held-out scores, none without cv_folds) and each fold's fold-<i>-cost_history.csv
         "cv": Output(Path("reports/cv")),

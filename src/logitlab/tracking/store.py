@@ -159,6 +159,13 @@ def attach(uri: str, experiment_id: str, experiment_name: str) -> Tracker:
     return Tracker(uri, experiment_id, experiment_name)
 
 
+def run_url(tracker: Tracker, run_id: str) -> str | None:
+    """The run's page in the tracking server's UI; None for a local store (`make ui` serves it)."""
+    if not tracker.uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracker.uri.rstrip('/')}/#/experiments/{tracker.experiment_id}/runs/{run_id}"
+
+
 def unreachable(err: BaseException) -> bool:
     """Did a tracking call fail because the server did not answer (refused, timed out, or kept answering 5xx
     while its database was away) even after MLflow's HTTP retries?"""
@@ -204,6 +211,9 @@ def _quiet() -> None:
     """Quiet, lean model logging: requirements are pinned explicitly, no progress bars in logs."""
     os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints "View run ... / View experiment ..." at every run's end on an HTTP store: two lines a job
+    # (and one more request); the job logs one line with the run's URL instead (`run_url`).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for chatty in ("mlflow.utils.uv_utils", "mlflow.pyfunc", "mlflow.models.model", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "no pip in this venv": uv has none

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -22,11 +23,13 @@ from logitlab import config, io, sweep_report
 from logitlab.tracking import registry, selection
 from logitlab.tracking.lifecycle import git_tags, tracked_run
 from logitlab.tracking.results import HISTORIES, finite
-from logitlab.tracking.store import Tracker, attach
+from logitlab.tracking.store import Tracker, attach, run_url
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
 
 PARENT_FILE = "mlflow_parent.json"
 LOST_FILE = "tracking_lost.json"  # written by the job whose tracking server stopped answering
@@ -65,6 +68,7 @@ class SweepSummary:
     failed: int
     best_run_id: str | None
     best_value: float | None
+    best_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def start_sweep(
@@ -106,6 +110,8 @@ def job_run(
     name = run_name(parent, job_num, overrides)
     with tracked_run(tracker, name, tags, params, parent.run_id if parent else None) as run_id:
         yield run_id
+    url = run_url(tracker, run_id)
+    log.info("job %d: MLflow run %s FINISHED%s", job_num, run_id, f" ({url})" if url else "")
 
 
 def record_failed_job(
@@ -322,4 +328,5 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
         failed=failed,
         best_run_id=best.info.run_id if best else None,
         best_value=best.data.metrics[sweep.metric] if best else None,
+        best_metrics=dict(best.data.metrics) if best else {},
     )
