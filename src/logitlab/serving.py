@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import mlflow
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     with tempfile.TemporaryDirectory(prefix="logitlab-serve-") as tmp:
         os.environ[MODEL_PATH_ENV] = mlflow.artifacts.download_artifacts(artifact_uri=args.model_uri, dst_path=tmp)
@@ -202,13 +205,15 @@ def main(argv: list[str] | None = None) -> None:
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         )
         if config.workers == 1:
-            uvicorn.Server(config).run()
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:  # the port taken, the model not loading: uvicorn has said why
+                sys.exit(STARTUP_FAILURE)
             return
         # uvicorn.run's multi-worker branch, but with the listening socket's protocol known to Python: uvicorn
         # makes it with proto 0, so asyncio's workers leave Nagle on for every connection (its TCP_NODELAY
         # needs proto == IPPROTO_TCP), and a client sending requests one after another waited ~40 ms for each
         # on delayed ACKs (60 ms per request with 2 workers against 27 ms with 1).
-        from uvicorn.supervisors import Multiprocess
 
         bound = config.bind_socket()
         listening = socket.socket(fileno=bound.detach())  # family, type and proto read from the socket itself
