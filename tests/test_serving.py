@@ -443,3 +443,15 @@ def test_the_workers_listening_socket_is_tcp_so_asyncio_turns_nagle_off() -> Non
             accepted, _ = ours.accept()
             with accepted:
                 assert accepted.proto == socket.IPPROTO_TCP  # what asyncio's _set_nodelay checks
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_leaves_no_model_copy_behind(swept: Path, tmp_path: Path, workers: str) -> None:
+    """The model is downloaded to a temporary folder at start; SIGTERM (how the tests, systemd and `kill` stop
+    it) removes it, also in uvicorn's single-process mode, which re-raises the signal once it is down."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with serving(swept, NAME, tmp_path / "serve.log", WORKERS=workers, TMPDIR=str(temp)):
+        assert [p.name.startswith("logitlab-serve-") for p in temp.iterdir()] == [True]
+    assert list(temp.iterdir()) == []

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    # uvicorn's single-process server re-raises the SIGTERM it stopped on once it is down: as an exit, so that
+    # the model's temporary folder is removed on the way out (the default action left it behind)
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="logitlab-serve-") as tmp:
         os.environ[MODEL_PATH_ENV] = mlflow.artifacts.download_artifacts(artifact_uri=args.model_uri, dst_path=tmp)
         os.environ[MAX_REQUEST_BYTES_ENV] = str(args.max_request_bytes)
