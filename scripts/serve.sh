@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Serve the registered `champion` model over HTTP (`make serve`):
-#
-#   mlflow models serve -m "models:/<MODEL_NAME>@champion" --env-manager local --host 127.0.0.1 --port $PORT
-#
-# against the project's tracking store, in this venv (no new environment is built).
+# Serve the registered `champion` model over HTTP (`make serve`): MLflow's scoring server (what
+# `mlflow models serve -m "models:/<MODEL_NAME>@champion" --env-manager local` runs) on one uvicorn worker per
+# core, behind a request-size limit (src/logitlab/serving.py), against the project's tracking store, in this
+# venv (no new environment is built).
 #
 # Settings (environment):
 #   MODEL_NAME            registered model to serve; default: the default config's
 #                         mlflow.registered_model_name (logitlab-${data.name}, i.e. `logitlab-synthetic`).
 #                         `make serve` passes `logitlab-circles`, what `make sweep` registers.
 #   PORT                  port (5001); HOST (127.0.0.1)
+#   WORKERS               uvicorn worker processes (default: one per core this process may use)
+#   MAX_REQUEST_BYTES     largest request body accepted (default 1048576 = 1 MiB); a larger one is a 413
 #   MLFLOW_TRACKING_URI   the store; default sqlite:///<project>/mlflow.db (as the pipeline resolves it)
 #   LOGITLAB_ROOT         the project (default: this script's repository)
 #   LOGITLAB_PYTHON       python with mlflow + logitlab (default: <project>/.venv/bin/python, else python3)
@@ -28,6 +29,10 @@ HOST="${HOST:-127.0.0.1}"
 die() { echo "serve.sh: error: $*" >&2; exit 1; }
 
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'"
+positive() { [[ "${!1}" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive whole number, got '${!1}'"; }
+serving_args=()  # unset: logitlab.serving's defaults
+[[ -z "${WORKERS:-}" ]] || { positive WORKERS; serving_args+=(--workers "$WORKERS"); }
+[[ -z "${MAX_REQUEST_BYTES:-}" ]] || { positive MAX_REQUEST_BYTES; serving_args+=(--max-request-bytes "$MAX_REQUEST_BYTES"); }
 
 if [[ -n "${LOGITLAB_PYTHON:-}" ]]; then
     PYTHON="$LOGITLAB_PYTHON"
@@ -90,4 +95,6 @@ IFS=$'\t' read -r TRACKING_URI NAME VERSION <<<"$resolved"
 export MLFLOW_TRACKING_URI="$TRACKING_URI" MLFLOW_REGISTRY_URI="$TRACKING_URI"
 echo "serve.sh: serving models:/$NAME@champion (version $VERSION) from $TRACKING_URI at http://$HOST:$PORT/invocations"
 cd "$PROJECT_DIR"
-exec "$PYTHON" -m mlflow models serve -m "models:/$NAME@champion" --env-manager local --host "$HOST" --port "$PORT"
+# the version just resolved, so that what is served is what this line says
+exec "$PYTHON" -m logitlab.serving --model-uri "models:/$NAME/$VERSION" --host "$HOST" --port "$PORT" \
+    "${serving_args[@]}"

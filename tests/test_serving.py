@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 NAME = "logitlab-circles"  # what the sweep registers its best model as (mlflow.registered_model_name)
 SWEEP = ["sweep", "-m", "data=circles", "model.learning_rate=0.1,1", "features.degree=1,2"]
-START_TIMEOUT = 90  # seconds for the server to answer /ping
+START_TIMEOUT = 150  # seconds for every worker of the server to start (a busy 2-core machine: ~60)
 TOL = 1e-9
 
 
@@ -79,14 +80,14 @@ def server(swept: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @contextlib.contextmanager
-def serving(project: Path, name: str, log_file: Path) -> Iterator[dict[str, Any]]:
+def serving(project: Path, name: str, log_file: Path, **settings: str) -> Iterator[dict[str, Any]]:
     """`make serve`'s script serving `name`'s champion from `project`'s store, until the block ends."""
     port = free_port()
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(
             ["bash", str(project / "scripts" / "serve.sh")],
             cwd=project,
-            env=serve_env(PORT=str(port), MODEL_NAME=name),
+            env=serve_env(PORT=str(port), MODEL_NAME=name, **settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: teardown ends mlflow and uvicorn together
@@ -98,16 +99,23 @@ def serving(project: Path, name: str, log_file: Path) -> Iterator[dict[str, Any]
             if proc.poll() is not None:
                 pytest.fail(f"serve.sh exited {proc.returncode}:\n{log_file.read_text()[-4000:]}")
             try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200 and all_workers_started(log_file):
                     break
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"no answer on {url}/ping in {START_TIMEOUT} s:\n{log_file.read_text()[-4000:]}")
+                pytest.fail(f"not every worker answers on {url} in {START_TIMEOUT} s:\n{log_file.read_text()[-4000:]}")
             time.sleep(0.5)
         yield {"url": url, "log": log_file, "proc": proc}
     finally:
         stop(proc)
+
+
+def all_workers_started(log_file: Path) -> bool:
+    """Has each of the workers the server announced (`serving: N worker(s) ...`) finished its startup?"""
+    log = log_file.read_text(errors="replace")
+    announced = re.search(r"^serving: (\d+) worker", log, re.MULTILINE)
+    return announced is not None and log.count("Application startup complete.") >= int(announced[1])
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -257,6 +265,137 @@ def test_bad_port_is_refused(project: Path) -> None:
     assert done.returncode == 1 and done.stderr.strip() == "serve.sh: error: PORT must be a number, got 'http'"
 
 
+# ------------------------------------------------------------------ limits, error replies, workers
+def worker_pids(server_pid: int) -> list[int]:
+    """The uvicorn workers serving: the processes uvicorn spawned, or the server itself when it runs one."""
+    import psutil
+
+    children = psutil.Process(server_pid).children(recursive=True)
+    spawned = [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
+    return spawned or [server_pid]
+
+
+def cpu_seconds(pids: list[int]) -> list[float]:
+    import psutil
+
+    return [sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids]
+
+
+def body_chunks(size: int, chunk: int = 64 << 10) -> Iterator[bytes]:
+    """`size` bytes of non-JSON, handed to requests as a generator: sent chunked, with no Content-Length."""
+    for start in range(0, size, chunk):
+        yield b"a" * min(chunk, size - start)
+
+
+def assert_one_line_error(response: requests.Response, status: int, max_chars: int = 1200) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert len(response.content) <= max_chars, len(response.content)
+    answer = response.json()
+    assert "\n" not in answer["message"] and "stack_trace" not in answer, answer
+    return dict(answer)
+
+
+@pytest.mark.timeout(180)
+def test_an_over_limit_body_is_a_413_in_one_line_whether_its_length_is_declared_or_streamed(server: Any) -> None:
+    from logitlab.serving import DEFAULT_MAX_REQUEST_BYTES
+
+    url = f"{server['url']}/invocations"
+    headers = {"Content-Type": "application/json"}
+    over = DEFAULT_MAX_REQUEST_BYTES + 1
+    declared = requests.post(url, data=b"a" * over, headers=headers, timeout=60)
+    answer = assert_one_line_error(declared, 413, max_chars=300)
+    assert answer["message"] == (
+        f"request body of {over} bytes is over the limit of {DEFAULT_MAX_REQUEST_BYTES} bytes (MAX_REQUEST_BYTES)"
+    )
+    streamed = requests.post(url, data=body_chunks(10 * DEFAULT_MAX_REQUEST_BYTES), headers=headers, timeout=60)
+    assert "content-length" not in {k.lower() for k in streamed.request.headers}
+    answer = assert_one_line_error(streamed, 413, max_chars=300)
+    assert answer["message"] == (
+        f"request body (streamed, no Content-Length) is over the limit of {DEFAULT_MAX_REQUEST_BYTES} bytes"
+        " (MAX_REQUEST_BYTES)"
+    )
+    # a body at the limit is read (and refused as the non-JSON it is); the server goes on serving
+    at_limit = requests.post(url, data=b"a" * DEFAULT_MAX_REQUEST_BYTES, headers=headers, timeout=60)
+    assert_one_line_error(at_limit, 400)
+    assert requests.get(f"{server['url']}/ping", timeout=10).status_code == 200
+
+
+@pytest.mark.timeout(180)
+def test_error_replies_never_echo_more_than_an_excerpt_of_the_request(server: Any) -> None:
+    from logitlab.serving import DEFAULT_MAX_REQUEST_BYTES
+
+    url = f"{server['url']}/invocations"
+    big = DEFAULT_MAX_REQUEST_BYTES - 10
+    for content_type, body in [
+        ("application/json", b"x" * big),  # MLflow: "Ensure that input is a valid JSON ... Input: <the body>"
+        ("application/json", body_chunks(big)),
+        ("application/json", b'{"dataframe_split": {"columns": ["x0", "x1"], "data": "' + b"y" * (big - 100) + b'"}}'),
+        ("text/csv", b"x0,x1\n" + b"abc,1\n" * (big // 6)),  # a column that is not a number: with a stack trace
+    ]:
+        response = requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=120)
+        assert_one_line_error(response, 400)
+    # a content type MLflow refuses in plain text: bounded and one line too
+    response = requests.post(url, data=b"z" * 1000, headers={"Content-Type": "text/" + "z" * 5000}, timeout=60)
+    assert response.status_code == 415 and len(response.content) <= 1200 and "\n" not in response.text
+
+
+@pytest.mark.timeout(300)
+def test_the_default_server_runs_a_worker_per_core(server: Any) -> None:
+    from logitlab.serving import DEFAULT_MAX_REQUEST_BYTES, cores
+
+    assert len(worker_pids(server["proc"].pid)) == cores()
+    assert f"serving: {cores()} worker(s) on {cores()} core(s), requests up to {DEFAULT_MAX_REQUEST_BYTES} bytes" in (
+        server["log"].read_text()
+    )
+
+
+@pytest.fixture(scope="module")
+def small_server(swept: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two workers (whatever the cores) and a 4000-byte request limit, set as a user would."""
+    log_file = tmp_path_factory.mktemp("serve-small") / "serve.log"
+    with serving(swept, NAME, log_file, WORKERS="2", MAX_REQUEST_BYTES="4000") as served:
+        yield served
+
+
+def rows_payload(rows: int) -> dict[str, Any]:
+    data = [[round(0.001 * i, 3), round(-0.002 * i, 3)] for i in range(rows)]
+    return {"dataframe_split": {"columns": ["x0", "x1"], "data": data}}
+
+
+@pytest.mark.timeout(300)
+def test_workers_and_the_request_limit_are_configurable_and_every_worker_serves(small_server: Any) -> None:
+    url = f"{small_server['url']}/invocations"
+    small, large = rows_payload(100), rows_payload(400)
+    assert len(json.dumps(small)) < 4000 < len(json.dumps(large))
+    assert requests.post(url, json=small, timeout=60).status_code == 200
+    answer = assert_one_line_error(requests.post(url, json=large, timeout=60), 413, max_chars=300)
+    assert "over the limit of 4000 bytes (MAX_REQUEST_BYTES)" in answer["message"]
+
+    workers = worker_pids(small_server["proc"].pid)
+    assert len(workers) == 2, workers
+    before = cpu_seconds(workers)
+
+    def score(_: int) -> int:  # a new connection per request: uvicorn's workers share the listening socket
+        return requests.post(url, json=small, timeout=60, headers={"Connection": "close"}).status_code
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(score, range(160)))
+    assert statuses == [200] * 160
+    used = [after - earlier for after, earlier in zip(cpu_seconds(workers), before, strict=True)]
+    assert min(used) > 0.1 * max(used), used  # both workers scored a share of the requests
+
+
+@pytest.mark.timeout(120)
+def test_bad_worker_count_or_limit_is_refused_in_one_line(project: Path) -> None:
+    script = str(project / "scripts" / "serve.sh")
+    for name, value in [("WORKERS", "0"), ("WORKERS", "all"), ("MAX_REQUEST_BYTES", "1MB")]:
+        done = run(["bash", script], project, env=serve_env(**{name: value}), check=False, timeout=60)
+        assert done.returncode == 1
+        assert done.stderr.strip() == f"serve.sh: error: {name} must be a positive whole number, got '{value}'"
+
+
 @pytest.fixture(scope="module")
 def multiclass_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A one-job sweep on a three-class CSV, its champion served by `make serve`'s script."""
@@ -285,3 +424,34 @@ def test_served_multiclass_champion_returns_the_label_and_a_probability_per_clas
     np.testing.assert_allclose(served.iloc[:, 1:].to_numpy(float), expected.iloc[:, 1:].to_numpy(), rtol=0, atol=TOL)
     assert served["label"].tolist() == expected["label"].tolist()
     assert (served["label"] == np.array(names)[np.arange(len(rows)) * 15 // 50]).mean() > 0.8
+
+
+def test_the_workers_listening_socket_is_tcp_so_asyncio_turns_nagle_off() -> None:
+    """uvicorn binds its workers' socket with proto 0; asyncio sets TCP_NODELAY on accepted connections only
+    when proto is IPPROTO_TCP (without it a sequential client waited ~40 ms per request on delayed ACKs)."""
+    import uvicorn
+
+    from logitlab.serving import listening_socket
+
+    config = uvicorn.Config("logitlab.serving:create_app", factory=True, host="127.0.0.1", port=0, workers=2)
+    with contextlib.closing(config.bind_socket()) as theirs:
+        assert theirs.proto == 0  # uvicorn's own: why listening_socket exists
+    with contextlib.closing(listening_socket(config)) as ours:
+        assert (ours.family, ours.type, ours.proto) == (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        ours.listen()
+        with socket.create_connection(ours.getsockname(), timeout=10):
+            accepted, _ = ours.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP  # what asyncio's _set_nodelay checks
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_leaves_no_model_copy_behind(swept: Path, tmp_path: Path, workers: str) -> None:
+    """The model is downloaded to a temporary folder at start; SIGTERM (how the tests, systemd and `kill` stop
+    it) removes it, also in uvicorn's single-process mode, which re-raises the signal once it is down."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with serving(swept, NAME, tmp_path / "serve.log", WORKERS=workers, TMPDIR=str(temp)):
+        assert [p.name.startswith("logitlab-serve-") for p in temp.iterdir()] == [True]
+    assert list(temp.iterdir()) == []

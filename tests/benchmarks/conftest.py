@@ -100,8 +100,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     previous = OUT_DIR / "results.json"
     # A partial run (`make bench BENCH="-k epoch"`) replaces the sections it measured and keeps the others.
-    sections = json.loads(previous.read_text())["sections"] if previous.exists() else {}
-    results = {"machine": machine(), "sections": {**sections, **_ROWS}}
+    before = json.loads(previous.read_text()) if previous.exists() else {}
+    here = machine()
+    # each section keeps the machine it was measured on: a partial run elsewhere does not relabel the others
+    machines = {name: before["machine"] for name in before.get("sections", {})} | before.get("section_machines", {})
+    machines |= {name: here for name in _ROWS}
+    measured_on = list(machines.values())
+    results = {
+        "machine": max(measured_on, key=measured_on.count),  # the header: the machine of most sections
+        "section_machines": machines,
+        "sections": {**before.get("sections", {}), **_ROWS},
+    }
     (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     (OUT_DIR / "results.md").write_text(report.markdown(results))
     report.figures(results, OUT_DIR)

@@ -129,6 +129,8 @@ TITLES = {
     "small": "Small data: one gd epoch on the default data's training split (700 x 2), fixed cost",
     "scaling": "Scaling of a gd epoch in N and D",
     "sweeps": "Sweep overhead",
+    "serving": "Serving under load (`make serve`, 20-row requests, keep-alive clients; x 1 worker at the same clients)",
+    "serving_limits": "Serving: over-limit and invalid bodies (default limit 1 MiB)",
     "out_of_core": "Out of core",
     "dask": "Dask cluster",
 }
@@ -154,7 +156,11 @@ def markdown(results: dict[str, Any]) -> str:
         if name == "floor" or name not in sections:
             continue
         render = RENDER.get(name)
-        parts.append(f"\n## {TITLES.get(name, name)}\n\n" + (render(sections) if render else generic(sections[name])))
+        parts.append(f"\n## {TITLES.get(name, name)}\n\n")
+        measured_on = results.get("section_machines", {}).get(name, machine)
+        if measured_on != machine:
+            parts.append("Measured on: " + ", ".join(f"{k} {v}" for k, v in measured_on.items()) + ".\n\n")
+        parts.append(render(sections) if render else generic(sections[name]))
     return "".join(parts)
 
 
