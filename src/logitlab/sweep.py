@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +29,12 @@ from logitlab.cli import debug, exit_interrupted, fail, hydra_message
 from logitlab.errors import LogitlabError
 
 log = logging.getLogger("logitlab.sweep")
+
+# Hydra turns an exception in any callback (ours, or one added with +hydra.callbacks) into this warning and
+# carries on: a sweep would run on untracked, or end as if its summary were made. Here it is an error, in the
+# launching process and in every job's process (they import this module), whatever PYTHONWARNINGS says.
+CALLBACK_FAILED = r"Callback \w+\.\w+ raised "
+warnings.filterwarnings("error", message=CALLBACK_FAILED, category=UserWarning)
 
 
 def job(cfg: DictConfig) -> float:
@@ -82,6 +90,11 @@ def main() -> None:
     except ValueError as err:  # Hydra's own command-line checks (e.g. --cfg with -m)
         callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
         if debug() or not _raised_by_hydra(err):
+            raise
+        fail(str(err))
+    except UserWarning as err:  # a callback failed (`CALLBACK_FAILED`)
+        callbacks.end_open_sweep("FAILED", f"ended by an error outside the jobs: {config.one_line(str(err))}")
+        if debug() or not re.match(CALLBACK_FAILED, str(err)):
             raise
         fail(str(err))
     except KeyboardInterrupt:
