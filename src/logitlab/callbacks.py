@@ -9,12 +9,15 @@ these stop the sweep with one line before its first job, or record what went wro
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import secrets
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,21 @@ if TYPE_CHECKING:
     from logitlab.tracking.sweeps import Parent
 
 log = logging.getLogger(__name__)
+
+# Hydra turns an exception in any callback (ours, or one added with +hydra.callbacks) into this warning and
+# carries on: a sweep would run on untracked, or end as if its summary were made. It is an error in every
+# process that runs these callbacks (the sweep's, and each job's: joblib and submitit pickle the callbacks),
+# whatever PYTHONWARNINGS says; `sweep.main` ends the command with it in one line.
+CALLBACK_FAILED = r"Callback \w+\.\w+ raised "
+warnings.filterwarnings("error", message=CALLBACK_FAILED, category=UserWarning)
+
+
+@functools.cache
+def process_tag() -> str:
+    """Six hex digits drawn once per process (`${logitlab.unique:}`): sweeps started in the same second, by a
+    script or CI, never share a folder."""
+    return secrets.token_hex(3)
+
 
 # The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
 open_sweep: dict[str, Any] = {}
@@ -57,6 +75,7 @@ class TrackingCallback(Callback):
         outcome.clear()
         try:  # a metric name no job could rank by stops the sweep here, whatever its sweeper
             sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
+            _claim(Path(config.hydra.sweep.dir))
             parent = _open_parent_patiently(config)
         except LogitlabError as err:  # stop before any job runs
             fail(str(err))
@@ -79,6 +98,28 @@ class TrackingCallback(Callback):
                 log.error("sweep parent run not ended FAILED: %s", _reason(end_err))
             if debug():
                 raise
+
+
+SWEEP_LOCK = ".sweep.lock"
+# The lock on its sweep folder this process holds while its sweep runs (released when the process ends).
+_claimed: list[Any] = []
+
+
+def _claim(sweep_dir: Path) -> None:
+    """One running sweep per folder: a second sweep given the folder of one still running (the same
+    `hydra.sweep.dir`) stops here, before it could overwrite the jobs' hand-over or mix their folders."""
+    from filelock import FileLock, Timeout
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(sweep_dir / SWEEP_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"config key 'hydra.sweep.dir': {sweep_dir} is in use by another sweep that is still running; give "
+            "each sweep its own folder (the default one is)"
+        ) from None
+    _claimed.append(lock)
 
 
 def _reason(err: BaseException) -> str:

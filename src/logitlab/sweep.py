@@ -13,7 +13,6 @@ import math
 import os
 import re
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,11 +29,11 @@ from logitlab.errors import LogitlabError
 
 log = logging.getLogger("logitlab.sweep")
 
-# Hydra turns an exception in any callback (ours, or one added with +hydra.callbacks) into this warning and
-# carries on: a sweep would run on untracked, or end as if its summary were made. Here it is an error, in the
-# launching process and in every job's process (they import this module), whatever PYTHONWARNINGS says.
-CALLBACK_FAILED = r"Callback \w+\.\w+ raised "
-warnings.filterwarnings("error", message=CALLBACK_FAILED, category=UserWarning)
+# `${logitlab.unique:}` in conf/config.yaml's run and sweep folders. Cached like Hydra's `now`: Hydra copies a
+# sweep's resolved values into each job's config, and joblib and submitit pickle them with it (and the
+# resolver with Hydra's state), so every job sees the launching process's folder, whichever process runs it.
+if not OmegaConf.has_resolver("logitlab.unique"):
+    OmegaConf.register_new_resolver("logitlab.unique", callbacks.process_tag, use_cache=True)
 
 
 def job(cfg: DictConfig) -> float:
@@ -92,9 +91,9 @@ def main() -> None:
         if debug() or not _raised_by_hydra(err):
             raise
         fail(str(err))
-    except UserWarning as err:  # a callback failed (`CALLBACK_FAILED`)
+    except UserWarning as err:  # a callback failed (`callbacks.CALLBACK_FAILED`)
         callbacks.end_open_sweep("FAILED", f"ended by an error outside the jobs: {config.one_line(str(err))}")
-        if debug() or not re.match(CALLBACK_FAILED, str(err)):
+        if debug() or not re.match(callbacks.CALLBACK_FAILED, str(err)):
             raise
         fail(str(err))
     except KeyboardInterrupt:
