@@ -1,7 +1,7 @@
 """Regenerate the tutorial's pictures (docs/images/tutorial-*.png) from a real sweep.
 
     .venv/bin/python scripts/make_tutorial_figures.py                 # fresh copy of the repo + `make sweep`'s grid
-    .venv/bin/python scripts/make_tutorial_figures.py --sweep-dir multirun/2026-01-01/12-00-00   # reuse a sweep
+    .venv/bin/python scripts/make_tutorial_figures.py --sweep-dir multirun/2026-01-01/12-00-00-1a2b3c   # reuse a sweep
 
 By default the repository's files (as git sees them: tracked + untracked, not ignored) are copied into a
 temporary directory and the `make sweep` grid runs there, tracked in that copy's own MLflow store, so your
@@ -136,7 +136,7 @@ def sweep_comparison(sweep_dir: Path, out: Path) -> Path | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sweep-dir", type=Path, help="use this finished sweep (multirun/<date>/<time>) instead")
+    parser.add_argument("--sweep-dir", type=Path, help="use this finished sweep (multirun/<date>/<time>-<id>) instead")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the PNGs go")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project copy (its path is printed)")
     args = parser.parse_args()

@@ -6,6 +6,7 @@
 #   scripts/server.sh start     # init (once) + start PostgreSQL and MLflow; idempotent
 #   scripts/server.sh stop      # stop MLflow, then PostgreSQL; idempotent
 #   scripts/server.sh status    # say what runs; exit 0 only if both run
+#   scripts/server.sh restart-db  # restart only PostgreSQL (MLflow stays up; clients retry meanwhile)
 #
 # All state lives in ${LOGITLAB_SERVER_DIR:-<project>/.server} (git-ignored):
 #   credentials.env   admin + database passwords (mode 0600, generated if absent)
@@ -438,6 +439,18 @@ cmd_stop() {
     info "stopped"
 }
 
+# Restart only PostgreSQL (a configuration change, a minor upgrade): the MLflow server stays up and answers
+# 5xx while its database is away, which clients retry through; nothing is lost.
+cmd_restart_db() {
+    load_settings 1
+    PGBIN="$(find_pg_bin)" || die "PostgreSQL binaries not found"
+    [[ -f "$PGDATA/PG_VERSION" ]] || die "no PostgreSQL cluster in $PGDATA; run: scripts/server.sh start"
+    load_credentials
+    stop_postgres
+    start_postgres
+    info "PostgreSQL restarted on 127.0.0.1:$PG_PORT; MLflow kept running"
+}
+
 cmd_status() {
     load_settings 1
     local rc=0 pid
@@ -469,5 +482,6 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     restart) cmd_stop; cmd_start ;;
-    *) echo "usage: $0 {install|start|stop|status|restart}" >&2; exit 2 ;;
+    restart-db) cmd_restart_db ;;
+    *) echo "usage: $0 {install|start|stop|status|restart|restart-db}" >&2; exit 2 ;;
 esac

@@ -8,6 +8,8 @@ exits with one line naming the server, and `sweep.resume` completes it once the 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -156,3 +158,43 @@ def test_past_the_retries_the_sweep_exits_in_one_line_and_a_resume_completes_it(
     )
     assert done.returncode == 0, done.stderr[-5000:]
     check_complete(server, "outage-past", tmp_path)
+
+
+def test_two_outages_in_a_row_on_a_busy_machine_lose_nothing(server: MlflowServer, tmp_path: Path) -> None:
+    """The MLflow process SIGKILLed 8 s into the sweep and started again 15 s later (`scripts/server.sh start`,
+    which itself takes its time on a busy machine), twice in a row, while another sweep keeps both cores busy:
+    exit 0, every job FINISHED with all it logged, the parent FINISHED."""
+    project = make_project(tmp_path / "project")
+    experiment = "outage-twice"
+    busy_sweep = [
+        "mlflow=off",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "data.n_samples=20000",
+        "model.tol=0",
+    ]
+    busy = subprocess.Popen(
+        [sys.executable, "-m", "logitlab.sweep", "-m", *busy_sweep, "model.max_iter=20000", "model.C=0.01,0.1,1,10"],
+        cwd=project,
+        env=BASE_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    proc, log = start_sweep(project, server, experiment, {})
+    try:
+        wait_for_children(server, experiment, 1, proc, log)
+        for _ in range(2):
+            time.sleep(8)
+            server.kill_tracking()
+            time.sleep(15)
+            server.start()
+        proc.wait(timeout=900)
+    finally:
+        for started in (proc, busy):
+            if started.poll() is None:
+                os.killpg(started.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-5000:]
+    assert "Traceback" not in output, output[-5000:]
+    check_complete(server, experiment, tmp_path)

@@ -2,17 +2,22 @@
 
 Hydra calls `on_multirun_start`/`on_multirun_end` in the launching process, whatever the launcher, so the
 store, the experiment and the parent run exist before any (possibly parallel) job tries to use them. Hydra
-turns an exception raised in a callback into a warning and carries on; so these record what went wrong in
-`outcome`, and `sweep.main` ends the command with one line.
+turns an exception raised in a callback into a warning and carries on (the jobs would run untracked); so
+these stop the sweep with one line before its first job, or record what went wrong after the jobs in
+`outcome` (the parent ends FAILED with the reason) for `sweep.main` to end the command with one line.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import secrets
 import signal
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +33,21 @@ if TYPE_CHECKING:
     from logitlab.tracking.sweeps import Parent
 
 log = logging.getLogger(__name__)
+
+# Hydra turns an exception in any callback (ours, or one added with +hydra.callbacks) into this warning and
+# carries on: a sweep would run on untracked, or end as if its summary were made. It is an error in every
+# process that runs these callbacks (the sweep's, and each job's: joblib and submitit pickle the callbacks),
+# whatever PYTHONWARNINGS says; `sweep.main` ends the command with it in one line.
+CALLBACK_FAILED = r"Callback \w+\.\w+ raised "
+warnings.filterwarnings("error", message=CALLBACK_FAILED, category=UserWarning)
+
+
+@functools.cache
+def process_tag() -> str:
+    """Six hex digits drawn once per process (`${logitlab.unique:}`): sweeps started in the same second, by a
+    script or CI, never share a folder."""
+    return secrets.token_hex(3)
+
 
 # The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
 open_sweep: dict[str, Any] = {}
@@ -57,9 +77,14 @@ class TrackingCallback(Callback):
             sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
             if cluster.is_slurm_launcher(str(config.hydra.launcher.get("_target_", ""))):
                 cluster.use_slurm_config(settings.project_root())
-            parent = _open_parent(config)
+            _claim(Path(config.hydra.sweep.dir))
+            parent = _open_parent_patiently(config)
         except LogitlabError as err:  # stop before any job runs
             fail(str(err))
+        except Exception as err:  # any other failure too: a tracked sweep never runs untracked
+            if debug():
+                raise
+            fail(f"sweep not started: its MLflow parent run could not be opened: {_reason(err)}")
         if parent is not None:
             open_sweep["parent"] = parent
             log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, parent.experiment_name, parent.uri)
@@ -67,10 +92,71 @@ class TrackingCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             _summarise(config)
-        except Exception as err:
+        except Exception as err:  # the jobs' runs stay; the parent ends FAILED with the reason
+            outcome["error"] = _reason(err)
+            try:
+                _end_parent_early("FAILED", f"sweep summary failed: {outcome['error']}")
+            except Exception as end_err:  # left RUNNING: `sweep.resume` ends it
+                log.error("sweep parent run not ended FAILED: %s", _reason(end_err))
             if debug():
                 raise
-            outcome["error"] = settings.one_line(str(err)) or type(err).__name__
+
+
+SWEEP_LOCK = ".sweep.lock"
+# The lock on its sweep folder this process holds while its sweep runs (released when the process ends).
+_claimed: list[Any] = []
+
+
+def _claim(sweep_dir: Path) -> None:
+    """One running sweep per folder: a second sweep given the folder of one still running (the same
+    `hydra.sweep.dir`) stops here, before it could overwrite the jobs' hand-over or mix their folders."""
+    from filelock import FileLock, Timeout
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(sweep_dir / SWEEP_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"config key 'hydra.sweep.dir': {sweep_dir} is in use by another sweep that is still running; give "
+            "each sweep its own folder (the default one is)"
+        ) from None
+    _claimed.append(lock)
+
+
+def _reason(err: BaseException) -> str:
+    return settings.one_line(str(err)) or type(err).__name__
+
+
+# How long a sweep waits for a store that is busy (SQLite's `database is locked` while another process
+# writes, or holds a long read) before it stops: each attempt also waits out SQLite's own 5 s busy timeout.
+BUSY_STORE_WAIT_S = 30.0
+
+
+def _open_parent_patiently(config: DictConfig) -> Parent | None:
+    """`_open_parent`, tried again while the store is only busy (bounded in time, with backoff)."""
+    deadline = time.monotonic() + BUSY_STORE_WAIT_S
+    delay = 0.5
+    while True:
+        try:
+            return _open_parent(config)
+        except Exception as err:
+            if not _store_busy(err) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("tracking store busy (%s); trying again in %.1f s", _reason(err)[:200], delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 8.0)
+
+
+def _store_busy(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    for _ in range(10):  # the SQLite error, as MLflow or logitlab wrapped it
+        if seen is None:
+            return False
+        if "database is locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _open_parent(config: DictConfig) -> Parent | None:
@@ -148,7 +234,7 @@ def _summarise(config: DictConfig) -> None:
         # without waiting races its manager thread against the exit hook (a traceback after the one line).
         _end_parent_early("FAILED", "the tracking server stopped answering")
         return
-    if parent := open_sweep.pop("parent", None):
+    if parent := open_sweep.get("parent"):  # left open until it FINISHED: a failure ends it FAILED
         mlflow_cfg = _mlflow_cfg(config)
         summary = sweeps.finish_sweep(
             parent,
@@ -156,6 +242,7 @@ def _summarise(config: DictConfig) -> None:
             model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
             out_dir=Path(config.hydra.sweep.dir) / "summary",
         )
+        open_sweep.pop("parent")
         if summary.best_value is not None:
             best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
             best_metrics = summary.best_metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import traceback
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +28,12 @@ from logitlab.cli import debug, exit_interrupted, fail, hydra_message
 from logitlab.errors import LogitlabError
 
 log = logging.getLogger("logitlab.sweep")
+
+# `${logitlab.unique:}` in conf/config.yaml's run and sweep folders. Cached like Hydra's `now`: Hydra copies a
+# sweep's resolved values into each job's config, and joblib and submitit pickle them with it (and the
+# resolver with Hydra's state), so every job sees the launching process's folder, whichever process runs it.
+if not OmegaConf.has_resolver("logitlab.unique"):
+    OmegaConf.register_new_resolver("logitlab.unique", callbacks.process_tag, use_cache=True)
 
 
 def job(cfg: DictConfig) -> float:
@@ -82,6 +89,11 @@ def main() -> None:
     except ValueError as err:  # Hydra's own command-line checks (e.g. --cfg with -m)
         callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
         if debug() or not _raised_by_hydra(err):
+            raise
+        fail(str(err))
+    except UserWarning as err:  # a callback failed (`callbacks.CALLBACK_FAILED`)
+        callbacks.end_open_sweep("FAILED", f"ended by an error outside the jobs: {config.one_line(str(err))}")
+        if debug() or not re.match(callbacks.CALLBACK_FAILED, str(err)):
             raise
         fail(str(err))
     except KeyboardInterrupt:

@@ -84,8 +84,8 @@ def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
             if values.min() > 0 and values.max() / values.min() >= 100:
                 ax.set_xscale("log")
         else:
-            labels = ok[param].astype(str)
-            order = sorted(labels.unique())
+            labels = [_label(value) for value in ok[param]]
+            order = sorted(set(labels))
             ax.scatter([order.index(v) for v in labels], ok[metric])
             ax.set_xticks(range(len(order)), order)
         ax.set_xlabel(param)
@@ -95,3 +95,9 @@ def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
     fig.suptitle(f"{metric} by swept parameter")
     fig.tight_layout()
     plots.save(fig, path)
+
+
+def _label(value: object) -> str:
+    """A param's value as a plot label: a job that lacks the param (another data set's key) reads `unset`.
+    (pandas' `astype(str)` keeps a missing value as float NaN, which cannot be sorted among strings.)"""
+    return "unset" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)

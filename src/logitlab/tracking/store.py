@@ -122,6 +122,7 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     from mlflow.exceptions import MlflowException
 
     _quiet()
+    _patient()
     _check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +156,7 @@ def attach(uri: str, experiment_id: str, experiment_name: str) -> Tracker:
     import mlflow
 
     _quiet()
+    _patient()
     mlflow.set_tracking_uri(uri)
     return Tracker(uri, experiment_id, experiment_name)
 
@@ -205,6 +207,18 @@ def one_attempt(timeout_s: int = 10) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# MLflow's HTTP retries per call, unless the environment sets them. Its default 7 give a call ~4 min, and its
+# waits double (up to 120 s): a call caught by two restarts in a row of a busy server sleeps through the
+# minute the server is back between them, and the second outage exhausts it. 10 (MLflow's limit) give ~10 min.
+RETRIES = "10"
+
+
+def _patient() -> None:
+    """Every process that talks to the store (the sweep's, its jobs', the figures helper) rides out outages of
+    minutes; `store.one_attempt` still makes a way out quick."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", RETRIES)
 
 
 def _quiet() -> None:
