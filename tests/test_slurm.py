@@ -226,3 +226,13 @@ def test_a_sweep_whose_process_died_resumes_without_submitting_finished_jobs(
     runs = client.search_runs([exp.experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4  # the parent and its three jobs, once each
     assert {r.data.tags.get("slurm.job_id", "").split("_")[0] for r in runs} == {array, ""}
+
+
+def test_three_slurm_sweeps_started_together_keep_their_runs_apart(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 21's collision, on the cluster: three sweeps started in the same second, each job a SLURM job
+    reading its sweep's hand-over from the sweep's own folder."""
+    from .test_many_sweeps import TINY, check_apart, start_together, wait_all
+
+    project = make_project(tmp_path / "project")
+    outputs = wait_all(start_together(project, slurm_env, [*TINY, "hydra/launcher=slurm", "model.C=0.1,1"]))
+    check_apart(MlflowClient(store_uri(project)), project, outputs, "{data}", "logitlab-{data}")

@@ -42,7 +42,7 @@ def _no_model_here(folder: Path) -> str:
     where = f"did you mean '{near[0]}'? " if near else ""
     return (
         f"'{folder}' holds no saved model (no {MANIFEST}); {where}`dvc repro` saves it in {SAVED_IN}/ of the "
-        f"project, a sweep job in {SAVED_IN}/ of its job folder (multirun/<date>/<time>/<job>/{SAVED_IN})"
+        f"project, a sweep job in {SAVED_IN}/ of its job folder (multirun/<date>/<time>-<id>/<job>/{SAVED_IN})"
     )
 
 
