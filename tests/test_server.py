@@ -348,30 +348,6 @@ def test_script_is_idempotent_and_reports_status(server):
 
 
 @pytest.mark.timeout(300)
-def test_restart_keeps_data_and_applies_a_new_admin_password(server):
-    """Runs last: restarts the module's server with a rotated admin password."""
-    name = f"persist-{uuid.uuid4().hex[:8]}"
-    r = api(server, "POST", "experiments/create", auth=admin(server), json={"name": name})
-    assert r.status_code == 200, r.text
-
-    r = server.run_script("stop")
-    assert r.returncode == 0, r.stderr
-    status = server.run_script("status")
-    assert status.returncode != 0 and "stopped" in status.stdout
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"{server.uri}/health", timeout=5)
-
-    new_password = f"rotated-{uuid.uuid4().hex}"
-    r = server.run_script("start", extra_env={"LOGITLAB_SERVER_ADMIN_PASSWORD": new_password})
-    assert r.returncode == 0, r.stdout + r.stderr
-    path = f"experiments/get-by-name?experiment_name={name}"
-    assert api(server, "GET", path, auth=admin(server)).status_code == 401  # old password
-    r = api(server, "GET", path, auth=(server.username, new_password))
-    assert r.status_code == 200, r.text
-    assert r.json()["experiment"]["name"] == name
-
-
-@pytest.mark.timeout(300)
 def test_a_sweep_on_the_server_prints_one_line_per_job_with_its_runs_url(server: MlflowServer, tmp_path: Path) -> None:
     """MLflow's own "View run ... / View experiment ..." pair at each run's end is silenced; each job logs one line
     with its run's page in the server's UI."""
@@ -397,3 +373,27 @@ def test_a_sweep_on_the_server_prints_one_line_per_job_with_its_runs_url(server:
         (child,) = [run for run in runs if run.data.tags.get("hydra_job_num") == str(job)]
         url = f"{server.uri}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}"
         assert line.endswith(f"job {job}: MLflow run {child.info.run_id} FINISHED ({url})"), line
+
+
+@pytest.mark.timeout(300)
+def test_restart_keeps_data_and_applies_a_new_admin_password(server):
+    """Runs last: restarts the module's server with a rotated admin password."""
+    name = f"persist-{uuid.uuid4().hex[:8]}"
+    r = api(server, "POST", "experiments/create", auth=admin(server), json={"name": name})
+    assert r.status_code == 200, r.text
+
+    r = server.run_script("stop")
+    assert r.returncode == 0, r.stderr
+    status = server.run_script("status")
+    assert status.returncode != 0 and "stopped" in status.stdout
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.uri}/health", timeout=5)
+
+    new_password = f"rotated-{uuid.uuid4().hex}"
+    r = server.run_script("start", extra_env={"LOGITLAB_SERVER_ADMIN_PASSWORD": new_password})
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = f"experiments/get-by-name?experiment_name={name}"
+    assert api(server, "GET", path, auth=admin(server)).status_code == 401  # old password
+    r = api(server, "GET", path, auth=(server.username, new_password))
+    assert r.status_code == 200, r.text
+    assert r.json()["experiment"]["name"] == name
