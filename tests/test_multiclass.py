@@ -169,7 +169,7 @@ def test_multiclass_csv_within_one_and_a_half_points_of_sklearn(tmp_path: Path, 
     ours = job.metrics["test_accuracy"]
     print(f"{name}: logitlab {ours:.4f}, scikit-learn {theirs:.4f}")
     assert abs(ours - theirs) <= 0.015
-    assert set(job.metrics) == set(reports.METRICS) - set(reports.BINARY_ONLY) - set(reports.CV_METRICS)
+    assert set(job.metrics) == set(config.METRICS) - set(config.BINARY_ONLY) - set(config.CV_METRICS)
     assert job.metrics["converged"] == 1
 
 
@@ -221,7 +221,7 @@ def test_streamed_multiclass_pipeline_scores_like_in_memory(tmp_path: Path, csvs
 def test_cross_validation_on_sonar(tmp_path: Path, sonar: Path) -> None:
     job = run_job(tmp_path, "data=sonar", f"data.path={sonar}", "preprocess.cv_folds=5")
     metrics = job.metrics
-    for name in reports.CV_METRICS:
+    for name in config.CV_METRICS:
         assert np.isfinite(metrics[name])
     assert 0.6 < metrics["cv_accuracy_mean"] < 1 and 0 < metrics["cv_accuracy_std"] < 0.2
     assert not any(key.startswith("val_") for key in metrics)  # the validation split joined training

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from logitlab import config, io, pipeline, reports
+from logitlab import config, io, pipeline
 from logitlab.errors import DataError, ModelFileError
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET, CsvChunks
@@ -282,7 +282,7 @@ def test_default_pipeline_reaches_the_seed_guides_90_percent(tmp_path: Path, mod
     }
     assert expected <= set(metrics)
     assert metrics["test_tn"] + metrics["test_fp"] + metrics["test_fn"] + metrics["test_tp"] == 200
-    assert set(metrics) == set(reports.METRICS) - set(reports.CV_METRICS)
+    assert set(metrics) == set(config.METRICS) - set(config.CV_METRICS)
 
 
 def test_feature_engineering_makes_circles_separable(tmp_path: Path) -> None:

@@ -1,14 +1,21 @@
 """logitlab: a from-scratch logistic regression in a DVC pipeline, configured by Hydra, tracked in MLflow."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from logitlab.model import LogisticRegression, ParquetChunks
+if TYPE_CHECKING:
+    from logitlab.analysis import compare, load_run
+    from logitlab.model import LogisticRegression, ParquetChunks
 
 __all__ = ["LogisticRegression", "ParquetChunks", "compare", "load_run"]
 
 
 def __getattr__(name: str) -> Any:
-    """`logitlab.load_run` / `logitlab.compare` import mlflow only when first used."""
+    """Each name imports its module when first used: `import logitlab.sweep` (a sweep's start-up) needs neither
+    the estimator (scikit-learn) nor `load_run` (mlflow)."""
+    if name in ("LogisticRegression", "ParquetChunks"):
+        from logitlab import model
+
+        return getattr(model, name)
     if name in ("compare", "load_run"):
         from logitlab import analysis
 

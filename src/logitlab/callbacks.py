@@ -74,7 +74,7 @@ class TrackingCallback(Callback):
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         outcome.clear()
         try:  # a metric name no job could rank by, or no cluster to submit to, stops the sweep here
-            sweep_job.check_metric_name(settings.sweep_config(_section(config, "sweep")).metric)
+            settings.sweep_config(_section(config, "sweep"))
             if cluster.is_slurm_launcher(str(config.hydra.launcher.get("_target_", ""))):
                 cluster.use_slurm_config(settings.project_root())
             _claim(Path(config.hydra.sweep.dir))
@@ -213,6 +213,7 @@ def _continue_study(sweeper: DictConfig) -> None:
 def _summarise(config: DictConfig) -> None:
     """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
     finishing.drain()
+    finishing.close()
     sweep_cfg = settings.sweep_config(_section(config, "sweep"))
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
@@ -230,8 +231,6 @@ def _summarise(config: DictConfig) -> None:
             f"failed or did not start; once it answers again, go on with the same overrides and "
             f"sweep.resume={parent.run_id}"
         )
-        # The helper is idle (drained above) and exits with the interpreter, as after any sweep: stopping it
-        # without waiting races its manager thread against the exit hook (a traceback after the one line).
         _end_parent_early("FAILED", "the tracking server stopped answering")
         return
     if parent := open_sweep.get("parent"):  # left open until it FINISHED: a failure ends it FAILED

@@ -151,6 +151,24 @@ class SweepConfig:
 
 
 RESUME_KEY = "sweep.resume"
+# The metrics `evaluate` returns (`reports` computes them): the names `sweep.metric` may take, here so that a
+# sweep refuses a misspelt one before it starts, importing nothing of the maths.
+BINARY_ONLY = tuple(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp"))
+CV_SCORES = ("accuracy", "log_loss", "roc_auc")  # scored on each held-out fold; cv_<score>_mean / _std
+CV_METRICS = tuple(f"cv_{score}_{stat}" for score in CV_SCORES for stat in ("mean", "std"))
+# BINARY_ONLY with two classes, CV_METRICS with preprocess.cv_folds, the val_* ones without it.
+METRICS = (
+    *(f"{split}_{name}" for split in ("train", "val", "test") for name in ("accuracy", "log_loss")),
+    "val_roc_auc",
+    "test_roc_auc",
+    "test_f1_macro",
+    "test_f1_weighted",
+    *BINARY_ONLY,
+    *CV_METRICS,
+    "n_iter",
+    "converged",
+    "final_train_loss",
+)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -276,6 +294,10 @@ def mlflow_config(raw: Any) -> MlflowConfig:
 
 def sweep_config(raw: Any) -> SweepConfig:
     cfg = _build("sweep", SweepConfig, raw)
+    if cfg.metric not in METRICS:
+        raise ConfigError(
+            f"config key 'sweep.metric': '{cfg.metric}' is not a metric; choose one of {', '.join(METRICS)}"
+        )
     _check_range("sweep.direction", cfg.direction in ("maximize", "minimize"), "maximize|minimize", cfg.direction)
     if cfg.resume is not None:
         ok = cfg.resume == "last" or RUN_ID.fullmatch(cfg.resume) is not None

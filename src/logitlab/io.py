@@ -11,13 +11,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from logitlab.errors import DataError
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where a table is read or written: JSON callers skip them
+    import pandas as pd
+    import pyarrow.parquet as pq
 
 # Read once at import (single-threaded then): mkstemp makes 0600 files, outputs get the usual 0666 & ~umask.
 _UMASK = os.umask(0o022)
@@ -124,6 +124,8 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"'{file}' not found; run the stage that writes it (`dvc repro`)")
+    import pandas as pd
+
     try:
         return pd.read_parquet(file, engine="pyarrow")
     except (OSError, ValueError) as err:
@@ -134,6 +136,8 @@ def _parquet_file(path: str | os.PathLike[str]) -> pq.ParquetFile:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"'{file}' not found; run the stage that writes it (`dvc repro`)")
+    import pyarrow.parquet as pq
+
     try:
         return pq.ParquetFile(file)
     except (OSError, ValueError) as err:
@@ -153,6 +157,8 @@ def head(path: str | os.PathLike[str], rows: int) -> pd.DataFrame:
 
 def read_row_groups(path: str | os.PathLike[str], columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The file's row groups as frames, one at a time (memory bounded by the largest row group)."""
+    import pyarrow as pa
+
     file = _parquet_file(path)
     for index in range(file.num_row_groups):
         table = file.read_row_group(index, columns=columns)
@@ -173,6 +179,9 @@ class ChunkWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")

@@ -16,26 +16,10 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
+from logitlab.config import CV_SCORES
 from logitlab.model import LogisticRegression
 from logitlab.sources import TARGET
 
-BINARY_ONLY = tuple(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp"))
-CV_SCORES = ("accuracy", "log_loss", "roc_auc")  # scored on each held-out fold; cv_<score>_mean / _std
-CV_METRICS = tuple(f"cv_{score}_{stat}" for score in CV_SCORES for stat in ("mean", "std"))
-# Every metric `evaluate` returns: the names `sweep.metric` may take (BINARY_ONLY with two classes, CV_METRICS
-# with preprocess.cv_folds, the val_* ones without it).
-METRICS = (
-    *(f"{split}_{name}" for split in ("train", "val", "test") for name in ("accuracy", "log_loss")),
-    "val_roc_auc",
-    "test_roc_auc",
-    "test_f1_macro",
-    "test_f1_weighted",
-    *BINARY_ONLY,
-    *CV_METRICS,
-    "n_iter",
-    "converged",
-    "final_train_loss",
-)
 CURVE_POINTS = 10_000  # streamed data: curve points kept for the CSVs and figures
 
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from logitlab import config, finishing, io, pipeline, reports
+from logitlab import config, finishing, io
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError
 from logitlab.stage import Files
-from logitlab.stages import evaluate
 from logitlab.tracking import sweeps
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,8 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
+    from logitlab import pipeline  # the stages, and the maths: the job's own imports, not the sweep's start-up
+
     sweep = config.sweep_config(config.section(params, "sweep"))
     _check_metric(sweep.metric, config.preprocess_config(config.section(params, "preprocess")), job)
     deferred = finishing.active()
@@ -132,9 +133,8 @@ def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | No
 
 
 def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) -> None:
-    """Refuse, before any work, a sweep metric that is no metric or that the run's mode does not compute."""
-    check_metric_name(metric)
-    if metric in reports.CV_METRICS and preprocess.cv_folds is None:
+    """Refuse, before any work, a sweep metric that the run's mode does not compute."""
+    if metric in config.CV_METRICS and preprocess.cv_folds is None:
         raise ConfigError(
             f"config key 'sweep.metric': '{metric}' is a cross-validation score; set preprocess.cv_folds (e.g. 5)"
         )
@@ -145,14 +145,9 @@ def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) ->
         )
 
 
-def check_metric_name(metric: str) -> None:
-    if metric not in reports.METRICS:
-        raise ConfigError(
-            f"config key 'sweep.metric': '{metric}' is not a metric; choose one of {', '.join(reports.METRICS)}"
-        )
-
-
 def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Callable[[Files], None], Files], None]:
+    from logitlab import pipeline
+
     def submit(finish: Callable[[Files], None], files: Files) -> None:
         stage = next(stage for stage in pipeline.STAGES if stage.finish is finish)
         finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
@@ -193,6 +188,8 @@ def outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def job_metrics(job_dir: Path) -> dict[str, Any]:
     """A job's `reports/metrics.json` (evaluate's, in the job's folder); {} for a job that did not get there."""
+    from logitlab.stages import evaluate
+
     path = job_dir / evaluate.STAGE.outputs["metrics"].path
     return dict(io.read_json(path)) if path.is_file() else {}
 

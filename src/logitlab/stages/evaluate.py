@@ -55,7 +55,7 @@ def execute(cfg: config.MlflowConfig, files: Files) -> dict[str, Any]:
     splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
     metrics, tables = run(pipeline, splits)
     cv_scores = io.read_json(files.inputs["cv"] / train.CV_SCORES_FILE)
-    metrics.update({key: value for key, value in cv_scores.items() if key in reports.CV_METRICS})
+    metrics.update({key: value for key, value in cv_scores.items() if key in config.CV_METRICS})
     per_class = tables.pop("per_class")
     io.write_json(files.outputs["metrics"], metrics)
     io.write_csv(files.outputs["per_class"], per_class)

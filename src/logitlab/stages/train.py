@@ -66,7 +66,7 @@ def cross_validate(
     folds: list[preprocess.Fold], params: dict[str, Any], n_classes: int
 ) -> tuple[list[dict[str, float]], list[pd.DataFrame]]:
     """Each fold's model fitted on its training part (its held-out part gives the validation loss per epoch):
-    the held-out scores (`reports.CV_SCORES`) and the loss curves, fold by fold."""
+    the held-out scores (`config.CV_SCORES`) and the loss curves, fold by fold."""
     scores, histories = [], []
     for fold in folds:
         model = run(fold["train"], fold["val"], params)

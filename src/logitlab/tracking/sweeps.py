@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logitlab import config, io, sweep_report
-from logitlab.tracking import registry, selection
+from logitlab import config, io
+from logitlab.tracking import selection
 from logitlab.tracking.lifecycle import git_tags, tracked_run
-from logitlab.tracking.results import HISTORIES, finite
 from logitlab.tracking.store import Tracker, attach, run_url
 
 if TYPE_CHECKING:
@@ -289,6 +288,10 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
     jobs' latest attempts; register the best model as `model_name`'s `champion` when it beats the current
     one (None: no registry)."""
     from mlflow.entities import Metric, Param
+
+    from logitlab import sweep_report  # pandas and matplotlib: the summary's, not the sweep's start-up
+    from logitlab.tracking import registry
+    from logitlab.tracking.results import HISTORIES, finite
 
     tracker = parent.tracker()
     client = tracker.client()

@@ -1,0 +1,23 @@
+"""A test-only Hydra callback that records, as JSON in `out`, the libraries a real sweep's launching process has
+loaded when its first job starts (`+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback
++hydra.callbacks.probe.out=<file>`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+HEAVY = ("matplotlib", "sklearn", "scipy", "mlflow", "pandas", "pyarrow", "sqlalchemy")
+
+
+class ProbeCallback(Callback):
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        if not self.out.exists():
+            self.out.write_text(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))

@@ -1,0 +1,69 @@
+"""A sweep's start-up and exit, asserted by what the launching process holds rather than by timing: its launch
+path imports none of the libraries only a job's fit, its figures or its summary use, and the figure helper has
+exited once the sweep is summarised (the process then ends at once). docs/performance.md has the times."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import run, store_uri
+from .probe_callback import HEAVY
+
+TINY = ["data=circles", "model.max_iter=20", "model.tol=0", "model.C=0.1,1"]
+
+
+# `python -m logitlab.sweep`, then the child processes still alive when the sweep's code has returned (before the
+# interpreter's exit would join a helper left running)
+SWEEP_THEN_CHILDREN = (
+    "import json, multiprocessing, runpy, sys\n"
+    "sys.argv = ['logitlab.sweep', *sys.argv[1:]]\n"
+    "runpy.run_module('logitlab.sweep', run_name='__main__')\n"
+    "print('CHILDREN', json.dumps([child.name for child in multiprocessing.active_children()]))\n"
+)
+
+
+def probed_sweep(project: Path, *overrides: str) -> dict:
+    """The libraries loaded when the first job started, and the child processes left after the sweep."""
+    out = project / "probe.json"
+    probe = ["+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback", f"+hydra.callbacks.probe.out={out}"]
+    command = [sys.executable, "-c", SWEEP_THEN_CHILDREN, "-m", *TINY, *overrides, *probe]
+    done = run(command, project, env={"PYTHONPATH": str(project)})
+    children = next(line for line in done.stdout.splitlines() if line.startswith("CHILDREN "))
+    return {"loaded_at_first_job": json.loads(out.read_text()), "children_after_sweep": json.loads(children[9:])}
+
+
+def test_importing_the_sweep_imports_no_maths_plotting_tables_or_tracking() -> None:
+    code = "import json, sys, logitlab.sweep; print(json.dumps([m for m in sys.argv[1:] if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
+
+
+def test_a_tracked_sweep_starts_its_jobs_without_scikit_learn_or_matplotlib_and_ends_its_helper(
+    project: Path,
+) -> None:
+    seen = probed_sweep(project)
+    # mlflow itself imports pandas, scipy and pyarrow; the estimator (scikit-learn) and matplotlib are the jobs'
+    assert {"sklearn", "matplotlib"}.isdisjoint(seen["loaded_at_first_job"]), seen
+    assert "mlflow" in seen["loaded_at_first_job"]
+    assert seen["children_after_sweep"] == [], "the figure helper outlived the sweep"
+    client = MlflowClient(store_uri(project))
+    children = client.search_runs(
+        [client.get_experiment_by_name("circles").experiment_id], "tags.mlflow.parentRunId != ''"
+    )
+    assert len(children) == 2 and {run.info.status for run in children} == {"FINISHED"}
+    assert all(run.data.tags.get("logitlab.figures") != "pending" for run in children)
+
+
+@pytest.mark.slow
+def test_an_untracked_sweep_starts_its_jobs_with_none_of_them(project: Path) -> None:
+    seen = probed_sweep(project, "mlflow=off")
+    assert seen["loaded_at_first_job"] == []
+    assert seen["children_after_sweep"] == []
+    figures = sorted(path.name for path in project.glob("multirun/*/*/*/reports/figures/*.png"))
+    assert len(figures) == 2 * 7, figures  # the helper drew every job's figures before it exited
