@@ -1,5 +1,5 @@
 """A test-only Hydra callback that records, as JSON in `out`, the libraries a real sweep's launching process has
-loaded when its first job starts (`+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback
+loaded as each of its jobs starts, in order (`+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback
 +hydra.callbacks.probe.out=<file>`)."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ HEAVY = ("matplotlib", "sklearn", "scipy", "mlflow", "pandas", "pyarrow", "sqlal
 class ProbeCallback(Callback):
     def __init__(self, out: str) -> None:
         self.out = Path(out)
+        self.loaded: list[list[str]] = []
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        if not self.out.exists():
-            self.out.write_text(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
+        self.loaded.append(sorted(name for name in HEAVY if name in sys.modules))
+        self.out.write_text(json.dumps(self.loaded))

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from logitlab import config, io, plots, reports
+from logitlab import config, io, reports
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
@@ -71,7 +71,9 @@ def execute(cfg: config.MlflowConfig, files: Files) -> dict[str, Any]:
 
 def draw_figures(files: Files) -> None:
     """Every figure from the files `execute` and the upstream stages wrote: nothing downstream reads them,
-    so a sweep may draw them in another process."""
+    so a sweep may draw them in another process (and only that process imports matplotlib)."""
+    from logitlab import plots
+
     pipeline = ScoringPipeline.load(files.inputs["model"])
     out, curves = files.outputs["figures"], files.outputs["curves"]
     metrics = io.read_json(files.outputs["metrics"])
