@@ -1,7 +1,7 @@
 """Does k-fold cross-validation pick a steadier configuration than one validation split? (docs/cross_validation.md)
 
 For each seed (a different split of the data), the same grid of configurations is run through the pipeline
-twice, as a sweep runs it (`pipeline.run_job`, upstream stages shared through the memo): once ranked by
+twice, as a sweep runs it (`executor.run_job`, upstream stages shared through the memo): once ranked by
 `val_accuracy` on the single validation split, once ranked by `cv_accuracy_mean` over k folds of train+val
 (ties to the lower log loss, as `tracking.selection` breaks them). The test accuracy of each seed's chosen
 configuration is recorded; the spread of those accuracies across seeds is what the page reports.
@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from logitlab import config, pipeline
+from logitlab import config
+from logitlab.sweeps import executor
 
 GRID = {"model.C": ["0.01", "0.1", "1", "10", "100"], "features.degree": ["1", "2"]}
 
@@ -29,7 +30,7 @@ def run(data: Path, seed: int, overrides: list[str], root: Path) -> dict[str, An
         ["data=sonar", f"data.path={data}", "mlflow=off", f"seed={seed}", *overrides],
         config_dir=Path(__file__).resolve().parents[1] / "conf",
     )
-    job = pipeline.run_job(params, root / "job", root=root, finish=lambda finish, files: None)  # no figures
+    job = executor.run_job(params, root / "job", root=root, finish=lambda finish, files: None)  # no figures
     return job.metrics
 
 

@@ -1,5 +1,5 @@
 """The pipeline with K labels and with k-fold cross-validation, stage by stage and through the sweep executor
-(`pipeline.run_job`), without DVC: labels, splits, folds, metrics, tables, figures, the scoring pipeline."""
+(`executor.run_job`), without DVC: labels, splits, folds, metrics, tables, figures, the scoring pipeline."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 from sklearn.datasets import load_iris, load_wine, make_classification
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from logitlab import config, io, pipeline, reports
+from logitlab import config, io, reports
 from logitlab.errors import DataError
 from logitlab.model import LogisticRegression
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET, CsvChunks
 from logitlab.stages import feature_engineer, ingest, preprocess, train
+from logitlab.sweeps import executor
 
 from .conftest import REPO
 
@@ -25,9 +26,9 @@ def csv_config(path: Path, target: str, **overrides: object) -> config.CsvData:
     return config.data_config({"name": "csv", "source": "csv", "path": str(path), "target": target, **overrides})
 
 
-def run_job(root: Path, *overrides: str) -> pipeline.JobResult:
+def run_job(root: Path, *overrides: str) -> executor.JobResult:
     params = config.compose(["mlflow=off", *overrides], config_dir=REPO / "conf")
-    return pipeline.run_job(params, root / "job", root=root)
+    return executor.run_job(params, root / "job", root=root)
 
 
 @pytest.fixture(scope="module")

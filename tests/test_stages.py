@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
-from logitlab import config, io, pipeline
+from logitlab import config, io
 from logitlab.errors import DataError, ModelFileError
 from logitlab.scoring import ScoringPipeline
 from logitlab.sources import TARGET, CsvChunks
 from logitlab.stages import feature_engineer, ingest, preprocess
+from logitlab.sweeps import executor
 
 from .conftest import REPO
 
@@ -34,9 +35,9 @@ def data_config(*overrides: str) -> config.DataConfig:
 
 
 def fit_all(root: Path, *overrides: str) -> tuple[dict[str, pd.DataFrame], ScoringPipeline, dict]:
-    """The whole pipeline for one config through the sweep executor (`pipeline.run_job`), in `root`: the
+    """The whole pipeline for one config through the sweep executor (`executor.run_job`), in `root`: the
     processed splits, the saved scoring pipeline and the metrics."""
-    job = pipeline.run_job(config.compose(list(overrides), config_dir=REPO / "conf"), root / "job", root=root)
+    job = executor.run_job(config.compose(list(overrides), config_dir=REPO / "conf"), root / "job", root=root)
     processed = {name: io.read_parquet(job.files["feature-engineer"].outputs[name]) for name in preprocess.SPLITS}
     return processed, ScoringPipeline.load(job.files["train"].outputs["model"]), job.metrics
 
@@ -161,7 +162,7 @@ def test_an_unknown_encoding_is_refused_naming_data_encoding_and_is_part_of_the_
             csv_config(tmp_path / "x.csv", encoding=name)
     file = tmp_path / "swiss.csv"
     file.write_bytes(SWISS.encode("latin-1"))
-    keys = {pipeline.cache_key(ingest.STAGE, csv_config(file, encoding=e), [], tmp_path) for e in ("latin-1", "cp1252")}
+    keys = {executor.cache_key(ingest.STAGE, csv_config(file, encoding=e), [], tmp_path) for e in ("latin-1", "cp1252")}
     assert len(keys) == 2
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from logitlab import sweep_job
 from logitlab.scoring import ScoringPipeline
+from logitlab.sweeps import job as sweep_job
 
 from .conftest import logitlab, make_project, store_uri
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from logitlab import sweep_report
+from logitlab.sweeps import summary
 
 from .conftest import BASE_ENV, logitlab, store_uri
 from .failing_callback import HOOKS
@@ -59,7 +59,7 @@ def test_the_comparison_plot_copes_with_any_mix_of_value_types(tmp_path: Path) -
             "val_accuracy": [0.8, 0.7, 0.9, 0.6],
         }
     )
-    sweep_report.comparison_plot(frame, "val_accuracy", tmp_path / "comparison.png")
+    summary.comparison_plot(frame, "val_accuracy", tmp_path / "comparison.png")
     assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -1,35 +1,20 @@
-"""The pipeline: the five stage declarations in order, `dvc.yaml` generated from them, and the sweep executor.
+"""The pipeline: the five stage declarations in order, and `dvc.yaml` generated from them.
 
-DVC runs the stages as files on disk (`dvc.yaml`, written by `make pipeline` from `STAGES`). A sweep job runs
-the same declarations in process (`run_job`): a shared stage's outputs live in a content-addressed cache,
-`<root>/.cache/logitlab/<stage>/<key>/`, where the key hashes the stage's validated params, its inputs' keys,
-the content of every source file `dvc.yaml` lists for it and of any file its params name (a user's CSV); the
-other stages write into the job's directory. Each stage function streams when its input is streamed, so a
-sweep job streams exactly as `dvc repro` does.
+DVC runs the stages as files on disk (`dvc.yaml`, written by `make pipeline` from `STAGES`); a sweep job runs
+the same declarations in process (`logitlab.sweeps.executor`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from filelock import FileLock
 
 from logitlab import config
-from logitlab.stage import Files, Stage
+from logitlab.stage import Stage
 from logitlab.stages import evaluate, feature_engineer, ingest, preprocess, train
-
-log = logging.getLogger(__name__)
 
 STAGES: tuple[Stage[Any], ...] = (
     ingest.STAGE,
@@ -130,150 +115,3 @@ def write_dvc_yaml(path: str | os.PathLike[str]) -> None:
 def settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """Every stage's validated settings, by stage name: a bad value anywhere fails before any stage runs."""
     return {stage.name: stage.settings(config.sections(params, stage.params)) for stage in STAGES}
-
-
-# ------------------------------------------------------------------------------------------ cache keys
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-_content_hashes: dict[tuple[str, int, int], str] = {}
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for the process: a sweep's jobs hash a big CSV once."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return "missing"
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _content_hashes:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _content_hashes[key] = digest.hexdigest()
-    return _content_hashes[key]
-
-
-def _source_files(declared: str, root: Path) -> Iterator[Path]:
-    """A source path as dvc.yaml lists it, in the project; where the project has no `src/` (an installed
-    package), the same path in the package logitlab was imported from."""
-    path = root / declared
-    if not path.exists():
-        path = Path(__file__).parent.joinpath(*Path(declared).parts[2:])
-    if path.is_dir():
-        yield from sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    else:
-        yield path
-
-
-def cache_key(stage: Stage[Any], cfg: Any, upstream: Sequence[str], root: Path) -> str:
-    """What a shared stage's outputs are a function of: validated params, inputs' keys, source and named files."""
-    values = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else cfg
-    sources = {
-        str(file.relative_to(root) if file.is_relative_to(root) else file): content_hash(file)
-        for declared in stage.sources
-        for file in _source_files(declared, root)
-    }
-    named = [content_hash(path) for path in stage.named_files(cfg)] if stage.named_files else []
-    return _digest(stage.name, values, list(upstream), sources, named)
-
-
-# ----------------------------------------------------------------------------------------------- memo
-class Memo:
-    """A content-addressed cache of stage results under `<root>/.cache/logitlab`."""
-
-    def __init__(self, root: Path) -> None:
-        self.base = root / ".cache" / "logitlab"
-        self.status: dict[str, str] = {}  # stage -> "hit" | "miss", for the run's tags and logs
-
-    def entry(self, stage: str, key: str) -> Path:
-        return self.base / stage / key
-
-    def get_or_compute(self, stage: str, key: str, compute: Callable[[Path], None]) -> Path:
-        """The entry's directory; on a miss, `compute(tmp_dir)` writes it and it is renamed into place.
-
-        Parallel workers wanting the same entry: one computes under a file lock, the others wait and reuse it;
-        the atomic rename means no reader ever sees half an entry."""
-        final = self.entry(stage, key)
-        self.status[stage] = "hit"
-        if final.is_dir():
-            return final
-        locks = self.base / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(locks / f"{stage}-{key}.lock", timeout=3600):
-            if final.is_dir():
-                return final
-            self.status[stage] = "miss"
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-            try:
-                compute(tmp)
-                os.rename(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return final
-
-
-# ---------------------------------------------------------------------------------------- one sweep job
-@dataclass
-class JobResult:
-    metrics: dict[str, Any]  # what the last stage returned
-    files: dict[str, Files]  # where each stage read and wrote, by stage name
-    cache: dict[str, str]  # shared stage -> "hit" | "miss"
-
-
-def run_now(finish: Callable[[Files], None], files: Files) -> None:
-    finish(files)
-
-
-def run_job(
-    params: Mapping[str, Any],
-    job_dir: Path,
-    root: Path | None = None,
-    finish: Callable[[Callable[[Files], None], Files], None] = run_now,
-) -> JobResult:
-    """Every stage of `STAGES` for one config: shared stages through the memo, the others into `job_dir`
-    (the layout `dvc repro` leaves in the project: `models/`, `reports/`). `finish` runs each stage's
-    finishing work (figures); a sweep may hand it to another process."""
-    root = root or config.project_root()
-    validated = settings(params)
-    memo = Memo(root)
-    located: dict[Path, Path] = {}  # declared path -> where this job's copy is
-    keys: dict[Path, str] = {}  # declared output path -> cache key of the entry holding it
-    files: dict[str, Files] = {}
-    result: Any = None
-    for stage in STAGES:
-        cfg = validated[stage.name]
-        inputs = {path: located.get(path, root / path) for path in stage.inputs.values()}
-        if stage.shared:
-            key = cache_key(stage, cfg, [keys[path] for path in stage.inputs.values() if path in keys], root)
-            entry = memo.get_or_compute(stage.name, key, lambda tmp: stage.run(cfg, stage.resolve(inputs, tmp)))  # noqa: B023
-            files[stage.name] = stage.resolve(inputs, entry)
-            keys.update({out.path: key for out in stage.outputs.values()})
-        else:
-            files[stage.name] = stage.resolve(inputs, job_dir)
-            result = stage.run(cfg, files[stage.name])
-            if stage.finish is not None:
-                finish(stage.finish, files[stage.name])
-        located.update({out.path: files[stage.name].outputs[name] for name, out in stage.outputs.items()})
-    log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in memo.status.items()))
-    return JobResult(result, files, dict(memo.status))
-
-
-def finish_outputs(job: JobResult) -> list[Path]:
-    """Where the job's finishing work writes (the figures)."""
-    return [
-        job.files[stage.name].outputs[name]
-        for stage in STAGES
-        for name, out in stage.outputs.items()
-        if out.by_finish and stage.name in job.files
-    ]
-
-
-def record(job: JobResult) -> Any:
-    """The run record of a finished job (`RunRecord`), from the stage that declares one."""
-    stage = next(stage for stage in STAGES if stage.record is not None)
-    assert stage.record is not None
-    return stage.record(job.files[stage.name])

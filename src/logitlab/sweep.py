@@ -1,7 +1,7 @@
 """`python -m logitlab.sweep [-m] key=value ...`: the pipeline as a Hydra app over conf/.
 
-Each job runs the stage declarations in process (`pipeline.run_job`, upstream results memoised) inside an
-MLflow child run of the sweep's parent (`sweep_job`). A failed job is recorded FAILED and reported to the
+Each job runs the stage declarations in process (`sweeps.executor`, upstream results memoised) inside an
+MLflow child run of the sweep's parent (`sweeps.job`). A failed job is recorded FAILED and reported to the
 sweeper as NaN, so one bad learning rate does not end the sweep; a single run (no -m) with bad input ends
 with one line and exit 2, and so does a sweep in which no job finished.
 """
@@ -24,9 +24,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from logitlab import callbacks, config, sweep_job
+from logitlab import config
 from logitlab.cli import debug, exit_interrupted, fail, hydra_message
 from logitlab.errors import LogitlabError
+from logitlab.sweeps import job as sweep_job
+from logitlab.sweeps import parent
 
 log = logging.getLogger("logitlab.sweep")
 
@@ -34,7 +36,7 @@ log = logging.getLogger("logitlab.sweep")
 # sweep's resolved values into each job's config, and joblib and submitit pickle them with it (and the
 # resolver with Hydra's state), so every job sees the launching process's folder, whichever process runs it.
 if not OmegaConf.has_resolver("logitlab.unique"):
-    OmegaConf.register_new_resolver("logitlab.unique", callbacks.process_tag, use_cache=True)
+    OmegaConf.register_new_resolver("logitlab.unique", parent.process_tag, use_cache=True)
 
 
 def job(cfg: DictConfig) -> float:
@@ -83,28 +85,28 @@ def main() -> None:
     try:
         app()
     except (LogitlabError, HydraException, OmegaConfBaseException) as err:
-        callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
+        parent.end_open_sweep("FAILED", "ended by an error outside the jobs")
         if debug():
             raise
         fail(hydra_message(err))
     except ValueError as err:  # Hydra's own command-line checks (e.g. --cfg with -m)
-        callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
+        parent.end_open_sweep("FAILED", "ended by an error outside the jobs")
         if debug() or not _raised_by_hydra(err):
             raise
         fail(str(err))
-    except UserWarning as err:  # a callback failed (`callbacks.CALLBACK_FAILED`)
-        callbacks.end_open_sweep("FAILED", f"ended by an error outside the jobs: {config.one_line(str(err))}")
-        if debug() or not re.match(callbacks.CALLBACK_FAILED, str(err)):
+    except UserWarning as err:  # a callback failed (`parent.CALLBACK_FAILED`)
+        parent.end_open_sweep("FAILED", f"ended by an error outside the jobs: {config.one_line(str(err))}")
+        if debug() or not re.match(parent.CALLBACK_FAILED, str(err)):
             raise
         fail(str(err))
     except KeyboardInterrupt:
-        callbacks.end_open_sweep("KILLED", "interrupted")
+        parent.end_open_sweep("KILLED", "interrupted")
         if debug():
             raise
         exit_interrupted()
     finally:
-        callbacks.end_open_sweep("FAILED", "ended by an error outside the jobs")
-    _exit_on_outcome(callbacks.outcome)
+        parent.end_open_sweep("FAILED", "ended by an error outside the jobs")
+    _exit_on_outcome(parent.outcome)
 
 
 def _exit_on_outcome(outcome: dict[str, Any]) -> None:

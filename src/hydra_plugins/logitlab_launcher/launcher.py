@@ -124,8 +124,8 @@ def _overrides_dirname(overrides: list[Override], cfg: DictConfig) -> str:
 
 def _not_composed(sweep_dir: Path, idx: int, overrides: list[str], err: Exception) -> JobReturn:
     """A job Hydra cannot compose: recorded as a failed job, and NaN to the sweeper like every failed job."""
-    from logitlab import sweep_job
     from logitlab.cli import hydra_message
+    from logitlab.sweeps import job as sweep_job
 
     reason = hydra_message(err)
     log.error("job %s failed: %s", idx, reason)

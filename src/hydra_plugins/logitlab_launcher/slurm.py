@@ -83,7 +83,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
 def _finished_before(sweep_dir: Path, jobs: dict[int, list[str]]) -> Iterator[tuple[int, JobReturn]]:
     """A resumed sweep's jobs that FINISHED before it stopped: answered here, not submitted again."""
-    from logitlab import sweep_job
+    from logitlab.sweeps import job as sweep_job
     from logitlab.tracking import sweeps
 
     parent = sweeps.read_parent(sweep_dir)
@@ -107,7 +107,7 @@ def _outcome(job: Any, num: int, overrides: list[str], sweep_dir: Path) -> JobRe
     try:
         return job.results()[0]
     except UncompletedJobError as err:
-        from logitlab import sweep_job
+        from logitlab.sweeps import job as sweep_job
 
         reason = f"SLURM job {job.job_id} ended {job.state} without a result: {_last_line(err)}"
         log.error("job %s failed: %s", num, reason)

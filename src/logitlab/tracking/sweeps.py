@@ -289,7 +289,7 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
     one (None: no registry)."""
     from mlflow.entities import Metric, Param
 
-    from logitlab import sweep_report  # pandas and matplotlib: the summary's, not the sweep's start-up
+    from logitlab.sweeps import summary  # pandas and matplotlib: the summary's, not the sweep's start-up
     from logitlab.tracking import registry
     from logitlab.tracking.results import HISTORIES, finite
 
@@ -305,11 +305,11 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
     best = selection.best_run(runs, sweep)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     failed = sum(r.info.status == "FAILED" for r in runs)
-    table = sweep_report.table(runs, sweep)
+    table = summary.table(runs, sweep)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_csv(out_dir / "sweep_table.csv", table)
-    io.write_text(out_dir / "sweep_table.html", sweep_report.to_html(table, sweep.metric))
-    sweep_report.comparison_plot(table, sweep.metric, out_dir / "sweep_comparison.png")
+    io.write_text(out_dir / "sweep_table.html", summary.to_html(table, sweep.metric))
+    summary.comparison_plot(table, sweep.metric, out_dir / "sweep_comparison.png")
     client.log_artifacts(parent.run_id, str(out_dir), artifact_path="sweep")
     now = int(time.time() * 1000)
     summary_metrics = [Metric("n_jobs", float(len(runs)), now, 0), Metric("n_failed", float(failed), now, 0)]

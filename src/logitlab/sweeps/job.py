@@ -1,4 +1,4 @@
-"""One sweep job: the pipeline (`pipeline.run_job`) inside the job's MLflow run, and a failure of any kind
+"""One sweep job: the pipeline (`executor.run_job`) inside the job's MLflow run, and a failure of any kind
 recorded as a result rather than lost.
 
 The run opens before the config is validated, so a job with an invalid value is a FAILED child run with
@@ -103,21 +103,21 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
-    from logitlab import pipeline  # the stages, and the maths: the job's own imports, not the sweep's start-up
+    from logitlab.sweeps import executor  # the stages, and the maths: the job's own imports, not the start-up's
 
     sweep = config.sweep_config(config.section(params, "sweep"))
     _check_metric(sweep.metric, config.preprocess_config(config.section(params, "preprocess")), job)
     deferred = finishing.active()
-    result = pipeline.run_job(
-        params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else pipeline.run_now
+    result = executor.run_job(
+        params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else executor.run_now
     )
     if run_id is not None:
         from logitlab.tracking import results
 
         mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
-        record = pipeline.record(result)
+        record = executor.record(result)
         if deferred:  # the helper attaches them once drawn
-            late = set(pipeline.finish_outputs(result))
+            late = set(executor.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
 import secrets
 import signal
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logitlab import cluster, finishing, sweep_job
+from logitlab import cluster, finishing
 from logitlab import config as settings
 from logitlab.cli import debug, fail, raise_interrupt
 from logitlab.errors import ConfigError, LogitlabError
+from logitlab.sweeps import job as sweep_job
 
 if TYPE_CHECKING:
     from logitlab.tracking.sweeps import Parent
@@ -308,43 +306,3 @@ def swept_keys(cfg: DictConfig) -> list[str]:
 def _is_grid(cfg: DictConfig) -> bool:
     """Hydra's basic sweeper: every job a distinct combination (a search may try one twice)."""
     return str(cfg.hydra.get("sweeper", {}).get("_target_", "")).endswith(".BasicSweeper")
-
-
-def sweep_size(cfg: DictConfig) -> int | None:
-    """Number of jobs: Optuna's n_trials, else the product of the sweep overrides' lengths."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    sweeper = cfg.hydra.get("sweeper", {})
-    if "n_trials" in sweeper:
-        return int(sweeper.n_trials)
-    try:
-        overrides = OverridesParser.create().parse_overrides(list(cfg.hydra.overrides.task))
-        return math.prod(len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in overrides)
-    except Exception:  # an exotic sweep (ranges with floats...): a bar without a total still helps
-        return None
-
-
-class ProgressCallback(Callback):
-    """A bar of finished jobs on an interactive terminal, quiet in CI and in logs.
-
-    Sequential launchers run jobs in this process, so `on_job_end` sees them all; parallel launchers have
-    their own progress output (`hydra.launcher.verbose` for joblib).
-    """
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if sys.stderr.isatty() and not os.environ.get("CI"):
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=sweep_size(config), desc="sweep", unit="job", dynamic_ncols=True)
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -1,0 +1,11 @@
+"""The sweep path behind `python -m logitlab.sweep` (the Hydra app, `logitlab.sweep`), one module per part:
+
+- `parent`: Hydra's callbacks in the launching process: the sweep's MLflow parent run before the jobs, its
+  summary after, and what the command's exit reports;
+- `job`: one job inside its MLflow run (or untracked), any failure recorded, and each job's `job.json`;
+- `executor`: the stages of one job in process, shared stages through a content-addressed cache;
+- `summary`: the sweep table and the metric-vs-parameter plot of the parent run;
+- `progress`: the progress bar.
+
+MLflow calls live in `logitlab.tracking`; the stage table and dvc.yaml in `logitlab.pipeline`.
+"""
