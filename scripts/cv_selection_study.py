@@ -30,7 +30,8 @@ def run(data: Path, seed: int, overrides: list[str], root: Path) -> dict[str, An
         ["data=sonar", f"data.path={data}", "mlflow=off", f"seed={seed}", *overrides],
         config_dir=Path(__file__).resolve().parents[1] / "conf",
     )
-    job = executor.run_job(params, root / "job", root=root, finish=lambda finish, files: None)  # no figures
+    job_config = executor.JobConfig.of(params)
+    job = executor.run_job(job_config, root / "job", root=root, finish=lambda finish, files: None)  # no figures
     return job.metrics
 
 

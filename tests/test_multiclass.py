@@ -28,7 +28,7 @@ def csv_config(path: Path, target: str, **overrides: object) -> config.CsvData:
 
 def run_job(root: Path, *overrides: str) -> executor.JobResult:
     params = config.compose(["mlflow=off", *overrides], config_dir=REPO / "conf")
-    return executor.run_job(params, root / "job", root=root)
+    return executor.run_job(executor.JobConfig.of(params), root / "job", root=root)
 
 
 @pytest.fixture(scope="module")

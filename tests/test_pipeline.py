@@ -79,29 +79,29 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def params_of(*overrides: str) -> dict:
-    return config.compose([*FAST, *overrides], config_dir=CONF)
+def job_config(*overrides: str) -> executor.JobConfig:
+    return executor.JobConfig.of(config.compose([*FAST, *overrides], config_dir=CONF))
 
 
 def test_editing_a_stage_source_file_recomputes_that_stage_and_what_follows(root: Path) -> None:
-    first = executor.run_job(params_of(), root / "job0", root=root)
+    first = executor.run_job(job_config(), root / "job0", root=root)
     assert first.cache == {"ingest": "miss", "preprocess": "miss", "feature-engineer": "miss"}
-    assert executor.run_job(params_of(), root / "job1", root=root).cache == dict.fromkeys(first.cache, "hit")
+    assert executor.run_job(job_config(), root / "job1", root=root).cache == dict.fromkeys(first.cache, "hit")
     transforms = root / "src/logitlab/transforms.py"  # dvc.yaml: a dependency of preprocess and feature-engineer
     transforms.write_text(transforms.read_text() + "\n# a fix\n")
-    edited = executor.run_job(params_of(), root / "job2", root=root)
+    edited = executor.run_job(job_config(), root / "job2", root=root)
     assert edited.cache == {"ingest": "hit", "preprocess": "miss", "feature-engineer": "miss"}
     assert edited.metrics == first.metrics
 
 
 def test_a_param_recomputes_its_stage_and_what_follows_only(root: Path) -> None:
-    executor.run_job(params_of(), root / "job0", root=root)
-    assert executor.run_job(params_of("features.degree=2"), root / "job1", root=root).cache == {
+    executor.run_job(job_config(), root / "job0", root=root)
+    assert executor.run_job(job_config("features.degree=2"), root / "job1", root=root).cache == {
         "ingest": "hit",
         "preprocess": "hit",
         "feature-engineer": "miss",
     }
-    assert executor.run_job(params_of("seed=7"), root / "job2", root=root).cache == {
+    assert executor.run_job(job_config("seed=7"), root / "job2", root=root).cache == {
         "ingest": "hit",
         "preprocess": "miss",
         "feature-engineer": "miss",
@@ -112,13 +112,13 @@ def test_a_user_csv_is_part_of_the_ingest_key(root: Path) -> None:
     csv = root / "data.csv"
     csv.write_text("a,b,label\n" + "\n".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(60)))
     overrides = ["data=csv", f"data.path={csv}", "data.target=label"]
-    executor.run_job(params_of(*overrides), root / "job0", root=root)
+    executor.run_job(job_config(*overrides), root / "job0", root=root)
     csv.write_text(csv.read_text().replace("yes", "YES"))
-    assert executor.run_job(params_of(*overrides), root / "job1", root=root).cache["ingest"] == "miss"
+    assert executor.run_job(job_config(*overrides), root / "job1", root=root).cache["ingest"] == "miss"
 
 
 def test_a_job_writes_the_layout_dvc_repro_writes(root: Path) -> None:
-    job = executor.run_job(params_of(), root / "job", root=root)
+    job = executor.run_job(job_config(), root / "job", root=root)
     for stage in pipeline.STAGES:
         for name, out in stage.outputs.items():
             located = job.files[stage.name].outputs[name]
@@ -147,7 +147,9 @@ def test_the_dvc_stage_commands_give_what_a_sweep_job_gives_tracked_as_one_repro
             assert (project / out.path).exists(), out.path
     metrics = io.read_json(project / "reports/metrics.json")
     assert metrics["test_accuracy"] == 0.9
-    job = executor.run_job(config.load_params(project / "params.yaml"), project / "job", root=project)
+    job = executor.run_job(
+        executor.JobConfig.of(config.load_params(project / "params.yaml")), project / "job", root=project
+    )
     assert io.read_json(project / "job/reports/metrics.json") == metrics == job.metrics
     for name in ("model.npz", "transforms.json"):
         assert (project / "job/models" / name).read_bytes() == (project / "models" / name).read_bytes(), name
@@ -164,7 +166,7 @@ def test_the_dvc_stage_commands_give_what_a_sweep_job_gives_tracked_as_one_repro
 def test_every_declared_plot_exists_after_a_run_even_where_it_cannot_be_drawn(root: Path) -> None:
     """30 raw features: no decision boundary to draw, so a placeholder saying why (DVC would fail on a missing
     plot without naming it)."""
-    job = executor.run_job(params_of("data=breast_cancer"), root / "job", root=root)
+    job = executor.run_job(job_config("data=breast_cancer"), root / "job", root=root)
     for path in plots_page.plot_files(pipeline.PLOTS):
         assert (root / "job" / path).is_file(), path
     figure = job.files["evaluate"].outputs["figures"] / "decision_boundary.png"

@@ -37,7 +37,8 @@ def data_config(*overrides: str) -> config.DataConfig:
 def fit_all(root: Path, *overrides: str) -> tuple[dict[str, pd.DataFrame], ScoringPipeline, dict]:
     """The whole pipeline for one config through the sweep executor (`executor.run_job`), in `root`: the
     processed splits, the saved scoring pipeline and the metrics."""
-    job = executor.run_job(config.compose(list(overrides), config_dir=REPO / "conf"), root / "job", root=root)
+    params = config.compose(list(overrides), config_dir=REPO / "conf")
+    job = executor.run_job(executor.JobConfig.of(params), root / "job", root=root)
     processed = {name: io.read_parquet(job.files["feature-engineer"].outputs[name]) for name in preprocess.SPLITS}
     return processed, ScoringPipeline.load(job.files["train"].outputs["model"]), job.metrics
 

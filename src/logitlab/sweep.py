@@ -29,6 +29,7 @@ from logitlab.cli import debug, exit_interrupted, fail, hydra_message
 from logitlab.errors import LogitlabError
 from logitlab.sweeps import job as sweep_job
 from logitlab.sweeps import parent
+from logitlab.sweeps.state import STATE, SweepState
 
 log = logging.getLogger("logitlab.sweep")
 
@@ -106,17 +107,18 @@ def main() -> None:
         exit_interrupted()
     finally:
         parent.end_open_sweep("FAILED", "ended by an error outside the jobs")
-    _exit_on_outcome(parent.outcome)
+    _exit_on_outcome(STATE)
 
 
-def _exit_on_outcome(outcome: dict[str, Any]) -> None:
+def _exit_on_outcome(state: SweepState) -> None:
     """A sweep that lost its tracking server, could not be summarised, or in which no job finished, is an error."""
-    if lost := outcome.get("lost"):
-        fail(lost)
-    if error := outcome.get("error"):
-        fail(f"sweep summary failed: {error}")
-    if outcome and outcome["finished"] == 0:
-        fail(f"sweep: none of its {outcome['failed']} jobs finished; the first failed with: {outcome['first_error']}")
+    if state.lost:
+        fail(state.lost)
+    if state.summary_error:
+        fail(f"sweep summary failed: {state.summary_error}")
+    if state.counted and state.counted.finished == 0:
+        counted = state.counted
+        fail(f"sweep: none of its {counted.failed} jobs finished; the first failed with: {counted.first_error}")
 
 
 if __name__ == "__main__":

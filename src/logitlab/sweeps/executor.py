@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock
 
@@ -27,6 +27,30 @@ from logitlab.pipeline import STAGES, settings
 from logitlab.stage import Files, Stage
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One job's config, validated once (each stage's sections by the stage's own `settings`, so a bad value
+    anywhere fails before any stage runs; and the sweep section) and passed down: what the job runs, records
+    and is ranked by."""
+
+    params: Mapping[str, Any]  # as composed: what the job's run records
+    stages: Mapping[str, Any]  # each stage's validated settings, by stage name
+    sweep: config.SweepConfig
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> JobConfig:
+        return cls(params, settings(params), config.sweep_config(config.section(params, "sweep")))
+
+    @property
+    def mlflow(self) -> config.MlflowConfig:
+        """The mlflow section, as the stage that records a run (evaluate) validated it."""
+        return cast(config.MlflowConfig, self.stages["evaluate"])
+
+    @property
+    def preprocess(self) -> config.PreprocessConfig:
+        return cast(config.PreprocessConfig, self.stages["preprocess"].preprocess)
 
 
 # ------------------------------------------------------------------------------------------ cache keys
@@ -126,7 +150,7 @@ def run_now(finish: Callable[[Files], None], files: Files) -> None:
 
 
 def run_job(
-    params: Mapping[str, Any],
+    job_config: JobConfig,
     job_dir: Path,
     root: Path | None = None,
     finish: Callable[[Callable[[Files], None], Files], None] = run_now,
@@ -135,7 +159,7 @@ def run_job(
     (the layout `dvc repro` leaves in the project: `models/`, `reports/`). `finish` runs each stage's
     finishing work (figures); a sweep may hand it to another process."""
     root = root or config.project_root()
-    validated = settings(params)
+    validated = job_config.stages
     memo = Memo(root)
     located: dict[Path, Path] = {}  # declared path -> where this job's copy is
     keys: dict[Path, str] = {}  # declared output path -> cache key of the entry holding it

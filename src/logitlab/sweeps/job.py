@@ -16,12 +16,15 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logitlab import config, finishing, io
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError
 from logitlab.stage import Files
 from logitlab.tracking import sweeps
+
+if TYPE_CHECKING:
+    from logitlab.sweeps.executor import JobConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +56,34 @@ def run(params: Mapping[str, Any], job: Job) -> float:
 
 
 def _tracked(params: Mapping[str, Any], job: Job) -> float:
-    """Inside the sweep parent's child run, a top-level run for a single run, or untracked."""
+    """Inside the sweep parent's child run, a top-level run for a single run, or untracked. The config is
+    validated once, into the `JobConfig` the job runs on: in a sweep inside the job's run (an invalid value is
+    a FAILED child), in a single run before its run opens (it ends in one line)."""
+    from logitlab.sweeps.executor import JobConfig  # the stages validate: the job's imports, not the start-up's
+
     if job.sweep_dir is not None:
         parent = sweeps.read_parent(job.sweep_dir)
         if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
-            return _body(params, job, None, None)
+            return _body(JobConfig.of(params), job, None, None)
         if lost := sweeps.tracking_lost(job.sweep_dir):
             raise TrackingError(f"not run: the tracking server stopped answering in job {lost['job']}")
         if (value := finished_before(parent, job.num, job.overrides)) is not None:
             return value
         tracker = parent.tracker()
         with sweeps.job_run(parent, tracker, job.num, job.overrides, _recorded(params)) as run_id:
-            return _body(params, job, tracker.uri, run_id)
-    if config.sweep_config(config.section(params, "sweep")).resume:
+            return _body(JobConfig.of(params), job, tracker.uri, run_id)
+    job_config = JobConfig.of(params)
+    if job_config.sweep.resume:
         raise ConfigError(f"config key '{config.RESUME_KEY}' resumes a sweep; add -m (and the sweep's overrides)")
-    mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
-    if not mlflow_cfg.enabled:  # mlflow is imported only when tracking is on
-        return _body(params, job, None, None)
+    if not job_config.mlflow.enabled:  # mlflow is imported only when tracking is on
+        return _body(job_config, job, None, None)
     from logitlab.tracking import store
 
-    connected = store.connect(mlflow_cfg)
+    connected = store.connect(job_config.mlflow)
     if connected is None:
-        return _body(params, job, None, None)
-    with sweeps.job_run(None, connected, job.num, job.overrides, params) as run_id:
-        return _body(params, job, connected.uri, run_id)
+        return _body(job_config, job, None, None)
+    with sweeps.job_run(None, connected, job.num, job.overrides, job_config.params) as run_id:
+        return _body(job_config, job, connected.uri, run_id)
 
 
 def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> float | None:
@@ -102,34 +109,34 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, "sweep": sweep}
 
 
-def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
-    from logitlab.sweeps import executor  # the stages, and the maths: the job's own imports, not the start-up's
+def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> float:
+    from logitlab.sweeps import executor
 
-    sweep = config.sweep_config(config.section(params, "sweep"))
-    _check_metric(sweep.metric, config.preprocess_config(config.section(params, "preprocess")), job)
+    metric = job_config.sweep.metric
+    _check_metric(metric, job_config.preprocess, job)
     deferred = finishing.active()
     result = executor.run_job(
-        params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else executor.run_now
+        job_config, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else executor.run_now
     )
     if run_id is not None:
         from logitlab.tracking import results
 
-        mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
         record = executor.record(result)
         if deferred:  # the helper attaches them once drawn
             late = set(executor.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
+        mlflow_cfg = job_config.mlflow
         results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
-    if sweep.metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
+    if metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
         if job.sweep_dir is None:
             return math.nan  # a single run ranks nothing
         raise ConfigError(
-            f"config key 'sweep.metric': '{sweep.metric}' is not computed for this data "
+            f"config key 'sweep.metric': '{metric}' is not computed for this data "
             f"({'multiclass' if 'test_f1' not in result.metrics else 'binary'}); "
             f"it has: {', '.join(sorted(result.metrics))}"
         )
-    return float(result.metrics[sweep.metric])
+    return float(result.metrics[metric])
 
 
 def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) -> None:

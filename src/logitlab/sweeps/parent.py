@@ -4,7 +4,7 @@ Hydra calls `on_multirun_start`/`on_multirun_end` in the launching process, what
 store, the experiment and the parent run exist before any (possibly parallel) job tries to use them. Hydra
 turns an exception raised in a callback into a warning and carries on (the jobs would run untracked); so
 these stop the sweep with one line before its first job, or record what went wrong after the jobs in
-`outcome` (the parent ends FAILED with the reason) for `sweep.main` to end the command with one line.
+`sweeps.state` (the parent ends FAILED with the reason) for `sweep.main` to end the command with one line.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from logitlab import config as settings
 from logitlab.cli import debug, fail, raise_interrupt
 from logitlab.errors import ConfigError, LogitlabError
 from logitlab.sweeps import job as sweep_job
+from logitlab.sweeps.state import STATE, Counted, SweepSections
 
 if TYPE_CHECKING:
     from logitlab.tracking.sweeps import Parent
@@ -47,12 +48,6 @@ def process_tag() -> str:
     return secrets.token_hex(3)
 
 
-# The parent run this process opened and has not ended yet: `sweep.main` ends it KILLED on interrupt.
-open_sweep: dict[str, Any] = {}
-# How the last sweep of this process ended: jobs finished and failed, and the first failure's reason.
-outcome: dict[str, Any] = {}
-
-
 def _inside_project(key: str, path: str) -> None:
     """logitlab writes only inside the project: refuse a run or sweep directory that resolves elsewhere."""
     try:
@@ -70,13 +65,16 @@ class TrackingCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         signal.signal(signal.SIGTERM, raise_interrupt)
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
-        outcome.clear()
+        STATE.clear()
         try:  # a metric name no job could rank by, or no cluster to submit to, stops the sweep here
-            settings.sweep_config(_section(config, "sweep"))
+            STATE.sections = SweepSections(
+                sweep=settings.sweep_config(_section(config, "sweep")),
+                mlflow=settings.mlflow_config(_section(config, "mlflow")),
+            )
             if cluster.is_slurm_launcher(str(config.hydra.launcher.get("_target_", ""))):
                 cluster.use_slurm_config(settings.project_root())
             _claim(Path(config.hydra.sweep.dir))
-            parent = _open_parent_patiently(config)
+            parent = _open_parent_patiently(config, STATE.sections)
         except LogitlabError as err:  # stop before any job runs
             fail(str(err))
         except Exception as err:  # any other failure too: a tracked sweep never runs untracked
@@ -84,16 +82,16 @@ class TrackingCallback(Callback):
                 raise
             fail(f"sweep not started: its MLflow parent run could not be opened: {_reason(err)}")
         if parent is not None:
-            open_sweep["parent"] = parent
+            STATE.parent = parent
             log.info("sweep parent run %s in experiment '%s' (%s)", parent.run_id, parent.experiment_name, parent.uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             _summarise(config)
         except Exception as err:  # the jobs' runs stay; the parent ends FAILED with the reason
-            outcome["error"] = _reason(err)
+            STATE.summary_error = _reason(err)
             try:
-                _end_parent_early("FAILED", f"sweep summary failed: {outcome['error']}")
+                _end_parent_early("FAILED", f"sweep summary failed: {STATE.summary_error}")
             except Exception as end_err:  # left RUNNING: `sweep.resume` ends it
                 log.error("sweep parent run not ended FAILED: %s", _reason(end_err))
             if debug():
@@ -131,13 +129,13 @@ def _reason(err: BaseException) -> str:
 BUSY_STORE_WAIT_S = 30.0
 
 
-def _open_parent_patiently(config: DictConfig) -> Parent | None:
+def _open_parent_patiently(config: DictConfig, sections: SweepSections) -> Parent | None:
     """`_open_parent`, tried again while the store is only busy (bounded in time, with backoff)."""
     deadline = time.monotonic() + BUSY_STORE_WAIT_S
     delay = 0.5
     while True:
         try:
-            return _open_parent(config)
+            return _open_parent(config, sections)
         except Exception as err:
             if not _store_busy(err) or time.monotonic() + delay > deadline:
                 raise
@@ -157,10 +155,9 @@ def _store_busy(err: BaseException) -> bool:
     return False
 
 
-def _open_parent(config: DictConfig) -> Parent | None:
+def _open_parent(config: DictConfig, sections: SweepSections) -> Parent | None:
     """The sweep's parent run: a new one, or with `sweep.resume` the stopped sweep's; None when untracked."""
-    cfg = _mlflow_cfg(config)
-    sweep_cfg = settings.sweep_config(_section(config, "sweep"))
+    cfg, sweep_cfg = sections.mlflow, sections.sweep
     untracked = f"config key '{settings.RESUME_KEY}': resuming needs the stopped sweep's tracking store, and"
     if not cfg.enabled:
         if sweep_cfg.resume:
@@ -212,41 +209,47 @@ def _summarise(config: DictConfig) -> None:
     """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
     finishing.drain()
     finishing.close()
-    sweep_cfg = settings.sweep_config(_section(config, "sweep"))
+    assert STATE.sections is not None  # on_multirun_start validated them, or stopped the sweep
+    sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
     failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
-    outcome.update(finished=len(jobs) - len(failures), failed=len(failures), first_error=next(iter(failures), ""))
+    counted = STATE.counted = Counted(len(jobs) - len(failures), len(failures), next(iter(failures), ""))
     best, best_metrics = "none", dict[str, Any]()
     if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
         best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
         best_metrics = sweep_job.job_metrics(sweep_dir / untracked["job"])
     from logitlab.tracking import sweeps
 
-    if (lost := sweeps.tracking_lost(sweep_dir)) and (parent := open_sweep.get("parent")):
-        outcome["lost"] = (
-            f"sweep: {lost['error']} in job {lost['job']}; {outcome['finished']} jobs finished, {outcome['failed']} "
+    if (lost := sweeps.tracking_lost(sweep_dir)) and (parent := STATE.parent):
+        STATE.lost = (
+            f"sweep: {lost['error']} in job {lost['job']}; {counted.finished} jobs finished, {counted.failed} "
             f"failed or did not start; once it answers again, go on with the same overrides and "
             f"sweep.resume={parent.run_id}"
         )
         _end_parent_early("FAILED", "the tracking server stopped answering")
         return
-    if parent := open_sweep.get("parent"):  # left open until it FINISHED: a failure ends it FAILED
-        mlflow_cfg = _mlflow_cfg(config)
-        summary = sweeps.finish_sweep(
+    if parent := STATE.parent:  # left open until it FINISHED: a failure ends it FAILED
+        from logitlab.sweeps import summary  # pandas and matplotlib: the summary's own imports
+
+        runs = sweeps.summary_runs(parent)
+        out_dir = sweep_dir / "summary"
+        summary.write(runs, sweep_cfg, out_dir)
+        finished = sweeps.finish_sweep(
             parent,
+            runs,
             sweep_cfg,
             model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
-            out_dir=Path(config.hydra.sweep.dir) / "summary",
+            out_dir=out_dir,
         )
-        open_sweep.pop("parent")
-        if summary.best_value is not None:
-            best = f"{summary.best_value:.4f} (run {summary.best_run_id}); parent run {summary.parent_run_id}"
-            best_metrics = summary.best_metrics
+        STATE.parent = None
+        if finished.best_value is not None:
+            best = f"{finished.best_value:.4f} (run {finished.best_run_id}); parent run {finished.parent_run_id}"
+            best_metrics = finished.best_metrics
     log.info(
         "sweep finished: %d jobs finished, %d failed; best %s = %s",
-        outcome["finished"],
-        outcome["failed"],
+        counted.finished,
+        counted.failed,
         sweep_cfg.metric,
         best,
     )
@@ -264,10 +267,6 @@ def _section(cfg: DictConfig, name: str) -> Any:
     return OmegaConf.to_container(cfg[name], resolve=True)
 
 
-def _mlflow_cfg(cfg: DictConfig) -> settings.MlflowConfig:
-    return settings.mlflow_config(_section(cfg, "mlflow"))
-
-
 def end_open_sweep(status: str, reason: str) -> None:
     """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
     that escaped the jobs. One quick attempt: a command on its way out does not wait out an outage (what it
@@ -277,7 +276,7 @@ def end_open_sweep(status: str, reason: str) -> None:
 
 
 def _end_parent_early(status: str, reason: str) -> None:
-    parent = open_sweep.pop("parent", None)
+    parent, STATE.parent = STATE.parent, None
     if parent is None:
         return
     from logitlab.tracking import store, sweeps

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from logitlab import config, plots
+from logitlab import config, io, plots
 from logitlab.tracking import selection
 
 if TYPE_CHECKING:
@@ -25,6 +25,15 @@ SHOWN_METRICS = (
     "test_log_loss",
     "n_iter",
 )
+
+
+def write(runs: list[Run], sweep: config.SweepConfig, out_dir: Path) -> None:
+    """The sweep table (`sweep_table.csv`, `.html`) and the comparison plot, into `out_dir`."""
+    frame = table(runs, sweep)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    io.write_csv(out_dir / "sweep_table.csv", frame)
+    io.write_text(out_dir / "sweep_table.html", to_html(frame, sweep.metric))
+    comparison_plot(frame, sweep.metric, out_dir / "sweep_comparison.png")
 
 
 def swept_params(runs: list[Run]) -> list[str]:

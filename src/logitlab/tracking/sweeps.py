@@ -283,16 +283,9 @@ def _failure_tags(status: str, reason: str) -> dict[str, str]:
     return {"error": reason[:5000], "mlflow.note.content": f"{status}: {reason[:5000]}"}
 
 
-def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | None, out_dir: Path) -> SweepSummary:
-    """Give the parent the best child's params and metrics, the sweep table and a comparison plot over its
-    jobs' latest attempts; register the best model as `model_name`'s `champion` when it beats the current
-    one (None: no registry)."""
-    from mlflow.entities import Metric, Param
-
-    from logitlab.sweeps import summary  # pandas and matplotlib: the summary's, not the sweep's start-up
-    from logitlab.tracking import registry
-    from logitlab.tracking.results import HISTORIES, finite
-
+def summary_runs(parent: Parent) -> list[Run]:
+    """The runs a sweep's summary counts (`latest_attempts` of its children), any child its job left RUNNING
+    (an outage took its end) ended FAILED first."""
     tracker = parent.tracker()
     client = tracker.client()
     runs = children(tracker, parent.run_id)
@@ -301,15 +294,25 @@ def finish_sweep(parent: Parent, sweep: config.SweepConfig, model_name: str | No
         end_run(client, run_id, "FAILED", "its job returned without ending this run: the tracking server was away")
     if left_running:
         runs = children(tracker, parent.run_id)
-    runs = latest_attempts(runs)
+    return latest_attempts(runs)
+
+
+def finish_sweep(
+    parent: Parent, runs: list[Run], sweep: config.SweepConfig, model_name: str | None, out_dir: Path
+) -> SweepSummary:
+    """End the parent FINISHED with the best of `runs` (its params and metrics) and the summary files in
+    `out_dir` (under `sweep/`); register the best model as `model_name`'s `champion` when it beats the current
+    one (None: no registry)."""
+    from mlflow.entities import Metric, Param
+
+    from logitlab.tracking import registry
+    from logitlab.tracking.results import HISTORIES, finite
+
+    tracker = parent.tracker()
+    client = tracker.client()
     best = selection.best_run(runs, sweep)
     finished = sum(r.info.status == "FINISHED" for r in runs)
     failed = sum(r.info.status == "FAILED" for r in runs)
-    table = summary.table(runs, sweep)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_csv(out_dir / "sweep_table.csv", table)
-    io.write_text(out_dir / "sweep_table.html", summary.to_html(table, sweep.metric))
-    summary.comparison_plot(table, sweep.metric, out_dir / "sweep_comparison.png")
     client.log_artifacts(parent.run_id, str(out_dir), artifact_path="sweep")
     now = int(time.time() * 1000)
     summary_metrics = [Metric("n_jobs", float(len(runs)), now, 0), Metric("n_failed", float(failed), now, 0)]
