@@ -3,7 +3,9 @@
 - `parent`: Hydra's callbacks in the launching process: the sweep's MLflow parent run before the jobs, its
   summary after, and what the command's exit reports;
 - `job`: one job inside its MLflow run (or untracked), any failure recorded, and each job's `job.json`;
-- `executor`: the stages of one job in process, shared stages through a content-addressed cache;
+- `executor`: `JobConfig` (a job's config, validated once) and the stages of one job in process, shared
+  stages through a content-addressed cache;
+- `state`: what crosses Hydra's callback boundary to `sweep.main` (the open parent, how the sweep ended);
 - `summary`: the sweep table and the metric-vs-parameter plot of the parent run;
 - `progress`: the progress bar.
 
