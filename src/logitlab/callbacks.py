@@ -236,6 +236,9 @@ def _summarise(config: DictConfig) -> None:
         return
     if parent := open_sweep.get("parent"):  # left open until it FINISHED: a failure ends it FAILED
         mlflow_cfg = _mlflow_cfg(config)
+        from logitlab import runs
+
+        runs.complete_best(parent, sweep_cfg, mlflow_cfg.log_model)  # before the registry takes its model
         summary = sweeps.finish_sweep(
             parent,
             sweep_cfg,

@@ -87,9 +87,8 @@ def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) 
     stage.finish(files)
     if uri is None or run_id is None:
         return
-    import mlflow
-
     from logitlab.tracking.results import attach_late_artifacts
+    from logitlab.tracking.store import point_at
 
-    mlflow.set_tracking_uri(uri)
+    point_at(uri)
     attach_late_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])

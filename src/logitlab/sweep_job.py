@@ -106,20 +106,26 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
 def _body(params: Mapping[str, Any], job: Job, uri: str | None, run_id: str | None) -> float:
     sweep = config.sweep_config(config.section(params, "sweep"))
     _check_metric(sweep.metric, config.preprocess_config(config.section(params, "preprocess")), job)
+    mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
+    # A tracked sweep's child: figures and model for the best only (`mlflow.child_artifacts`), made later
+    light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
     deferred = finishing.active()
-    result = pipeline.run_job(
-        params, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else pipeline.run_now
-    )
+    finish = _later if light else _in_helper(uri, run_id, job) if deferred else pipeline.run_now
+    result = pipeline.run_job(params, job.job_dir, finish=finish)
     if run_id is not None:
+        from logitlab import runs
         from logitlab.tracking import results
 
-        mlflow_cfg = config.mlflow_config(config.section(params, "mlflow"))
         record = pipeline.record(result)
-        if deferred:  # the helper attaches them once drawn
+        if deferred or light:  # the helper attaches them once drawn, or they are drawn for the best child only
             late = set(pipeline.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
+        if job.sweep_dir is not None:  # what `logitlab.runs` makes figures and the model from, later
+            later = runs.later_inputs(result.files["evaluate"], record.input_example, job.job_dir / "later")
+            record = dataclasses.replace(record, artifacts=[*record.artifacts, *later])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
-        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
+        log_model = mlflow_cfg.log_model and not light
+        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=log_model, tags=tags)
     if sweep.metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
         if job.sweep_dir is None:
             return math.nan  # a single run ranks nothing
@@ -158,6 +164,10 @@ def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Calla
         finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
 
     return submit
+
+
+def _later(finish: Callable[[Files], None], files: Files) -> None:
+    """A light child's figures: drawn for the best child at the sweep's end, for any other by `logitlab.runs`."""
 
 
 def _write_finished(job_dir: Path, value: float) -> None:
