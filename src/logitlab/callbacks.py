@@ -211,7 +211,8 @@ def _continue_study(sweeper: DictConfig) -> None:
 
 
 def _summarise(config: DictConfig) -> None:
-    """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
+    """Wait for the helper's figures, give the best child what it lacks (figures, model) and the parent the same,
+    then end the parent with the summary (tracked) or count the jobs' files."""
     finishing.drain()
     sweep_cfg = settings.sweep_config(_section(config, "sweep"))
     sweep_dir = Path(config.hydra.sweep.dir)

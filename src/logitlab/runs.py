@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from logitlab import config, io
 from logitlab.cli import run_guarded, setup_logging
-from logitlab.errors import ConfigError, TrackingError
+from logitlab.errors import ConfigError, LogitlabError, TrackingError
 from logitlab.stage import Files
 from logitlab.stages import evaluate, train
 from logitlab.tracking import results, selection, sweeps
@@ -128,9 +128,13 @@ def complete_best(parent: sweeps.Parent, sweep: config.SweepConfig, log_model: b
     if best is None:
         return None
     run_id = best.info.run_id
-    add_figures(run_id)
-    if log_model:
-        add_model(run_id)
+    try:
+        add_figures(run_id)
+        if log_model:
+            add_model(run_id)
+    except LogitlabError as err:  # a child logged by an older logitlab (a resumed sweep): the summary goes on
+        log.warning("best run %s: %s", run_id, err)
+        return best
     client = tracker.client()
     with tempfile.TemporaryDirectory(prefix="logitlab-best-") as tmp:
         client.log_artifacts(parent.run_id, client.download_artifacts(run_id, FIGURES, tmp), FIGURES)
