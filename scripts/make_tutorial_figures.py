@@ -49,7 +49,9 @@ def run_sweep(project: Path) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "DVC_", "LOGITLAB_"))}
     env.update(DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
     print(f"running `python -m logitlab.sweep -m {' '.join(SWEEP)}` in {project}", flush=True)
-    subprocess.run([sys.executable, "-m", "logitlab.sweep", "-m", *SWEEP], cwd=project, env=env, check=True)
+    # every job's figures, not only the best's
+    command = [sys.executable, "-m", "logitlab.sweep", "-m", *SWEEP, "mlflow.child_artifacts=all"]
+    subprocess.run(command, cwd=project, env=env, check=True)
     (parent_file,) = project.glob("multirun/*/*/mlflow_parent.json")
     return parent_file.parent
 

@@ -33,6 +33,7 @@ def test_parallel_joblib_sweep_into_new_store_loses_no_run_or_metric_step(projec
             "model.max_iter=300",
             "model.tol=0",  # every job runs all its epochs (the accelerated default converges early at high rates)
             f"model.learning_rate={','.join(RATES)}",
+            "mlflow.child_artifacts=all",  # every parallel job logs its model into the one store
         ],
         project,
     )

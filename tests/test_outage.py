@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(900)]
 N_JOBS = 8
 RATES = ",".join(str(round(0.05 * (i + 1), 2)) for i in range(N_JOBS))
 # Long enough jobs that the outage lands in the middle of the sweep, short enough for CI.
-JOB = ["model.max_iter=400", "model.tol=0", f"model.learning_rate={RATES}"]
+# Every child logs its figures and model (`mlflow.child_artifacts=all`): all of it must arrive.
+JOB = ["model.max_iter=400", "model.tol=0", f"model.learning_rate={RATES}", "mlflow.child_artifacts=all"]
 FIGURES = {"loss_curve.png", "roc.png", "precision_recall.png", "confusion.png", "calibration.png"}
 
 

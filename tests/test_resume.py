@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 RATES = ["0.05", "0.1", "0.15", "0.2", "0.25", "0.3"]
 # Jobs of a few seconds each, so that the kill lands in the middle of one, after the figure helper caught up.
-SLOW = ["model.max_iter=3000", "model.tol=0", "data.n_samples=10000"]
+# Every child gets its figures from the helper (`mlflow.child_artifacts=all`): what a resume does with a job
+# whose figures never arrived is part of what is tested.
+SLOW = ["model.max_iter=3000", "model.tol=0", "data.n_samples=10000", "mlflow.child_artifacts=all"]
 GRID = [f"model.learning_rate={','.join(RATES)}", *SLOW]
 
 

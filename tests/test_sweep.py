@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from logitlab import runs
 from logitlab.scoring import ScoringPipeline
 from logitlab.sweeps import job as sweep_job
 
@@ -69,17 +70,47 @@ def test_children_carry_params_metrics_histories_tags_and_artifacts(basic_sweep:
             assert sorted(m.step for m in history) == list(range(1, n_iter + 1)), key
         assert {"git_commit", "git_dirty", "data_hash", "hydra_overrides", "logitlab.sweep_id"} <= set(data.tags)
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"config.yaml", "metrics.json", "coefficients.csv", "figures", "plots"} <= artifacts
-        figures = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "figures")}
-        assert {
-            "loss_curve.png",
-            "roc.png",
-            "precision_recall.png",
-            "confusion.png",
-            "calibration.png",
-            "coefficients.png",
-            "decision_boundary.png",
-        } <= figures
+        assert {"config.yaml", "metrics.json", "coefficients.csv", "cost_history.csv", "plots"} <= artifacts
+        assert {"roc.csv", "pr.csv", "confusion.csv", "calibration.csv"} <= {
+            Path(a.path).name for a in client.list_artifacts(child.info.run_id, "plots")
+        }
+        weights = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "weights")}
+        assert {"model.npz", "model.json", "transforms.json"} <= weights
+        samples = {Path(a.path).name for a in client.list_artifacts(child.info.run_id, "samples")}
+        assert samples == {"input_example.parquet", "test_points.parquet"}
+
+
+FIGURES = {
+    "loss_curve.png",
+    "roc.png",
+    "precision_recall.png",
+    "confusion.png",
+    "calibration.png",
+    "coefficients.png",
+    "decision_boundary.png",
+}
+
+
+def test_figures_and_the_model_go_to_the_best_child_and_the_parent_only(basic_sweep: Path) -> None:
+    """`mlflow.child_artifacts: best` (the default): the other children carry no PNG and no pyfunc model."""
+    client, parents, children = runs_of(basic_sweep, "circles")
+    parent = parents[0]
+    best = parent.data.tags["best_run_id"]
+    for run in [*children, parent]:
+        run_id = run.info.run_id
+        figures = {Path(a.path).name for a in client.list_artifacts(run_id, "figures")}
+        models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        if run_id == best:
+            assert figures == FIGURES and len(models) == 1
+            assert run.data.tags["logitlab.model_id"] == models[0].model_id
+        elif run is parent:  # the best child's figures, and its model linked as an output of the parent
+            assert (
+                figures == FIGURES
+                and run.data.tags["logitlab.model_id"] == client.get_run(best).data.tags["logitlab.model_id"]
+            )
+            assert [output.model_id for output in run.outputs.model_outputs] == [run.data.tags["logitlab.model_id"]]
+        else:
+            assert not figures and not models and "logitlab.model_id" not in run.data.tags
 
 
 def test_parent_carries_best_child_table_and_comparison(basic_sweep: Path) -> None:
@@ -119,11 +150,13 @@ def test_children_are_named_by_what_the_sweep_varies_and_record_their_dataset(ba
 
 
 def test_logged_model_scores_raw_rows_like_the_evaluate_stage(basic_sweep: Path) -> None:
+    """The best child's model as the sweep logged it, the others' as `logitlab.runs model` adds them."""
     mlflow.set_tracking_uri(store_uri(basic_sweep))
     _, _, children = runs_of(basic_sweep, "circles")
     for job in job_dirs(basic_sweep):
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         child = next(c for c in children if c.data.tags["hydra_job_num"] == job.name)
+        runs.add_model(child.info.run_id)
         pipeline = ScoringPipeline.load(job / "models")
         raw = pd.DataFrame({"x0": np.linspace(-1, 1, 25), "x1": np.linspace(1, -1, 25)})
         served = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model").predict(raw)

@@ -141,6 +141,10 @@ class MlflowConfig:
     register: bool = True
     registered_model_name: str = "logitlab"
     history_points: int = 500
+    child_artifacts: str = "best"  # which children of a sweep get figures and the pyfunc model: best | all
+
+
+CHILD_ARTIFACTS = ("best", "all")
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,9 @@ def features_config(raw: Any) -> FeaturesConfig:
 def mlflow_config(raw: Any) -> MlflowConfig:
     cfg = _build("mlflow", MlflowConfig, raw)
     _check_range("mlflow.history_points", cfg.history_points >= 0, "an integer >= 0", cfg.history_points)
+    _check_range(
+        "mlflow.child_artifacts", cfg.child_artifacts in CHILD_ARTIFACTS, "|".join(CHILD_ARTIFACTS), cfg.child_artifacts
+    )
     _check_range(
         "mlflow.registered_model_name",
         bool(cfg.registered_model_name.strip()) and "/" not in cfg.registered_model_name,

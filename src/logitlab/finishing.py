@@ -3,7 +3,9 @@
 A sweep whose jobs run in the launching process (the default `local` launcher) leaves the machine's second
 core idle; drawing a job's figures there, and attaching them to its MLflow run, takes them off the job's
 path. The sweep waits for the helper (`drain`) before it writes its summary, so every child has its figures
-by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line.
+by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line. A tracked
+sweep's children draw figures only with `mlflow.child_artifacts: all`; by default only the best child gets
+them, at the sweep's end (`runs.complete_best`), and an untracked sweep draws every job's here.
 """
 
 from __future__ import annotations
@@ -104,9 +106,8 @@ def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) 
     stage.finish(files)
     if uri is None or run_id is None:
         return
-    import mlflow
-
     from logitlab.tracking.results import attach_late_artifacts
+    from logitlab.tracking.store import point_at
 
-    mlflow.set_tracking_uri(uri)
+    point_at(uri)
     attach_late_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])

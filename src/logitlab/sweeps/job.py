@@ -114,20 +114,26 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
 
     metric = job_config.sweep.metric
     _check_metric(metric, job_config.preprocess, job)
+    mlflow_cfg = job_config.mlflow
+    # A tracked sweep's child: figures and model for the best only (`mlflow.child_artifacts`), made later
+    light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
     deferred = finishing.active()
-    result = executor.run_job(
-        job_config, job.job_dir, finish=_in_helper(uri, run_id, job) if deferred else executor.run_now
-    )
+    finish = _later if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
+    result = executor.run_job(job_config, job.job_dir, finish=finish)
     if run_id is not None:
+        from logitlab import runs
         from logitlab.tracking import results
 
         record = executor.record(result)
-        if deferred:  # the helper attaches them once drawn
+        if deferred or light:  # the helper attaches them once drawn, or they are drawn for the best child only
             late = set(executor.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
+        if job.sweep_dir is not None:  # what `logitlab.runs` makes figures and the model from, later
+            later = runs.later_inputs(result.files["evaluate"], record.input_example, job.job_dir / "later")
+            record = dataclasses.replace(record, artifacts=[*record.artifacts, *later])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
-        mlflow_cfg = job_config.mlflow
-        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=mlflow_cfg.log_model, tags=tags)
+        log_model = mlflow_cfg.log_model and not light
+        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=log_model, tags=tags)
     if metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
         if job.sweep_dir is None:
             return math.nan  # a single run ranks nothing
@@ -160,6 +166,10 @@ def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Calla
         finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
 
     return submit
+
+
+def _later(finish: Callable[[Files], None], files: Files) -> None:
+    """A light child's figures: drawn for the best child at the sweep's end, for any other by `logitlab.runs`."""
 
 
 def _write_finished(job_dir: Path, value: float) -> None:

@@ -206,7 +206,8 @@ def _continue_study(sweeper: DictConfig) -> None:
 
 
 def _summarise(config: DictConfig) -> None:
-    """Wait for the helper's figures, then end the parent with the summary (tracked) or count the jobs' files."""
+    """Wait for the helper's figures, give the best child what it lacks (figures, model) and the parent the same,
+    then end the parent with the summary (tracked) or count the jobs' files."""
     finishing.drain()
     finishing.close()
     assert STATE.sections is not None  # on_multirun_start validated them, or stopped the sweep
@@ -230,8 +231,10 @@ def _summarise(config: DictConfig) -> None:
         _end_parent_early("FAILED", "the tracking server stopped answering")
         return
     if parent := STATE.parent:  # left open until it FINISHED: a failure ends it FAILED
+        from logitlab import runs as later_runs
         from logitlab.sweeps import summary  # pandas and matplotlib: the summary's own imports
 
+        later_runs.complete_best(parent, sweep_cfg, mlflow_cfg.log_model)  # before the registry takes its model
         runs = sweeps.summary_runs(parent)
         out_dir = sweep_dir / "summary"
         summary.write(runs, sweep_cfg, out_dir)

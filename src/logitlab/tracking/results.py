@@ -67,7 +67,7 @@ def log_results(
     all_tags = {"data_hash": record.dataset.digest, **record.tags, **(tags or {})}
     model_id = None
     if log_model:
-        model_id = all_tags[MODEL_ID_TAG] = log_pyfunc_model(record.model_dir, record.input_example)
+        model_id = all_tags[MODEL_ID_TAG] = log_pyfunc_model(run_id, record.model_dir, record.input_example)
     log_dataset(run_id, record.dataset, record.input_example)
     now = int(time.time() * 1000)
     points = [Metric(k, float(v), now, 0, model_id=model_id) for k, v in sorted(record.metrics.items()) if finite(v)]
@@ -164,21 +164,36 @@ def finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame) -> str:
-    """The scoring pipeline as an MLflow pyfunc model named `model`, defined from code (no pickle); its id.
+def add_model(run_id: str, model_dir: Path, input_example: pd.DataFrame) -> str:
+    """The pyfunc model logged onto a run that has its metrics already (ended or not), and the tag that names it."""
+    model_id = log_pyfunc_model(run_id, model_dir, input_example)
+    tracker_client().set_tag(run_id, MODEL_ID_TAG, model_id)
+    return model_id
+
+
+def log_pyfunc_model(run_id: str, model_dir: Path, input_example: pd.DataFrame) -> str:
+    """The scoring pipeline as an MLflow pyfunc model named `model` of run `run_id`, defined from code (no pickle);
+    its id. The run need not be active: a model can be added to a finished run later (`logitlab.runs model`).
 
     The logitlab package goes with it (`code_paths`: ~0.4 MB, `__pycache__` left out by MLflow), so it loads
     where only its requirements.txt is installed. Everything MLflow would otherwise work out per model is
     given: the signature and the pinned requirements.
     """
     import mlflow
+    from mlflow.models import Model
 
     import logitlab
     from logitlab import pyfunc_model, scoring
 
     example = input_example.reset_index(drop=True)
     outputs = scoring.probability_columns(scoring.saved_labels(model_dir))
-    info = mlflow.pyfunc.log_model(
+    if (active := mlflow.active_run()) is None or active.info.run_id != run_id:
+        # MLflow files a model under the active experiment (Default when none is set), not its run's
+        mlflow.set_experiment(experiment_id=tracker_client().get_run(run_id).info.experiment_id)
+    info = Model.log(
+        artifact_path=None,  # `name` instead (MLflow 3), as `mlflow.pyfunc.log_model` passes it
+        run_id=run_id,
+        flavor=mlflow.pyfunc,
         name="model",
         python_model=pyfunc_model.__file__,
         artifacts={"pipeline": str(model_dir)},

@@ -161,6 +161,15 @@ def attach(uri: str, experiment_id: str, experiment_name: str) -> Tracker:
     return Tracker(uri, experiment_id, experiment_name)
 
 
+def point_at(uri: str) -> None:
+    """Point MLflow at a store, quiet and patient as a job is (the figure helper, `logitlab.runs`)."""
+    import mlflow
+
+    _quiet()
+    _patient()
+    mlflow.set_tracking_uri(uri)
+
+
 def run_url(tracker: Tracker, run_id: str) -> str | None:
     """The run's page in the tracking server's UI; None for a local store (`make ui` serves it)."""
     if not tracker.uri.startswith(("http://", "https://")):
