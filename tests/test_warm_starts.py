@@ -115,3 +115,17 @@ def test_local_launcher_runs_a_path_in_order_of_c_under_hydras_numbers(project: 
         overrides = yaml.safe_load((sweep_dir / number / ".hydra" / "overrides.yaml").read_text())
         assert f"model.C={C}" in overrides
         assert io.read_json(sweep_dir / number / "job.json")["status"] == "FINISHED"
+
+
+def test_a_sweeps_jobs_read_their_shared_folds_once(tmp_path: Path):
+    import pandas as pd
+
+    from logitlab.sources import TARGET
+    from logitlab.stages import preprocess
+
+    fold = {"train": pd.DataFrame({"x": [0.0, 1.0], TARGET: [0, 1]}), "val": pd.DataFrame({"x": [2.0], TARGET: [1]})}
+    preprocess.write_folds(tmp_path / "folds", [fold])
+    first = train._read_folds(tmp_path / "folds")
+    assert train._read_folds(tmp_path / "folds") is first
+    preprocess.write_folds(tmp_path / "folds", [fold, fold])  # a folder written again is read again
+    assert len(train._read_folds(tmp_path / "folds")) == 2
