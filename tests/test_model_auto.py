@@ -1,5 +1,5 @@
 """`solver="auto"`: the solver chosen for the problem as documented, recorded, and the optimum it reaches; the
-start given by `coef_init`; Newton's kept Hessian (same optimum, fewer Hessians from a warm start)."""
+start given by `coef_init`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
 
 from logitlab.errors import LogitlabError
-from logitlab.model import LogisticRegression, _solvers
+from logitlab.model import LogisticRegression
 from logitlab.model.estimator import NEWTON_MAX_PARAMS, WEAK_L2, choose_solver
 
 
@@ -72,26 +72,3 @@ def test_coef_init_starts_the_solver_there(cancer):
     np.testing.assert_array_equal(restarted.coef_, optimum.coef_)
     with pytest.raises(LogitlabError, match=r"coef_init must have shape \(1, 30\)"):
         LogisticRegression().fit(*cancer, coef_init=np.zeros((1, 29)))
-
-
-def test_newton_keeps_its_hessian_near_the_optimum_and_reaches_the_same_optimum(cancer, monkeypatch):
-    """From the solution at a neighbouring C (a warm start on a regularisation path), Newton forms one Hessian
-    and finishes with steps on it; forming it at every step reaches the same optimum."""
-    start = LogisticRegression(solver="newton", C=0.3, tol=1e-10).fit(*cancer)
-    formed: list[int] = []
-    original = _solvers.Problem.gradient_hessian
-
-    def counted(problem, coef):
-        formed.append(1)
-        return original(problem, coef)
-
-    monkeypatch.setattr(_solvers.Problem, "gradient_hessian", counted)
-    warm = {"coef_init": start.coef_, "intercept_init": start.intercept_}
-    kept = LogisticRegression(solver="newton", C=1.0, tol=1e-10).fit(*cancer, **warm)
-    kept_hessians = len(formed)
-    monkeypatch.setattr(_solvers, "NEWTON_REUSE_CONTRACTION", 0.0)  # a fresh Hessian at every step
-    formed.clear()
-    fresh = LogisticRegression(solver="newton", C=1.0, tol=1e-10).fit(*cancer, **warm)
-    assert kept_hessians < len(formed)
-    assert kept.converged_ and fresh.converged_
-    np.testing.assert_allclose(kept.coef_, fresh.coef_, atol=2 * np.sqrt(31) * 1e-10 * cancer[0].shape[0])

@@ -26,9 +26,6 @@ POWER_ITERATIONS, POWER_RTOL = 30, 1e-3
 # the region below RHO_SHRINK, grow it above RHO_GROW (Nocedal & Wright, algorithm 4.1).
 RHO_ACCEPT, RHO_SHRINK, RHO_GROW = 1e-4, 0.25, 0.75
 LBFGS_MEMORY = 10
-# Newton keeps its Hessian's factor while a step with it shrinks the gradient's max-norm at least this much;
-# a step that shrinks it less (or finds no decrease) forms the Hessian afresh at the next iterate.
-NEWTON_REUSE_CONTRACTION = 0.25
 ARMIJO_C1 = 1e-4
 MAX_LINE_SEARCH_HALVINGS = 40
 
@@ -339,36 +336,19 @@ def _backtracking(
 def newton(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
     """Damped Newton: solve ``H d = -g`` by Cholesky, then Armijo backtracking from the unit step.
 
-    The Hessian is formed only when a step is taken, not at the iterate that meets the tolerance, and is kept
-    for the next step while its last step shrank the gradient's max-norm by `NEWTON_REUSE_CONTRACTION` or more
-    (Shamanskii's variant): forming it costs n p^2 flops, ten passes over X at p = 134, while near the optimum,
-    where a warm start begins, a step with the previous Hessian still converges fast for the price of one
-    pass. A kept Hessian that finds no decrease is replaced before giving up. The stopping rule is the true
-    gradient's, so the optimum is the same.
+    The Hessian is formed only when a step is taken, not at the iterate that meets the tolerance.
     """
     objective, grad = problem.objective_gradient(coef)
-    solve: Callable[[np.ndarray], np.ndarray] | None = None
-    last_optimality = math.inf
     for _ in range(monitor.max_iter):
-        optimality = problem.optimality(coef, grad)
-        if monitor.end_epoch(coef, objective, optimality):
+        if monitor.end_epoch(coef, objective, problem.optimality(coef, grad)):
             break
-        if optimality > NEWTON_REUSE_CONTRACTION * last_optimality:
-            solve = None  # the kept Hessian no longer pays
-        accepted = None
-        for fresh in (solve is None, True):
-            if fresh:
-                solve = _newton_solver(problem.gradient_hessian(coef)[1])
-            assert solve is not None
-            direction = solve(grad)
-            if not float(grad @ direction) < 0:
-                direction = -grad
-            accepted = _backtracking(problem, coef, objective, grad, direction)
-            if accepted is not None or fresh:
-                break
+        _, hessian = problem.gradient_hessian(coef)
+        direction = _newton_direction(hessian, grad)
+        if not float(grad @ direction) < 0:
+            direction = -grad
+        accepted = _backtracking(problem, coef, objective, grad, direction)
         if accepted is None:
             break
-        last_optimality = optimality
         coef, objective, grad = accepted
     return coef
 
@@ -450,31 +430,22 @@ def _to_boundary(step: np.ndarray, direction: np.ndarray, radius: float) -> floa
     return (-b + math.sqrt(max(b * b - a * c, 0.0))) / a
 
 
-def _newton_solver(hessian: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``g -> -H^{-1} g``, solved in float64: a p x p solve costs nothing next to forming H, and float32 fits
-    keep an accurate direction.
+def _newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``-H^{-1} g``, solved in float64: a p x p solve costs nothing next to forming H, and float32 fits keep
+    an accurate direction.
 
     Cholesky when H is positive definite; least squares when it is singular (no penalty, separable data). On
     one BLAS thread, as the Hessian's products: on a busy 2-core machine OpenBLAS's threads made the Cholesky
     of a 134 x 134 Hessian take 0.19 s (56 calls, 10.6 s of a 3-job sweep) against 0.3 ms on one thread, and at
     p = 1500 0.1 s on one thread against 1.4-2.3 s.
     """
-    hessian64 = hessian.astype(np.float64)
+    hessian64, grad64 = hessian.astype(np.float64), grad.astype(np.float64)
     with _single_threaded_blas():
         try:
-            factor = scipy.linalg.cho_factor(hessian64)
+            direction = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian64), -grad64)
         except np.linalg.LinAlgError:
-            factor = None
-
-    def direction(grad: np.ndarray) -> np.ndarray:
-        with _single_threaded_blas():
-            if factor is not None:
-                solved = scipy.linalg.cho_solve(factor, -grad.astype(np.float64))
-            else:
-                solved = np.linalg.lstsq(hessian64, -grad.astype(np.float64), rcond=None)[0]
-        return solved.astype(grad.dtype)
-
-    return direction
+            direction = np.linalg.lstsq(hessian64, -grad64, rcond=None)[0]
+    return direction.astype(grad.dtype)
 
 
 def lbfgs(problem: Problem, coef: np.ndarray, monitor: TrainingMonitor) -> np.ndarray:
