@@ -57,6 +57,7 @@ def path_results(root: Path, order: tuple[float, ...], warm: bool) -> dict[float
         params = config.compose([*overrides, f"model.C={C}", f"model.warm_start={warm}"], config_dir=REPO / "conf")
         job = pipeline.run_job(params, root / f"{order[0]}-{warm}-{C}", root=root, finish=lambda finish, files: None)
         model = ScoringPipeline.load(job.files["train"].outputs["model"]).model
+        assert model.solver_ == pipeline.record(job).tags["logitlab.solver"] == "newton"  # what auto chose
         scores = io.read_json(job.files["train"].outputs["cv"] / train.CV_SCORES_FILE)
         results[C] = {"coef": np.append(model.coef_, model.intercept_), "metrics": job.metrics, "cv": scores}
     return results
