@@ -41,9 +41,10 @@ SOLVERS = ("gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs", "auto")
 FIRST_ORDER_SOLVERS = ("gd", "minibatch", "sgd")
 SECOND_ORDER_SOLVERS = ("newton", "newton-cg", "lbfgs")
 # solver="auto" (`choose_solver`): the dense Hessian (n P^2 flops in BLAS-3, P^3 for its Cholesky) up to this many
-# parameters P, where a handful of Newton steps beats the tens to hundreds of L-BFGS iterations; beyond it,
-# Hessian-vector products when the L2 term's curvature 1 / (C n) is below WEAK_L2 (many L-BFGS iterations, few
-# CG-Newton steps), else L-BFGS.
+# parameters P: 3-7 Newton steps whatever the conditioning, where L-BFGS needed hundreds of iterations on one-hot
+# data (at the price of 2x L-BFGS's time at P = 100 on well-conditioned data; 5-10x at P = 600, hence the
+# bound); beyond it, Hessian-vector products when the L2 term's curvature 1 / (C n) is below WEAK_L2 (a badly
+# conditioned problem), else L-BFGS.
 NEWTON_MAX_PARAMS = 500
 WEAK_L2 = 1e-4
 LR_SCHEDULES = ("constant", "inverse_scaling", "step", "cosine")
