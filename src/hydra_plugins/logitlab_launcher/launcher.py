@@ -11,6 +11,9 @@ per job and unable to lose a job.
   like any other. (The basic sweeper's check ends a grid sweep with such a job before any job runs.)
 - **Figures off the job's path.** The jobs run here, so finishing work (figures) goes to a helper process
   (`logitlab.finishing`) while the next job fits; the sweep waits for it before its summary.
+- **Regularisation paths in order.** Jobs that differ only in `model.C` run in increasing C, so that with
+  `model.warm_start` each starts from its neighbour's solution (`logitlab.warm_starts`); their numbers, folders
+  and the order of their results stay Hydra's.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger(__name__)
+
+PENALTY_STRENGTH_KEY = "model.C"  # the key of a regularisation path (`path_order`)
 
 
 class CachingLoader:
@@ -86,28 +91,45 @@ class Launcher(BasicLauncher):
 
         finishing.start()
         log.info(f"Launching {len(job_overrides)} jobs locally")
-        runs: list[JobReturn] = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        runs: dict[int, JobReturn] = {}
+        for position in path_order(job_overrides):
+            idx, overrides = initial_job_idx + position, job_overrides[position]
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             try:
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             except (HydraException, OmegaConfBaseException, ValueError) as err:
-                runs.append(_not_composed(sweep_dir, idx, list(overrides), err))
+                runs[position] = _not_composed(sweep_dir, idx, list(overrides), err)
                 continue
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
-            runs.append(
-                run_job(
-                    hydra_context=self.hydra_context,
-                    task_function=self.task_function,
-                    config=sweep_config,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
+            runs[position] = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
             )
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return runs
+        return [runs[position] for position in range(len(job_overrides))]
+
+
+def path_order(job_overrides: Sequence[Sequence[str]]) -> list[int]:
+    """The positions of the jobs in the order to run them: jobs whose overrides differ only in the penalty
+    strength together, where the first of them is, in increasing strength value (a value that is not a number
+    stays where it is)."""
+    first_of_group: dict[tuple[str, ...], int] = {}
+    keys = []
+    for position, overrides in enumerate(job_overrides):
+        prefix = f"{PENALTY_STRENGTH_KEY}="
+        rest = tuple(override for override in overrides if not override.startswith(prefix))
+        value = next((override[len(prefix) :] for override in overrides if override.startswith(prefix)), None)
+        try:
+            strength = float(value) if value is not None else 0.0
+        except ValueError:
+            strength = 0.0
+        keys.append((first_of_group.setdefault(rest, position), strength, position))
+    return sorted(range(len(job_overrides)), key=keys.__getitem__)
 
 
 def _overrides_dirname(overrides: list[Override], cfg: DictConfig) -> str:

@@ -72,6 +72,7 @@ def save(model: LogisticRegression, path: str | os.PathLike[str]) -> None:
         "classes_dtype": model.classes_.dtype.str if model.classes_.dtype != object else "object",
         "feature_names_in": None if feature_names is None else feature_names.tolist(),
         "n_features_in": int(model.n_features_in_),
+        "solver": model.solver_,  # the one fitted with: solver="auto" chooses per fit
         "n_iter": int(model.n_iter_),
         "converged": bool(model.converged_),
         "cost_history": list(model.cost_history_),
@@ -138,6 +139,7 @@ def load(cls: type[LogisticRegression], path: str | os.PathLike[str]) -> Logisti
         model.n_features_in_ = n_features
         if metadata["feature_names_in"] is not None:
             model.feature_names_in_ = np.array(metadata["feature_names_in"], dtype=object)
+        model.solver_ = str(metadata.get("solver", model.solver))  # files from before solver="auto" lack it
         model.n_iter_ = int(metadata["n_iter"])
         model.converged_ = bool(metadata["converged"])
         model.cost_history_ = [float(value) for value in metadata["cost_history"]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
-from logitlab.model._loss import LogisticLoss
+from logitlab.model._loss import LogisticLoss, _single_threaded_blas
 from logitlab.model._monitor import TrainingMonitor
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -434,13 +434,17 @@ def _newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """``-H^{-1} g``, solved in float64: a p x p solve costs nothing next to forming H, and float32 fits keep
     an accurate direction.
 
-    Cholesky when H is positive definite; least squares when it is singular (no penalty, separable data).
+    Cholesky when H is positive definite; least squares when it is singular (no penalty, separable data). On
+    one BLAS thread, as the Hessian's products: on a busy 2-core machine OpenBLAS's threads made the Cholesky
+    of a 134 x 134 Hessian take 0.19 s (56 calls, 10.6 s of a 3-job sweep) against 0.3 ms on one thread, and at
+    p = 1500 0.1 s on one thread against 1.4-2.3 s.
     """
     hessian64, grad64 = hessian.astype(np.float64), grad.astype(np.float64)
-    try:
-        direction = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian64), -grad64)
-    except np.linalg.LinAlgError:
-        direction = np.linalg.lstsq(hessian64, -grad64, rcond=None)[0]
+    with _single_threaded_blas():
+        try:
+            direction = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian64), -grad64)
+        except np.linalg.LinAlgError:
+            direction = np.linalg.lstsq(hessian64, -grad64, rcond=None)[0]
     return direction.astype(grad.dtype)
 
 

@@ -37,8 +37,16 @@ from logitlab.model._solvers import (
 logger = logging.getLogger("logitlab.model")
 
 PENALTIES = (None, "l2", "l1", "elasticnet")
-SOLVERS = ("gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs")
+SOLVERS = ("gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs", "auto")
 FIRST_ORDER_SOLVERS = ("gd", "minibatch", "sgd")
+SECOND_ORDER_SOLVERS = ("newton", "newton-cg", "lbfgs")
+# solver="auto" (`choose_solver`): the dense Hessian (n P^2 flops in BLAS-3, P^3 for its Cholesky) up to this many
+# parameters P: 3-7 Newton steps whatever the conditioning, where L-BFGS needed hundreds of iterations on one-hot
+# data (at the price of 2x L-BFGS's time at P = 100 on well-conditioned data; 5-10x at P = 600, hence the
+# bound); beyond it, Hessian-vector products when the L2 term's curvature 1 / (C n) is below WEAK_L2 (a badly
+# conditioned problem), else L-BFGS.
+NEWTON_MAX_PARAMS = 500
+WEAK_L2 = 1e-4
 LR_SCHEDULES = ("constant", "inverse_scaling", "step", "cosine")
 INITS = ("zeros", "random")
 DTYPES = ("float64", "float32")
@@ -79,6 +87,20 @@ def _blas_ready(X: np.ndarray) -> np.ndarray:
     return X if X.flags.c_contiguous or X.flags.f_contiguous else np.ascontiguousarray(X)
 
 
+def choose_solver(penalty: str | None, l2_strength: float, n_params: int) -> str:
+    """The solver `solver="auto"` fits with, from the penalty, the L2 term's curvature (``1 / (C n)``: the
+    penalty scaled as in the objective) and the number of parameters P (features and intercept, times K for
+    K > 2 classes). scikit-learn picks L-BFGS always; here second-order steps where they are cheap or where
+    L-BFGS needs many iterations (a weak penalty leaves the problem badly conditioned)."""
+    if penalty in ("l1", "elasticnet"):
+        return "gd"  # the only full-batch solver with proximal steps
+    if n_params <= NEWTON_MAX_PARAMS:
+        return "newton"
+    if penalty is None or l2_strength < WEAK_L2:
+        return "newton-cg"
+    return "lbfgs"
+
+
 class LogisticRegression(ClassifierMixin, BaseEstimator):
     """Logistic regression minimising scikit-learn's objective with the solver of your choice.
 
@@ -100,10 +122,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Inverse regularisation strength.
     l1_ratio : float in [0, 1], default=0.5
         Elastic-net mixing; used only with ``penalty="elasticnet"``.
-    solver : {"gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs"}, default="lbfgs"
+    solver : {"gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs", "auto"}, default="lbfgs"
         "newton" solves with the dense Hessian (D x D, cheapest for narrow data); "newton-cg" is a trust-region
         Newton with conjugate gradients on Hessian-vector products (no D x D matrix: wide data). The
-        second-order solvers support only None and "l2" penalties.
+        second-order solvers support only None and "l2" penalties. "auto" picks one per fit from the problem
+        (`choose_solver`): "gd" (proximal, with `update` and `learning_rate` as given) for "l1"/"elasticnet",
+        else "newton" up to 500 parameters, else "newton-cg" when the penalty is weak, else "lbfgs"; the choice
+        is the fitted ``solver_``.
     update : {"plain", "momentum", "nesterov", "adam", "accelerated"}, default="plain"
         Update rule of the first-order solvers. Adam uses betas (0.9, 0.999) and epsilon 1e-8. "accelerated"
         is FISTA with adaptive restart: O(sqrt(condition number)) epochs instead of O(condition number).
@@ -213,7 +238,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         _check_number("C", self.C, Real, 0, np.inf, closed="neither")
         _check_number("l1_ratio", self.l1_ratio, Real, 0, 1)
         if self.learning_rate == "auto":
-            if self.solver in ("minibatch", "sgd") or (self.solver == "gd" and self.update == "adam"):
+            if self.solver in ("minibatch", "sgd") or (self.solver in ("gd", "auto") and self.update == "adam"):
                 raise LogitlabError(
                     f"learning_rate='auto' is the full-batch step 1/L, not one for solver={self.solver!r} with "
                     f"update={self.update!r}; give learning_rate a number"
@@ -237,7 +262,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             raise LogitlabError(
                 f"epoch_loss='running' is for solver='minibatch' or 'sgd' (batch losses); got solver={self.solver!r}"
             )
-        if self.solver not in FIRST_ORDER_SOLVERS and self.penalty in ("l1", "elasticnet"):
+        if self.solver in SECOND_ORDER_SOLVERS and self.penalty in ("l1", "elasticnet"):
             raise LogitlabError(
                 f"solver={self.solver!r} does not support penalty={self.penalty!r}: the L1 term is not "
                 f"smooth; use solver='gd', 'minibatch' or 'sgd' (proximal steps) or penalty='l2'"
@@ -256,8 +281,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         *,
         X_val: Any = None,
         y_val: Any = None,
+        coef_init: Any = None,
+        intercept_init: Any = None,
     ) -> LogisticRegression:
         """Fit on (X, y); validation data, if given, fills `val_history_` (and drives early stopping).
+
+        `coef_init` (shaped as ``coef_``) and `intercept_init` (as ``intercept_``; zeros if not given) start the
+        solver there instead of at `init`, as scikit-learn's SGDClassifier: a regularisation path starts each C
+        from its neighbour's solution. They take precedence over `warm_start`.
 
         X may also be data that is not in memory: a `ParquetChunks` file (labels from its target column, no
         y), streamed one row group at a time, or a Dask array with Dask or numpy labels y, whose gradients
@@ -269,7 +300,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if _chunked.is_chunked(X):
             chunked, validation = self._chunked_problem(X, y, sample_weight, X_val, y_val, dtype)
             rng = check_random_state(self.random_state)
-            coef = self._initial_coef(previous, chunked.n_features, dtype, rng)
+            coef = self._initial_coef(previous, chunked.n_features, dtype, rng, coef_init, intercept_init)
             self._run(chunked, coef, validation, rng, chunked.blocks.n_samples)
             return self
         if y is None:
@@ -294,7 +325,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         y_encoded = y_encoded.astype(dtype)
         sample_weight = self._combined_weights(X, y, y_encoded, sample_weight, dtype)
         rng = check_random_state(self.random_state)
-        coef = self._initial_coef(previous, X.shape[1], dtype, rng)
+        coef = self._initial_coef(previous, X.shape[1], dtype, rng, coef_init, intercept_init)
         X, y_encoded, sample_weight, validation = self._validation_split(
             X, y_encoded, sample_weight, X_val, y_val, dtype, rng
         )
@@ -304,9 +335,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def _run(self, problem: Problem, coef: np.ndarray, validation: Any, rng, n_samples: int) -> None:
         """Solve, keep the early-stopping best, set the fitted state and warn when not converged."""
+        self.solver_ = (
+            choose_solver(self.penalty, problem.loss.l2_strength, problem.loss.n_params(problem.n_features))
+            if self.solver == "auto"
+            else self.solver
+        )
         monitor = self._monitor(validation)
         if self.verbose > 0:
-            logger.info("fitting %s on %d samples x %d features", self, n_samples, problem.n_features)
+            logger.info(
+                "fitting %s (solver %s) on %d samples x %d features", self, self.solver_, n_samples, problem.n_features
+            )
         try:
             with np.errstate(all="ignore"):
                 coef = self._solve(problem, coef, monitor, rng)
@@ -321,9 +359,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             else:
                 unmet = f"optimality {monitor.optimality:.3g} > tol={self.tol:g}"
             warnings.warn(
-                f"LogisticRegression(solver={self.solver!r}) did not converge after {monitor.n_iter} epochs "
+                f"LogisticRegression(solver={self.solver_!r}) did not converge after {monitor.n_iter} epochs "
                 f"(max_iter={self.max_iter}): {unmet}; increase max_iter"
-                + (" or tune learning_rate" if self.solver in FIRST_ORDER_SOLVERS else "")
+                + (" or tune learning_rate" if self.solver_ in FIRST_ORDER_SOLVERS else "")
                 + ", or scale the data",
                 ConvergenceWarning,
                 stacklevel=3,
@@ -405,9 +443,13 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 )
         return sample_weight
 
-    def _initial_coef(self, previous, n_features: int, dtype: np.dtype, rng) -> np.ndarray:
+    def _initial_coef(
+        self, previous, n_features: int, dtype: np.dtype, rng, coef_init: Any = None, intercept_init: Any = None
+    ) -> np.ndarray:
         loss = self._loss_for(self.classes_.size)
         n_params = loss.n_params(n_features)
+        if coef_init is not None:
+            return self._given_start(loss, n_features, coef_init, intercept_init).astype(dtype)
         if previous is not None:
             if previous.size != n_params:
                 raise LogitlabError(
@@ -422,6 +464,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             coef[:n_weights] = rng.normal(0.0, RANDOM_INIT_SCALE, size=n_weights)
             return coef
         return np.zeros(n_params, dtype=dtype)
+
+    def _given_start(self, loss: LogisticLoss, n_features: int, coef_init: Any, intercept_init: Any) -> np.ndarray:
+        """The flat start vector of `coef_init` and `intercept_init`, refused in one line unless shaped as the
+        fitted ``coef_`` and ``intercept_`` of this X and these classes would be."""
+        rows = 1 if self.classes_.size == 2 else self.classes_.size
+        coef_init = np.asarray(coef_init, dtype=np.float64)
+        intercept_init = np.zeros(rows) if intercept_init is None else np.asarray(intercept_init, dtype=np.float64)
+        if coef_init.shape != (rows, n_features) or intercept_init.shape != (rows,):
+            raise LogitlabError(
+                f"coef_init must have shape {(rows, n_features)} and intercept_init {(rows,)} for "
+                f"{self.classes_.size} classes and {n_features} features; got {coef_init.shape} and "
+                f"{intercept_init.shape}"
+            )
+        if not (np.isfinite(coef_init).all() and np.isfinite(intercept_init).all()):
+            raise LogitlabError("coef_init and intercept_init must be finite")
+        return loss.flat(coef_init, intercept_init)  # without an intercept, intercept_init is not used
 
     def _validation_split(self, X, y, sample_weight, X_val, y_val, dtype, rng):
         """Return the training part and the validation set (X_val, y_val) or None."""
@@ -473,15 +531,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return self.epoch_loss == "running" and self.solver in ("minibatch", "sgd")
 
     def _monitor(self, validation) -> TrainingMonitor:
-        if self.solver in FIRST_ORDER_SOLVERS and isinstance(self.learning_rate, Real):
+        if self.solver_ in FIRST_ORDER_SOLVERS and isinstance(self.learning_rate, Real):
             hint = (
                 f"learning_rate={self.learning_rate:g} is too large; try a smaller one, "
                 f"e.g. {float(self.learning_rate) / 10:g}"
             )
-        elif self.solver in FIRST_ORDER_SOLVERS:
+        elif self.solver_ in FIRST_ORDER_SOLVERS:
             hint = "learning_rate='auto' (1/L) met non-finite values; check X for extreme values or scale it"
         else:
-            hint = f"solver={self.solver!r} met non-finite values; check X for extreme values or scale it"
+            hint = f"solver={self.solver_!r} met non-finite values; check X for extreme values or scale it"
         validation_loss = None
         if isinstance(validation, ChunkedProblem):
             validation_loss = validation.loss_value
@@ -498,11 +556,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return TrainingMonitor(self.max_iter, self.tol, hint, validation_loss, stopping, self.verbose, stall)
 
     def _solve(self, problem: Problem, coef: np.ndarray, monitor: TrainingMonitor, rng) -> np.ndarray:
-        if self.solver == "newton":
+        if self.solver_ == "newton":
             return newton(problem, coef, monitor)
-        if self.solver == "newton-cg":
+        if self.solver_ == "newton-cg":
             return newton_cg(problem, coef, monitor)
-        if self.solver == "lbfgs":
+        if self.solver_ == "lbfgs":
             return lbfgs(problem, coef, monitor)
         rule = UPDATE_RULES[self.update](self.momentum)
         if isinstance(self.learning_rate, Real):
@@ -511,7 +569,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             step = lipschitz_step(problem)
             if self.verbose > 0:
                 logger.info("learning_rate='auto': step 1/L = %.4g", step)
-        if self.solver == "gd":
+        if self.solver_ == "gd":
             return gradient_descent(problem, coef, monitor, rule, step, self.lr_schedule)
         batch_size = 1 if self.solver == "sgd" else self.batch_size
         return stochastic_gradient_descent(

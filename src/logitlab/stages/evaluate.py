@@ -13,7 +13,7 @@ from typing import Any, cast
 import pandas as pd
 
 from logitlab import config, io, reports
-from logitlab.scoring import ScoringPipeline
+from logitlab.scoring import MODEL_STEM, ScoringPipeline
 from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
@@ -121,6 +121,8 @@ def record(files: Files) -> RunRecord:
         "logitlab.n_classes": str(len(preprocessed["classes"])),
         # a filter in the runs table (`tags.logitlab.converged = 'false'`); n_iter is a metric
         "logitlab.converged": "true" if metrics["converged"] else "false",
+        # the solver fitted with (model.solver=auto chooses per fit)
+        "logitlab.solver": io.read_json(files.inputs["model"] / f"{MODEL_STEM}.json")["solver"],
     }
     if "cv_folds" in preprocessed:
         tags["logitlab.cv_folds"] = str(preprocessed["cv_folds"])
