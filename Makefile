@@ -100,7 +100,7 @@ bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs
 	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 \
 		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
 
-bench-selection: setup ## Model selection: sweeps and CV against a hand-written MLflow loop and LogisticRegressionCV, ratios and goals -> reports/bench/, ~5 min
+bench-selection: setup ## Model selection: sweeps and CV against a hand-written MLflow loop and LogisticRegressionCV, ratios and goals -> reports/bench/ (~5 min at the goals' speed)
 	$(MAKE) --no-print-directory bench BENCH='-k model_selection'
 
 bench-serve: setup ## Load benchmark of make serve (1 vs 8 clients, 1 worker vs one per core; 413s) -> reports/bench/, ~4 min
