@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup repro lock plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench bench-serve lint format typecheck clean
+.PHONY: help setup repro lock plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench bench-selection bench-serve lint format typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -95,10 +95,13 @@ browser: ## Install headless Chromium + chromedriver (Debian packages) for the b
 serve: setup ## Serve a registered champion over HTTP at 127.0.0.1:5001, a worker per core (MODEL_NAME, default logitlab-circles: make sweep's; WORKERS, MAX_REQUEST_BYTES)
 	MODEL_NAME="$${MODEL_NAME:-logitlab-circles}" bash scripts/serve.sh
 
-bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, 5 GB out of core (BENCH=-k expr)
+bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, model selection, 5 GB out of core (BENCH=-k expr)
 	mkdir -p reports/bench
 	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 \
 		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
+
+bench-selection: setup ## Model selection: sweeps and CV against a hand-written MLflow loop and LogisticRegressionCV, ratios and goals -> reports/bench/ (~5 min at the goals' speed)
+	$(MAKE) --no-print-directory bench BENCH='-k model_selection'
 
 bench-serve: setup ## Load benchmark of make serve (1 vs 8 clients, 1 worker vs one per core; 413s) -> reports/bench/, ~4 min
 	$(MAKE) --no-print-directory bench BENCH='-k serving'

@@ -57,8 +57,14 @@ def machine() -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The machine under every `make bench` run's timings (also with -q): figures compare only on the same one."""
+    """The machine under every `make bench` run's timings (also with -q): figures compare only on the same one;
+    then the model-selection goals, when measured, as the table results.md gets."""
     terminalreporter.write_line("machine: " + ", ".join(f"{key} {value}" for key, value in machine().items()))
+    if _ROWS.get("model_selection"):
+        from tests.benchmarks import report
+
+        terminalreporter.write_line(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        terminalreporter.write(report.selection(_ROWS))
 
 
 @pytest.fixture

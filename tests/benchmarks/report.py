@@ -114,6 +114,13 @@ def scaling(sections: dict[str, Rows]) -> str:
     return _table(["N", "D", "gd epoch s", "floor s", "x floor"], out)
 
 
+def selection(sections: dict[str, Rows]) -> str:
+    """Issue 22's goals: each measure against its anchor, process start to exit, medians of interleaved rounds."""
+    header = ["measure", "ours s", "anchor", "anchor s", "ratio", "goal", "met", "rounds", "load", "note"]
+    keys = ["measure", "ours_s", "anchor", "anchor_s", "ratio", "goal", "met", "rounds", "load", "note"]
+    return _table(header, [[r.get(key) for key in keys] for r in sections.get("model_selection", [])])
+
+
 def generic(rows: Rows) -> str:
     header = list(dict.fromkeys(key for row in rows for key in row))
     return _table(header, [[row.get(key) for key in header] for row in rows])
@@ -128,6 +135,7 @@ TITLES = {
     "sgd": "Batch 32 against scikit-learn's SGDClassifier (one sample per step)",
     "small": "Small data: one gd epoch on the default data's training split (700 x 2), fixed cost",
     "scaling": "Scaling of a gd epoch in N and D",
+    "model_selection": "Model selection: sweeps and cross-validation against hand-written anchors (medians)",
     "sweeps": "Sweep overhead",
     "serving": "Serving under load (`make serve`, 20-row requests, keep-alive clients; x 1 worker at the same clients)",
     "serving_limits": "Serving: over-limit and invalid bodies (default limit 1 MiB)",
@@ -141,6 +149,7 @@ RENDER = {
     "scaling": scaling,
     "sgd": sgd,
     "defaults": defaults,
+    "model_selection": selection,
 }
 
 
