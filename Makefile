@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers (a test file per worker at a time: pyproject's --dist loadfile): one per core for the fast
 # suite, which is CPU-bound; the slow one mostly waits on servers, SLURM and DVC, so it runs more. 0: one process.
 TEST_WORKERS ?= auto
-SLOW_TEST_WORKERS ?= 4
+SLOW_TEST_WORKERS ?= 3
 
 .PHONY: help setup repro lock plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench bench-serve lint format typecheck clean
 
