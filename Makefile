@@ -14,6 +14,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
 PYTEST_ARGS ?=
+# pytest-xdist workers (a test file per worker at a time: pyproject's --dist loadfile): one per core for the fast
+# suite, which is CPU-bound; the slow one mostly waits on servers, SLURM and DVC, so it runs more. 0: one process.
+TEST_WORKERS ?= auto
+SLOW_TEST_WORKERS ?= 3
 
 .PHONY: help setup repro lock plots exps test test-slow check params pipeline sweep ui server server-stop server-status server-install slurm slurm-stop slurm-status browser serve bench bench-selection bench-serve lint format typecheck clean
 
@@ -45,10 +49,10 @@ exps: setup ## dvc exp show, readable: the params that vary and the headline met
 	$(VENV)/bin/dvc exp show --only-changed --md --no-pager --drop '^(?!$(EXPS_COLUMNS))'
 
 test: setup ## Set up, then run the fast test suite (make test-slow runs the rest)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: setup ## Long tests: the real dvc repro/exp run, fault injection, tracking server and its outages, SLURM, browser, the tutorial's numbers (CI runs them too)
-	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow" -n $(SLOW_TEST_WORKERS) $(PYTEST_ARGS)
 
 check: lint typecheck ## ruff lint + format check + mypy
 
