@@ -21,7 +21,7 @@ rounds (`--rounds`, default 3), each round A, B, A, B...; fewer rounds when a ro
 section's time budget (`--budget-s`, default 300: slow code gets one round rather than a half-hour section).
 Lines are timestamped as they arrive on the pipe (PYTHONUNBUFFERED=1 on every side, as on a terminal).
 
-Run alone as ``python -m tests.benchmarks.model_selection [--rounds 3] [--cv-model model.solver=auto]``.
+Run alone as ``python -m tests.benchmarks.model_selection [--rounds 3] [--cv-model model=gd]``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ MLFLOW_STARTUP = (
     "mlflow.start_run(); mlflow.end_run()"
 )
 RUN_TIMEOUT_S = 1800
-DEFAULT_CV_MODEL = os.environ.get("LOGITLAB_BENCH_CV_MODEL", "")
+DEFAULT_CV_MODEL = os.environ.get("LOGITLAB_BENCH_CV_MODEL", "model=auto")  # the README's choice for CV sweeps over C
 
 
 @dataclass
