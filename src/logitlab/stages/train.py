@@ -46,7 +46,7 @@ def run(
     `path_key` (`warm_starts.problem_key`) names the problem on a regularisation path: the fit starts from
     its nearest solution and leaves its own."""
     model = LogisticRegression(**params)
-    start = warm_starts.nearest(path_key, params["C"])
+    start = warm_starts.nearest(path_key, model.C)
     with convergence_logged():
         if isinstance(train, ParquetChunks):
             model.fit(train, X_val=val, **start)
@@ -54,7 +54,7 @@ def run(
             assert isinstance(val, pd.DataFrame)
             held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
             model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out, **start)
-    warm_starts.remember(path_key, params["C"], model.coef_, model.intercept_)
+    warm_starts.remember(path_key, model.C, model.coef_, model.intercept_)
     return model
 
 
