@@ -156,6 +156,67 @@ def test_roc_auc_is_sklearns_macro_one_vs_rest() -> None:
     assert reports.roc_auc(y, proba) == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("case", ["random", "ties", "a class never predicted", "one class in y"])
+def test_the_scalar_metrics_are_sklearns(n_classes: int, case: str) -> None:
+    """`reports` counts its metrics with numpy (scikit-learn's input checks were most of a small split's
+    scoring): the same values as scikit-learn's, ties in the scores and zero divisions included."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 300)
+    proba = rng.dirichlet(np.ones(n_classes), size=300)
+    if case == "ties":
+        proba = np.round(proba, 1)
+        proba /= proba.sum(axis=1, keepdims=True)
+    if case == "a class never predicted":
+        proba[:, 0] = 0.0
+        proba /= proba.sum(axis=1, keepdims=True)
+    if case == "one class in y":
+        y[:] = 1
+    model = LogisticRegression()
+    model.threshold = 0.5
+    chosen = reports.predicted(model, proba)
+    result: dict[str, float | int] = {}
+    reports._ranking_metrics(result, "test", y, proba, chosen)
+    labels = list(range(n_classes))
+    score = proba[:, 1] if n_classes == 2 else proba
+    assert reports.log_loss(y, proba) == pytest.approx(skm.log_loss(y, score, labels=labels), rel=1e-12)
+    assert reports.log_loss(y, proba, normalize=False) == pytest.approx(
+        skm.log_loss(y, score, labels=labels, normalize=False), rel=1e-12
+    )
+    if case == "one class in y":
+        assert "test_roc_auc" not in reports._finish(result, fitted_stub())
+    elif n_classes == 2:
+        assert result["test_roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1]), rel=1e-12)
+    else:
+        assert result["test_roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"), rel=1e-12)
+    expected = {
+        "test_f1_macro": skm.f1_score(y, chosen, average="macro", zero_division=0),
+        "test_f1_weighted": skm.f1_score(y, chosen, average="weighted", zero_division=0),
+    }
+    if n_classes == 2:
+        tn, fp, fn, tp = skm.confusion_matrix(y, chosen, labels=[0, 1]).ravel()
+        expected |= {
+            "test_precision": skm.precision_score(y, chosen, zero_division=0),
+            "test_recall": skm.recall_score(y, chosen, zero_division=0),
+            "test_f1": skm.f1_score(y, chosen, zero_division=0),
+            "test_tn": tn,
+            "test_fp": fp,
+            "test_fn": fn,
+            "test_tp": tp,
+        }
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(float(value), rel=1e-12, abs=1e-15), key
+
+
+def fitted_stub() -> LogisticRegression:
+    """A model with the fitted attributes `reports._finish` reads."""
+    model = LogisticRegression()
+    model.n_iter_, model.converged_, model.cost_history_ = 1, True, [0.5]
+    return model
+
+
 # ------------------------------------------------------------------------------------- the whole pipeline
 @pytest.mark.parametrize("name, target", [("iris", "species"), ("wine", "cultivar"), ("grades", "grade")])
 def test_multiclass_csv_within_one_and_a_half_points_of_sklearn(tmp_path: Path, csvs, name: str, target: str) -> None:

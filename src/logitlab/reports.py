@@ -46,20 +46,57 @@ def predicted(model: LogisticRegression, proba: np.ndarray) -> np.ndarray:
 
 
 def log_loss(y: np.ndarray, proba: np.ndarray, normalize: bool = True) -> float:
-    classes = list(range(proba.shape[1]))
-    score = proba[:, 1] if proba.shape[1] == 2 else proba  # binary: the positive column, as ever
-    return float(skm.log_loss(y, score, labels=classes, normalize=normalize))
+    """scikit-learn's log loss (probabilities clipped to [eps, 1 - eps]) without its input checks: those took
+    most of a small split's scoring, once per split and fold of every sweep job."""
+    eps = np.finfo(proba.dtype).eps
+    if proba.shape[1] == 2:  # as scikit-learn builds it from the positive column: [1 - p, p]
+        positive = proba[:, 1]
+        of_label = np.where(y == 1, positive, 1 - positive)
+    else:
+        of_label = proba[np.arange(y.size), y.astype(np.intp)]
+    losses = -np.log(np.clip(of_label, eps, 1 - eps))
+    return float(losses.mean() if normalize else losses.sum())
 
 
 def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
     """Binary: the AUC of the positive probability. More classes: one-vs-rest AUC per class, averaged over
     the classes that have rows in `y` (scikit-learn's macro "ovr" when all do); NaN if none can be scored."""
     if proba.shape[1] == 2:
-        return float(skm.roc_auc_score(y, proba[:, 1])) if np.unique(y).size == 2 else float("nan")
-    scores = [
-        skm.roc_auc_score(y == k, proba[:, k]) for k in range(proba.shape[1]) if 0 < np.count_nonzero(y == k) < y.size
-    ]
+        return _auc(y == 1, proba[:, 1])
+    scores = [_auc(y == k, proba[:, k]) for k in range(proba.shape[1]) if 0 < np.count_nonzero(y == k) < y.size]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def _auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve as the Mann-Whitney statistic (tied scores share their mean rank): the
+    trapezoids of scikit-learn's `roc_auc_score`, counted instead of drawn. NaN when one class is absent."""
+    n_pos = int(np.count_nonzero(positive))
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ordered = score[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(score.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)  # 1-based mean rank of each tie group
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _counts(y: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per label present in `y` or `chosen` (scikit-learn's default labels): true positives, predicted and
+    true counts."""
+    labels = np.union1d(y, chosen)
+    tp = np.array([np.count_nonzero((y == k) & (chosen == k)) for k in labels])
+    predicted_count = np.array([np.count_nonzero(chosen == k) for k in labels])
+    true_count = np.array([np.count_nonzero(y == k) for k in labels])
+    return tp, predicted_count, true_count
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    safe = np.where(denominator == 0, 1, denominator)
+    return np.where(denominator == 0, 0.0, numerator / safe)
 
 
 def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame], n_classes: int) -> dict[str, float | int]:
@@ -72,7 +109,7 @@ def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame], n_class
         X, y = split_xy(frame)
         proba = probabilities(model, X, n_classes)
         chosen = predicted(model, proba)
-        result[f"{name}_accuracy"] = float(skm.accuracy_score(y, chosen))
+        result[f"{name}_accuracy"] = float(np.mean(y == chosen))
         result[f"{name}_log_loss"] = log_loss(y, proba)
         if name != "train":
             _ranking_metrics(result, name, y, proba, chosen)
@@ -84,7 +121,7 @@ def fold_scores(model: LogisticRegression, held_out: pd.DataFrame, n_classes: in
     X, y = split_xy(held_out)
     proba = probabilities(model, X, n_classes)
     return {
-        "accuracy": float(skm.accuracy_score(y, predicted(model, proba))),
+        "accuracy": float(np.mean(y == predicted(model, proba))),
         "log_loss": log_loss(y, proba),
         "roc_auc": roc_auc(y, proba),
     }
@@ -106,18 +143,22 @@ def _ranking_metrics(
     result[f"{name}_roc_auc"] = roc_auc(y, proba)
     if name != "test":
         return
-    result["test_f1_macro"] = float(skm.f1_score(y, chosen, average="macro", zero_division=0))
-    result["test_f1_weighted"] = float(skm.f1_score(y, chosen, average="weighted", zero_division=0))
+    tp, predicted_count, true_count = _counts(y, chosen)
+    f1 = _ratio(2 * tp, predicted_count + true_count)
+    result["test_f1_macro"] = float(f1.mean())
+    result["test_f1_weighted"] = float(np.average(f1, weights=true_count))
     if proba.shape[1] == 2:
-        tn, fp, fn, tp = skm.confusion_matrix(y, chosen, labels=[0, 1]).ravel()
+        tp1 = int(np.count_nonzero((y == 1) & (chosen == 1)))
+        fp, fn = int(np.count_nonzero((y == 0) & (chosen == 1))), int(np.count_nonzero((y == 1) & (chosen == 0)))
+        tn = y.size - tp1 - fp - fn
         result.update(
-            test_precision=float(skm.precision_score(y, chosen, zero_division=0)),
-            test_recall=float(skm.recall_score(y, chosen, zero_division=0)),
-            test_f1=float(skm.f1_score(y, chosen, zero_division=0)),
-            test_tn=int(tn),
-            test_fp=int(fp),
-            test_fn=int(fn),
-            test_tp=int(tp),
+            test_precision=float(_ratio(np.array(tp1), np.array(tp1 + fp))),
+            test_recall=float(_ratio(np.array(tp1), np.array(tp1 + fn))),
+            test_f1=float(_ratio(np.array(2 * tp1), np.array(2 * tp1 + fp + fn))),
+            test_tn=tn,
+            test_fp=fp,
+            test_fn=fn,
+            test_tp=tp1,
         )
 
 
