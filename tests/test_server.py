@@ -305,7 +305,7 @@ def test_artifacts_upload_and_download_through_server(server, monkeypatch, tmp_p
     assert run_id in str(stored[0])
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)  # 8 jobs on 4 joblib workers beside the slow tier's other workers, on 2 cores
 def test_parallel_sweep_into_the_server_loses_no_run_and_no_step(
     server: MlflowServer, tmp_path: Path, monkeypatch
 ) -> None:

@@ -39,7 +39,7 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     printed = {"repro": make(project, "repro")}
     run(["dvc", "exp", "run", "-S", "features.degree=2"], project)
     printed["exps"] = make(project, "exps")
-    logitlab(SWEEP, project)
+    logitlab([*SWEEP, "mlflow.child_artifacts=all"], project)  # every job's figures, as the figures script runs it
     logitlab(["sweep", "-m", "hparams_search=lr_penalty", "hydra.sweeper.n_trials=10"], project)
     return {"project": project, "printed": printed}
 
