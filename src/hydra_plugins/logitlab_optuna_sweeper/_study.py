@@ -93,9 +93,11 @@ class Settings:
     def per_epoch_score(self, metric: str) -> str:
         """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
         if metric not in PER_EPOCH_SCORES:
+            # cross-validation fits its folds one after another: no fold mean exists at an epoch before the end
+            when = "once its last fold is fitted" if metric.startswith("cv_") else "once per fit"
             raise HydraException(
                 f"hydra.sweeper.pruner: a pruner compares a score every trial reports per epoch; sweep.metric="
-                f"{metric} is computed once per fit; use sweep.metric=val_accuracy or val_log_loss, or pruner=none"
+                f"{metric} is computed {when}; use sweep.metric=val_accuracy or val_log_loss, or pruner=none"
             )
         score, direction = PER_EPOCH_SCORES[metric]
         if direction != self.direction:
