@@ -25,6 +25,7 @@ from logitlab.model._monitor import EpochReporter, reporting
 from logitlab.sweeps import trials
 
 from .conftest import logitlab, store_uri
+from .test_slurm import slurm_env as project_cluster  # noqa: F401  (fixture `slurm_env`: the cluster, started if down)
 
 # Every trial runs its whole 200 epochs unless pruned (tol=0); the median pruner judges from the second trial.
 SEARCH = [
@@ -106,7 +107,7 @@ def test_storage_is_made_shared_only_for_a_pruned_search(tmp_path: Path) -> None
     unpruned = settings("maximize", optuna.pruners.NopPruner())
     assert not unpruned.pruning and unpruned.with_shared_storage(str(tmp_path), object()).storage is None
     pruned = settings("maximize", optuna.pruners.MedianPruner()).with_shared_storage(str(tmp_path), object())
-    assert pruned.storage == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    assert pruned.storage == f"journal:///{tmp_path.resolve() / 'optuna.journal'}"
     kept = Settings.checked(
         optuna.samplers.RandomSampler(), "maximize", "sqlite:///kept.db", "s", 2, 1, None, optuna.pruners.NopPruner()
     )
@@ -122,7 +123,7 @@ def test_a_pruner_on_a_metric_without_epochs_stops_the_sweep_before_any_trial(pr
 
 
 def study_of(sweep_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name="lr_penalty", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    return optuna.load_study(study_name="lr_penalty", storage=trials.storage(f"journal:///{sweep_dir}/optuna.journal"))
 
 
 def check_pruned_search(sweep_dir: Path, stderr: str) -> list[optuna.trial.FrozenTrial]:
@@ -176,7 +177,7 @@ def test_the_sweeper_tells_a_trial_its_job_pruned_pruned(tmp_path: Path) -> None
     shared = plain.with_shared_storage(str(tmp_path), FittingLauncher(tmp_path))
     pruning = Pruning(plain.per_epoch_score("val_log_loss"), {"_target_": "optuna.pruners.MedianPruner"})
     optimize(shared, ["C=tag(log, interval(0.0001, 10))"], FittingLauncher(tmp_path), str(tmp_path), None, pruning)
-    study = optuna.load_study(study_name="s", storage=shared.storage)
+    study = optuna.load_study(study_name="s", storage=trials.storage(shared.storage))
     states = [trial.state for trial in study.trials]
     assert set(states) == {TrialState.COMPLETE, TrialState.PRUNED}, states
     for trial in study.trials:
@@ -192,7 +193,7 @@ def test_the_sweeper_tells_a_trial_its_job_pruned_pruned(tmp_path: Path) -> None
 def test_a_pruned_search_prunes_trials_and_says_where_they_stopped(project: Path) -> None:
     done = logitlab([*SEARCH, "mlflow=off", "hydra.sweep.dir=multirun/pruned"], project)
     check_pruned_search(project / "multirun" / "pruned", done.stdout + done.stderr)
-    assert "pruning: the study is kept in sqlite:///" in done.stdout + done.stderr
+    assert f"pruning: the study is kept in journal:///{project.resolve()}/multirun/pruned/optuna.journal" in done.stdout
 
 
 @pytest.mark.slow
@@ -235,3 +236,14 @@ def test_a_pruned_search_on_joblib_reports_from_the_worker_processes(project: Pa
     stricter = ["hydra/sweeper/pruner=percentile", "hydra.sweeper.pruner.percentile=25", "hydra.sweeper.n_trials=6"]
     done = logitlab([*SEARCH, *parallel, *stricter, "mlflow=off", f"hydra.sweep.dir={sweep_dir}"], project)
     check_pruned_search(sweep_dir, done.stdout + done.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_pruned_search_on_slurm_reports_from_the_slurm_jobs(slurm_env: dict[str, str], project: Path) -> None:
+    sweep_dir = project / "multirun" / "slurm"
+    done = logitlab(
+        [*SEARCH, "hydra/launcher=slurm", "mlflow=off", f"hydra.sweep.dir={sweep_dir}"], project, env=slurm_env
+    )
+    check_pruned_search(sweep_dir, done.stdout + done.stderr)
+    assert "reached on the cluster's nodes only if they share it" in done.stdout + done.stderr

@@ -109,11 +109,14 @@ class Settings:
 
     def with_shared_storage(self, sweep_dir: str, launcher: Any) -> Settings:
         """A pruned search's study in a storage every job's process reaches: the trial's reports go there and
-        the pruner reads the other trials' from there. None (in memory) becomes a SQLite file in the sweep's
-        folder, which local, joblib and SLURM jobs of the project's cluster all reach."""
+        the pruner reads the other trials' from there. None (in memory) becomes optuna's journal file in the
+        sweep's folder (`logitlab.sweeps.trials.JOURNAL`), which local, joblib and SLURM jobs of the project's
+        cluster all reach."""
+        from logitlab.sweeps.trials import JOURNAL
+
         if not self.pruning or self.storage is not None:
             return self
-        storage = f"sqlite:///{(Path(sweep_dir) / 'optuna.db').resolve()}"
+        storage = f"{JOURNAL}{(Path(sweep_dir) / 'optuna.journal').resolve()}"
         where = "on the cluster's nodes only if they share it; else set hydra.sweeper.storage to a server URL"
         shared = where if "slurm" in type(launcher).__module__ else "by every job's process"
         log.info("pruning: the study is kept in %s, reached %s", storage, shared)
@@ -258,10 +261,12 @@ def _study(settings: Settings, sampler: optuna.samplers.BaseSampler) -> optuna.S
     """The study, created or loaded; a storage that cannot be opened is a HydraException naming it."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from logitlab.sweeps import trials
+
     try:
         return optuna.create_study(
             study_name=settings.study_name,
-            storage=settings.storage,
+            storage=trials.storage(settings.storage),
             sampler=sampler,
             pruner=settings.pruner,
             direction=optuna.study.StudyDirection[settings.direction.upper()],

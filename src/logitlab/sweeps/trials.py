@@ -15,6 +15,10 @@ from logitlab.errors import TrialPruned
 from logitlab.model._monitor import EpochReporter, reporting
 
 TRIALS_DIR = "optuna_trials"  # in the sweep's folder: <job number>.json
+# A study in optuna's journal file (`journal:///<absolute path>`): what a pruned search with no storage set keeps
+# its study in. A report and the pruner's look at the other trials cost 6 ms there, against 80 ms in a SQLite
+# file (its commits), measured on the busy 2-core machine: 16 s per 2000-epoch trial reporting every 10 epochs.
+JOURNAL = "journal:///"
 # The trial's user attribute a pruned job sets, [epoch, value]: the sweeper then tells the trial PRUNED.
 PRUNED_AT = "logitlab.pruned_at"
 
@@ -23,6 +27,16 @@ def hand_over(sweep_dir: Path, job_num: int, trial: Mapping[str, Any]) -> None:
     """What job `job_num` needs to find its trial: storage, study_name, trial_id, report_every, score
     ("loss" or "accuracy") and pruner (its config, which the job instantiates)."""
     io.write_json(sweep_dir / TRIALS_DIR / f"{job_num}.json", dict(trial))
+
+
+def storage(url: str | None) -> Any:
+    """What `optuna.create_study(storage=...)` takes for `url`: a journal file's storage, or the URL itself."""
+    if url is None or not url.startswith(JOURNAL):
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend("/" + url.removeprefix(JOURNAL).lstrip("/")))
 
 
 @contextlib.contextmanager
@@ -40,7 +54,7 @@ def reporting_to_trial(sweep_dir: Path | None, job_num: int) -> Iterator[None]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
         study_name=spec["study_name"],
-        storage=spec["storage"],
+        storage=storage(spec["storage"]),
         sampler=optuna.samplers.RandomSampler(),  # never asked: the sweeper samples
         pruner=instantiate(spec["pruner"]),
     )
