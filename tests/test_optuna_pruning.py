@@ -95,9 +95,17 @@ def settings(direction: str, pruner: optuna.pruners.BasePruner) -> Settings:
             "cv_accuracy_mean is computed once its last fold is fitted; use sweep.metric=val_accuracy or "
             "val_log_loss, or pruner=none",
         ),
+        (
+            ["val_accuracy", "n_iter"],
+            "maximize",
+            "hydra.sweeper.pruner: optuna does not prune a study with several objectives (sweep.metric is a list); "
+            "set hydra/sweeper/pruner=none",
+        ),
     ],
 )
-def test_a_metric_a_pruner_cannot_compare_is_refused_in_one_line(metric: str, direction: str, message: str) -> None:
+def test_a_metric_a_pruner_cannot_compare_is_refused_in_one_line(
+    metric: str | list[str], direction: str, message: str
+) -> None:
     with pytest.raises(HydraException) as raised:
         settings(direction, optuna.pruners.MedianPruner()).per_epoch_score(metric)
     assert str(raised.value) == message

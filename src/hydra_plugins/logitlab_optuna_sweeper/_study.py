@@ -90,8 +90,13 @@ class Settings:
         space = {str(k): str(v) for k, v in flat.items()}
         return cls(sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every)
 
-    def per_epoch_score(self, metric: str) -> str:
+    def per_epoch_score(self, metric: Any) -> str:
         """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
+        if not isinstance(metric, str):  # several objectives (a list)
+            raise HydraException(
+                "hydra.sweeper.pruner: optuna does not prune a study with several objectives (sweep.metric is a "
+                "list); set hydra/sweeper/pruner=none"
+            )
         if metric not in PER_EPOCH_SCORES:
             # cross-validation fits its folds one after another: no fold mean exists at an epoch before the end
             when = "once its last fold is fitted" if metric.startswith("cv_") else "once per fit"

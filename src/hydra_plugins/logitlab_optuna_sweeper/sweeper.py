@@ -44,7 +44,8 @@ class OptunaSweeper(Sweeper):
         sweep_dir = str(self.config.hydra.sweep.dir)
         settings, pruning = self.settings, None
         if settings.pruning:  # refused before any job when the sweep metric cannot be reported per epoch
-            score = settings.per_epoch_score(str(self.config.sweep.metric))
+            metric = self.config.sweep.metric  # several objectives: a list
+            score = settings.per_epoch_score(metric if isinstance(metric, str) else OmegaConf.to_container(metric))
             pruner = OmegaConf.to_container(self.config.hydra.sweeper.pruner, resolve=True)
             assert isinstance(pruner, dict)
             pruning = _study.Pruning(score, {str(key): value for key, value in pruner.items()})
