@@ -76,9 +76,7 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
         tracker = parent.tracker()
         with sweeps.job_run(parent, tracker, job.num, job.overrides, _recorded(params)) as run_id:
             outcome = _body(JobConfig.of(params), job, tracker.uri, run_id)
-        if isinstance(outcome, TrialPruned):  # raised once its run ended FINISHED: it did what it was asked
-            raise outcome
-        return outcome
+        return _value(outcome)  # a pruned job's run ended FINISHED first: it did what it was asked
     job_config = JobConfig.of(params)
     if job_config.sweep.resume:
         raise ConfigError(f"config key '{config.RESUME_KEY}' resumes a sweep; add -m (and the sweep's overrides)")
@@ -94,6 +92,7 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
 
 
 def _value(outcome: float | TrialPruned) -> float:
+    """The metric, or the pruning raised for `run` to record."""
     if isinstance(outcome, TrialPruned):
         raise outcome
     return outcome
