@@ -25,7 +25,7 @@ from logitlab.model._monitor import EpochReporter, reporting
 from logitlab.sweeps import trials
 
 from .conftest import logitlab, store_uri
-from .test_slurm import slurm_env as project_cluster  # noqa: F401  (fixture `slurm_env`: the cluster, started if down)
+from .test_slurm import slurm_env as project_cluster  # noqa: F401  (a fixture: the cluster, started if down)
 
 # Every trial runs its whole 200 epochs unless pruned (tol=0); the median pruner judges from the second trial.
 SEARCH = [
@@ -248,10 +248,13 @@ def test_a_pruned_search_on_joblib_reports_from_the_worker_processes(project: Pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_pruned_search_on_slurm_reports_from_the_slurm_jobs(slurm_env: dict[str, str], project: Path) -> None:
+def test_a_pruned_search_on_slurm_reports_from_the_slurm_jobs(
+    project_cluster: dict[str, str],  # noqa: F811  (the fixture imported above)
+    project: Path,
+) -> None:
     sweep_dir = project / "multirun" / "slurm"
     done = logitlab(
-        [*SEARCH, "hydra/launcher=slurm", "mlflow=off", f"hydra.sweep.dir={sweep_dir}"], project, env=slurm_env
+        [*SEARCH, "hydra/launcher=slurm", "mlflow=off", f"hydra.sweep.dir={sweep_dir}"], project, env=project_cluster
     )
     check_pruned_search(sweep_dir, done.stdout + done.stderr)
     assert "reached on the cluster's nodes only if they share it" in done.stdout + done.stderr
