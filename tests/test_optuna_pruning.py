@@ -258,3 +258,16 @@ def test_a_pruned_search_on_slurm_reports_from_the_slurm_jobs(
     )
     check_pruned_search(sweep_dir, done.stdout + done.stderr)
     assert "reached on the cluster's nodes only if they share it" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("pruner", "report_every", "message"),
+    [
+        ("median", 10, "hydra.sweeper.pruner: expected an optuna pruner, got str"),
+        (None, 0, "hydra.sweeper.report_every: expected an integer >= 1, got 0"),
+    ],
+)
+def test_a_bad_pruning_setting_names_its_key(pruner: object, report_every: int, message: str) -> None:
+    with pytest.raises(HydraException) as raised:
+        Settings.checked(optuna.samplers.RandomSampler(), "maximize", None, "s", 2, 1, None, pruner, report_every)
+    assert str(raised.value) == message
