@@ -31,3 +31,13 @@ class TrackingError(LogitlabError):
 
 class TrackingLostError(TrackingError):
     """The tracking server stopped answering during a run and was still away after MLflow's HTTP retries."""
+
+
+class TrialPruned(Exception):  # noqa: N818  (optuna's name for the same event)
+    """The sweep's pruner stopped this fit at `step` (an epoch) where its reported value was `value`: not a
+    failure, so not a `LogitlabError`. It carries the loss curves up to that epoch for the job's run."""
+
+    def __init__(self, step: int, value: float, cost_history: list[float], val_history: list[float]) -> None:
+        super().__init__(f"pruned at epoch {step} ({value:.6g})")
+        self.step, self.value = step, value
+        self.cost_history, self.val_history = cost_history, val_history

@@ -10,6 +10,7 @@ storage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,11 @@ RESULTS_FILE = "optimization_results.yaml"  # in the sweep directory, as hydra-o
 DIRECTIONS = ("minimize", "maximize")
 
 
+# The scores a fit can report per epoch (`model._monitor.EpochReporter`), by the sweep metric they stand for,
+# and the direction that metric is optimised in (optuna compares intermediate values in the study's direction).
+PER_EPOCH_SCORES = {"val_log_loss": ("loss", "minimize"), "val_accuracy": ("accuracy", "maximize")}
+
+
 @dataclass(frozen=True)
 class Settings:
     sampler: optuna.samplers.BaseSampler
@@ -47,6 +53,12 @@ class Settings:
     n_trials: int
     n_jobs: int
     params: dict[str, str]
+    pruner: optuna.pruners.BasePruner
+    report_every: int
+
+    @property
+    def pruning(self) -> bool:
+        return not isinstance(self.pruner, optuna.pruners.NopPruner)
 
     @classmethod
     def checked(
@@ -58,6 +70,8 @@ class Settings:
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
+        pruner: Any = None,
+        report_every: int = 10,
     ) -> Settings:
         """The sweeper's config, or a HydraException naming the key that is wrong."""
         direction = str(getattr(direction, "name", direction))
@@ -65,12 +79,53 @@ class Settings:
             raise HydraException(f"hydra.sweeper.direction: expected minimize or maximize, got {direction!r}")
         if not isinstance(sampler, optuna.samplers.BaseSampler):
             raise HydraException(f"hydra.sweeper.sampler: expected an optuna sampler, got {type(sampler).__name__}")
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+        pruner = optuna.pruners.NopPruner() if pruner is None else pruner
+        if not isinstance(pruner, optuna.pruners.BasePruner):
+            raise HydraException(f"hydra.sweeper.pruner: expected an optuna pruner, got {type(pruner).__name__}")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("report_every", report_every)):
             if not isinstance(value, int) or value < 1:
                 raise HydraException(f"hydra.sweeper.{key}: expected an integer >= 1, got {value!r}")
         flat = OmegaConf.to_container(params, resolve=True) if params is not None else {}
         assert isinstance(flat, dict)
-        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, {str(k): str(v) for k, v in flat.items()})
+        space = {str(k): str(v) for k, v in flat.items()}
+        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every)
+
+    def per_epoch_score(self, metric: Any) -> str:
+        """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
+        if not isinstance(metric, str):  # several objectives (a list)
+            raise HydraException(
+                "hydra.sweeper.pruner: optuna does not prune a study with several objectives (sweep.metric is a "
+                "list); set hydra/sweeper/pruner=none"
+            )
+        if metric not in PER_EPOCH_SCORES:
+            # cross-validation fits its folds one after another: no fold mean exists at an epoch before the end
+            when = "once its last fold is fitted" if metric.startswith("cv_") else "once per fit"
+            raise HydraException(
+                f"hydra.sweeper.pruner: a pruner compares a score every trial reports per epoch; sweep.metric="
+                f"{metric} is computed {when}; use sweep.metric=val_accuracy or val_log_loss, or pruner=none"
+            )
+        score, direction = PER_EPOCH_SCORES[metric]
+        if direction != self.direction:
+            raise HydraException(
+                f"hydra.sweeper.direction: {self.direction} for sweep.metric={metric}, which a pruner compares "
+                f"as a {score} ({direction}); set sweep.direction={direction}"
+            )
+        return score
+
+    def with_shared_storage(self, sweep_dir: str, launcher: Any) -> Settings:
+        """A pruned search's study in a storage every job's process reaches: the trial's reports go there and
+        the pruner reads the other trials' from there. None (in memory) becomes optuna's journal file in the
+        sweep's folder (`logitlab.sweeps.trials.JOURNAL`), which local, joblib and SLURM jobs of the project's
+        cluster all reach."""
+        from logitlab.sweeps.trials import JOURNAL
+
+        if not self.pruning or self.storage is not None:
+            return self
+        storage = f"{JOURNAL}{(Path(sweep_dir) / 'optuna.journal').resolve()}"
+        where = "on the cluster's nodes only if they share it; else set hydra.sweeper.storage to a server URL"
+        shared = where if "slurm" in type(launcher).__module__ else "by every job's process"
+        log.info("pruning: the study is kept in %s, reached %s", storage, shared)
+        return dataclasses.replace(self, storage=storage)
 
 
 # ------------------------------------------------------------------------------------------ search space
@@ -110,6 +165,38 @@ def distribution(override: Override) -> BaseDistribution:
     raise HydraException(f"{override.input_line}: the optuna sweeper takes choice, range or interval sweeps")
 
 
+# -------------------------------------------------------------------------------------------- pruning
+@dataclass(frozen=True)
+class Pruning:
+    """What a pruned search's jobs report (`Settings.per_epoch_score`) and the pruner that judges it
+    (`hydra.sweeper.pruner`, which each job builds again: the study's pruner does not travel with its storage)."""
+
+    score: str
+    pruner: dict[str, Any]
+
+
+def hand_over(
+    sweep_dir: Path, job_num: int, settings: Settings, study_name: str, trial: optuna.Trial, pruning: Pruning
+) -> None:
+    """Job `job_num` learns its trial (`logitlab.sweeps.trials`): a job in another process (joblib, SLURM)
+    reaches the study through its storage (`Settings.with_shared_storage`)."""
+    from logitlab.sweeps import trials
+
+    trials.hand_over(
+        sweep_dir,
+        job_num,
+        {
+            "storage": settings.storage,
+            "study_name": study_name,
+            "trial_id": trial._trial_id,
+            "trial_number": trial.number,
+            "report_every": settings.report_every,
+            "score": pruning.score,
+            "pruner": pruning.pruner,
+        },
+    )
+
+
 # ---------------------------------------------------------------------------------------------- study
 def optimize(
     settings: Settings,
@@ -117,9 +204,10 @@ def optimize(
     launcher: Any,
     sweep_dir: str,
     sampler_config: DictConfig | None = None,
+    pruning: Pruning | None = None,
 ) -> None:
     """Run `settings.n_trials` trials; `sampler_config` (`hydra.sweeper.sampler`) rebuilds a resumed study's
-    sampler with a seed of its own."""
+    sampler with a seed of its own; with `pruning`, each job learns its trial (`hand_over`)."""
     params = [f"{key}={value}" for key, value in settings.params.items()]
     space, fixed = search_space([*params, *arguments])
     study = _study(settings, settings.sampler)
@@ -140,6 +228,9 @@ def optimize(
     while job_idx < settings.n_trials:
         trials = [study.ask(space) for _ in range(min(settings.n_jobs, settings.n_trials - job_idx))]
         overrides = [tuple(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()) for trial in trials]
+        if pruning is not None:
+            for offset, trial in enumerate(trials):
+                hand_over(Path(sweep_dir), job_idx + offset, settings, study.study_name, trial, pruning)
         try:
             returns = launcher.launch(overrides, initial_job_idx=job_idx)
         except BaseException:  # interrupted: the batch's trials end FAILED, not RUNNING
@@ -175,11 +266,14 @@ def _study(settings: Settings, sampler: optuna.samplers.BaseSampler) -> optuna.S
     """The study, created or loaded; a storage that cannot be opened is a HydraException naming it."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from logitlab.sweeps import trials
+
     try:
         return optuna.create_study(
             study_name=settings.study_name,
-            storage=settings.storage,
+            storage=trials.storage(settings.storage),
             sampler=sampler,
+            pruner=settings.pruner,
             direction=optuna.study.StudyDirection[settings.direction.upper()],
             load_if_exists=True,
         )
@@ -207,18 +301,32 @@ def _check_resumable(study: optuna.Study, space: Mapping[str, BaseDistribution])
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
-    """The job's value; a job that raised or returned something other than a finite number is a failed trial."""
+    """The job's value; a job its pruner stopped (it returns NaN, its trial says where it stopped) is a pruned
+    trial; a job that raised or returned something other than a finite number is a failed trial."""
     try:
         value = float(ret.return_value)
     except Exception as err:  # the job's own exception, re-raised by JobReturn
         log.warning("trial %d failed: %s", trial.number, " ".join(str(err).split()) or type(err).__name__)
         study.tell(trial, state=TrialState.FAIL)
         return
+    from logitlab.sweeps.trials import PRUNED_AT
+
+    if not math.isfinite(value) and (pruned_at := _stored(study, trial).user_attrs.get(PRUNED_AT)) is not None:
+        log.info("trial %d pruned at epoch %d (reported %.6g)", trial.number, pruned_at[0], pruned_at[1])
+        study.tell(trial, state=TrialState.PRUNED)
+        return
     if not math.isfinite(value):
         log.warning("trial %d failed: the job returned %s", trial.number, value)
         study.tell(trial, state=TrialState.FAIL)
         return
     study.tell(trial, value)
+
+
+def _stored(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """The trial as its storage holds it now (an `optuna.Trial` keeps what it was when asked for): what a job
+    in another process recorded in it."""
+    (stored,) = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number == trial.number]
+    return stored
 
 
 def _write_results(study: optuna.Study, path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class OptunaSweeper(Sweeper):
@@ -20,10 +20,14 @@ class OptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
+        pruner: Any = None,
+        report_every: int = 10,
     ) -> None:
         from hydra_plugins.logitlab_optuna_sweeper._study import Settings
 
-        self.settings = Settings.checked(sampler, direction, storage, study_name, n_trials, n_jobs, params)
+        self.settings = Settings.checked(
+            sampler, direction, storage, study_name, n_trials, n_jobs, params, pruner, report_every
+        )
         self.config: DictConfig | None = None
         self.launcher: Any = None
 
@@ -38,4 +42,12 @@ class OptunaSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None
         sweep_dir = str(self.config.hydra.sweep.dir)
-        _study.optimize(self.settings, arguments, self.launcher, sweep_dir, self.config.hydra.sweeper.sampler)
+        settings, pruning = self.settings, None
+        if settings.pruning:  # refused before any job when the sweep metric cannot be reported per epoch
+            metric = self.config.sweep.metric  # several objectives: a list
+            score = settings.per_epoch_score(metric if isinstance(metric, str) else OmegaConf.to_container(metric))
+            pruner = OmegaConf.to_container(self.config.hydra.sweeper.pruner, resolve=True)
+            assert isinstance(pruner, dict)
+            pruning = _study.Pruning(score, {str(key): value for key, value in pruner.items()})
+            settings = settings.with_shared_storage(sweep_dir, self.launcher)
+        _study.optimize(settings, arguments, self.launcher, sweep_dir, self.config.hydra.sweeper.sampler, pruning)

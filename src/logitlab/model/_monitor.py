@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from logitlab.errors import DivergenceError
+from logitlab.errors import DivergenceError, TrialPruned
 
 logger = logging.getLogger("logitlab.model")
 
 # A loss this many times the first one (or above it, when the first is below 1) means divergence.
 EXPLOSION_FACTOR = 1e3
+
+
+@dataclass(frozen=True)
+class EpochReporter:
+    """Every `every` epochs, a fit reports its validation `score` ("loss" or "accuracy") to `report(epoch,
+    value)`, which returns True when the fit should stop there (a sweep's pruner: `sweeps.job`)."""
+
+    every: int
+    score: str
+    report: Callable[[int, float], bool]
+
+
+# Set by a sweep job around its fits, so that the pipeline's stages need no parameter for it.
+_REPORTER: contextvars.ContextVar[EpochReporter | None] = contextvars.ContextVar("epoch_reporter", default=None)
+
+
+@contextlib.contextmanager
+def reporting(reporter: EpochReporter) -> Iterator[None]:
+    """Fits started inside report to `reporter`, and raise `TrialPruned` when it says to stop."""
+    token = _REPORTER.set(reporter)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
 
 
 @dataclass
@@ -52,6 +78,8 @@ class TrainingMonitor:
     tol: float
     divergence_hint: str
     validation_loss: Callable[[np.ndarray], float] | None = None
+    # the validation accuracy at coef, for a reporter that ranks by it (fits in memory only)
+    validation_accuracy: Callable[[np.ndarray], float] | None = None
     early_stopping: EarlyStopping | None = None
     verbose: int = 0
     # Stop (converged) when the recorded loss has stalled: the running-loss rule of the stochastic solvers.
@@ -62,6 +90,7 @@ class TrainingMonitor:
     stopped_early: bool = False
     optimality: float = math.inf
     _progress: tqdm | None = None
+    _reporter: EpochReporter | None = field(default_factory=_REPORTER.get)
 
     def __post_init__(self) -> None:
         if self.verbose > 0 and sys.stderr.isatty() and not os.environ.get("CI"):
@@ -80,6 +109,8 @@ class TrainingMonitor:
         if self.validation_loss is not None:
             self.val_history.append(self.validation_loss(coef))
         self._report(epoch, objective)
+        if self._reporter is not None and epoch % self._reporter.every == 0:
+            self._report_to(self._reporter, epoch, coef)
         if (self.tol > 0 and optimality < self.tol) or (
             self.stall is not None and self.stall.should_stop(objective, coef)
         ):
@@ -89,6 +120,17 @@ class TrainingMonitor:
             self.stopped_early = True
             return True
         return False
+
+    def _report_to(self, reporter: EpochReporter, epoch: int, coef: np.ndarray) -> None:
+        """The validation score at this epoch to the reporter; stopped here (`TrialPruned`) when it says so. A
+        fit with no validation data (cross-validation's refit) has nothing to report."""
+        score = self.validation_accuracy if reporter.score == "accuracy" else self.validation_loss
+        if score is None:
+            return
+        value = self.val_history[-1] if reporter.score == "loss" else score(coef)
+        if reporter.report(epoch, value):
+            self.close()
+            raise TrialPruned(epoch, value, list(self.cost_history), list(self.val_history))
 
     def close(self) -> None:
         if self._progress is not None:

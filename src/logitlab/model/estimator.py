@@ -540,7 +540,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             hint = "learning_rate='auto' (1/L) met non-finite values; check X for extreme values or scale it"
         else:
             hint = f"solver={self.solver_!r} met non-finite values; check X for extreme values or scale it"
-        validation_loss = None
+        validation_loss = validation_accuracy = None
         if isinstance(validation, ChunkedProblem):
             validation_loss = validation.loss_value
         elif validation is not None:
@@ -551,9 +551,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             def validation_loss(coef: np.ndarray) -> float:
                 return unpenalised.loss(coef, X_val, y_val, uniform)
 
+            def validation_accuracy(coef: np.ndarray) -> float:
+                raw = unpenalised.raw_prediction(coef, X_val)
+                predicted = raw.argmax(axis=1) if raw.ndim == 2 else (raw > 0)
+                return float(np.mean(predicted == y_val))
+
         stopping = EarlyStopping(self.n_iter_no_change, self.tol) if self.early_stopping else None
         stall = EarlyStopping(self.n_iter_no_change, self.tol) if self._running_loss() and self.tol > 0 else None
-        return TrainingMonitor(self.max_iter, self.tol, hint, validation_loss, stopping, self.verbose, stall)
+        return TrainingMonitor(
+            self.max_iter, self.tol, hint, validation_loss, validation_accuracy, stopping, self.verbose, stall
+        )
 
     def _solve(self, problem: Problem, coef: np.ndarray, monitor: TrainingMonitor, rng) -> np.ndarray:
         if self.solver_ == "newton":

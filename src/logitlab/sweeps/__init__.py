@@ -5,6 +5,7 @@
 - `job`: one job inside its MLflow run (or untracked), any failure recorded, and each job's `job.json`;
 - `executor`: `JobConfig` (a job's config, validated once) and the stages of one job in process, shared
   stages through a content-addressed cache;
+- `trials`: a pruned Optuna search's job side: the job's trial, its fit's per-epoch reports to it;
 - `state`: what crosses Hydra's callback boundary to `sweep.main` (the open parent, how the sweep ended);
 - `summary`: the sweep table and the metric-vs-parameter plot of the parent run;
 - `progress`: the progress bar.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logitlab import config, finishing, io
-from logitlab.errors import ConfigError, TrackingError, TrackingLostError
+from logitlab.errors import ConfigError, TrackingError, TrackingLostError, TrialPruned
 from logitlab.stage import Files
 from logitlab.tracking import sweeps
 
@@ -42,9 +42,13 @@ class Job:
 
 
 def run(params: Mapping[str, Any], job: Job) -> float:
-    """The job's sweep metric. A failure is recorded (run FAILED, job.json) and raised again."""
+    """The job's sweep metric. A failure is recorded (run FAILED, job.json) and raised again. A job its
+    search's pruner stopped (`sweeps.trials`) returns NaN (it has no final metric) with job.json PRUNED."""
     try:
         value = _tracked(params, job)
+    except TrialPruned as pruned:
+        _write_status(job.job_dir, {"status": "PRUNED", "step": pruned.step, "value": pruned.value})
+        return math.nan
     except BaseException as err:
         reason = config.one_line(str(err)) or type(err).__name__
         _write_status(job.job_dir, {"status": "FAILED", "error": reason})
@@ -64,26 +68,34 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
     if job.sweep_dir is not None:
         parent = sweeps.read_parent(job.sweep_dir)
         if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
-            return _body(JobConfig.of(params), job, None, None)
+            return _value(_body(JobConfig.of(params), job, None, None))
         if lost := sweeps.tracking_lost(job.sweep_dir):
             raise TrackingError(f"not run: the tracking server stopped answering in job {lost['job']}")
         if (value := finished_before(parent, job.num, job.overrides)) is not None:
             return value
         tracker = parent.tracker()
         with sweeps.job_run(parent, tracker, job.num, job.overrides, _recorded(params)) as run_id:
-            return _body(JobConfig.of(params), job, tracker.uri, run_id)
+            outcome = _body(JobConfig.of(params), job, tracker.uri, run_id)
+        return _value(outcome)  # a pruned job's run ended FINISHED first: it did what it was asked
     job_config = JobConfig.of(params)
     if job_config.sweep.resume:
         raise ConfigError(f"config key '{config.RESUME_KEY}' resumes a sweep; add -m (and the sweep's overrides)")
     if not job_config.mlflow.enabled:  # mlflow is imported only when tracking is on
-        return _body(job_config, job, None, None)
+        return _value(_body(job_config, job, None, None))
     from logitlab.tracking import store
 
     connected = store.connect(job_config.mlflow)
     if connected is None:
-        return _body(job_config, job, None, None)
+        return _value(_body(job_config, job, None, None))
     with sweeps.job_run(None, connected, job.num, job.overrides, job_config.params) as run_id:
-        return _body(job_config, job, connected.uri, run_id)
+        return _value(_body(job_config, job, connected.uri, run_id))
+
+
+def _value(outcome: float | TrialPruned) -> float:
+    """The metric, or the pruning raised for `run` to record."""
+    if isinstance(outcome, TrialPruned):
+        raise outcome
+    return outcome
 
 
 def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> float | None:
@@ -109,8 +121,9 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, "sweep": sweep}
 
 
-def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> float:
-    from logitlab.sweeps import executor
+def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> float | TrialPruned:
+    """The job's metric, or how its search's pruner stopped it (returned, so that its run ends FINISHED)."""
+    from logitlab.sweeps import executor, trials
 
     metric = job_config.sweep.metric
     _check_metric(metric, job_config.preprocess, job)
@@ -119,7 +132,15 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
     light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
     deferred = finishing.active()
     finish = _later if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
-    result = executor.run_job(job_config, job.job_dir, finish=finish)
+    try:
+        with trials.reporting_to_trial(job.sweep_dir, job.num):
+            result = executor.run_job(job_config, job.job_dir, finish=finish)
+    except TrialPruned as pruned:
+        if run_id is not None:
+            from logitlab.tracking import results
+
+            results.log_pruned(run_id, pruned, metric, mlflow_cfg.history_points)
+        return pruned
     if run_id is not None:
         from logitlab import runs
         from logitlab.tracking import results

@@ -214,8 +214,10 @@ def _summarise(config: DictConfig) -> None:
     sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
-    failures = [job.get("error", "") for job in jobs if job["status"] != "FINISHED"]
-    counted = STATE.counted = Counted(len(jobs) - len(failures), len(failures), next(iter(failures), ""))
+    failures = [job.get("error", "") for job in jobs if job["status"] not in ("FINISHED", "PRUNED")]
+    pruned = sum(job["status"] == "PRUNED" for job in jobs)
+    finished = len(jobs) - len(failures) - pruned
+    counted = STATE.counted = Counted(finished, len(failures), next(iter(failures), ""), pruned)
     best, best_metrics = "none", dict[str, Any]()
     if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
         best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
@@ -250,8 +252,9 @@ def _summarise(config: DictConfig) -> None:
             best = f"{finished.best_value:.4f} (run {finished.best_run_id}); parent run {finished.parent_run_id}"
             best_metrics = finished.best_metrics
     log.info(
-        "sweep finished: %d jobs finished, %d failed; best %s = %s",
+        "sweep finished: %d jobs finished, %s%d failed; best %s = %s",
         counted.finished,
+        f"{counted.pruned} pruned ({counted.pruned / len(jobs):.0%}), " if counted.pruned else "",
         counted.failed,
         sweep_cfg.metric,
         best,

@@ -27,11 +27,13 @@ class SweepSections:
 
 @dataclass(frozen=True)
 class Counted:
-    """The jobs' outcome (their latest attempts): finished, failed, and the first failure's reason."""
+    """The jobs' outcome (their latest attempts): finished, failed, the first failure's reason, and pruned (a
+    pruned search's jobs its pruner stopped: neither finished nor failed)."""
 
     finished: int
     failed: int
     first_error: str
+    pruned: int = 0
 
 
 @dataclass

@@ -53,7 +53,7 @@ def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
             "job": int(run.data.tags.get("hydra_job_num", "0")),
             "run_name": run.info.run_name,
             "run_id": run.info.run_id,
-            "status": run.info.status,
+            "status": "PRUNED" if selection.pruned(run) else run.info.status,
         }
         row.update({k: run.data.params.get(k) for k in varied})
         row.update({m: run.data.metrics.get(m) for m in shown})

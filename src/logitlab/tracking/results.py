@@ -10,18 +10,24 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from logitlab import reports
 from logitlab.tracking.store import tracker_client, unreachable
 
+if TYPE_CHECKING:
+    from logitlab.errors import TrialPruned
+
 MODEL_ID_TAG = "logitlab.model_id"  # the logged model's id, which the registry takes as models:/<id>
 # "pending" while a helper process draws the run's figures after the run ended, "attached" once they are in:
 # a resumed sweep runs again a FINISHED job whose figures never arrived (its sweep died first).
 FIGURES_TAG = "logitlab.figures"
 HISTORIES = ("train_loss", "val_loss")  # per-epoch metrics (step = epoch)
+# A child its search's pruner stopped (`sweeps.trials`): the epoch and the value it reported there.
+PRUNED_STEP_TAG = "logitlab.pruned_at_epoch"
+PRUNED_VALUE_TAG = "logitlab.pruned_value"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,30 @@ def log_results(
     with _gc_paused():
         client.log_batch(run_id, metrics=points, tags=[RunTag(k, v) for k, v in sorted(all_tags.items())])
     log_artifacts(run_id, record.artifacts)
+
+
+def log_pruned(run_id: str, pruned: TrialPruned, metric: str, history_points: int) -> None:
+    """A pruned fit: its loss curves up to the epoch it stopped at, and tags saying where and at what value
+    (optuna's state for it is PRUNED; the run is FINISHED, with no final metrics to rank it by)."""
+    from mlflow.entities import Metric, RunTag
+
+    epochs = range(1, len(pruned.cost_history) + 1)
+    val_loss = pruned.val_history or [math.nan] * len(pruned.cost_history)
+    curves = pd.DataFrame({"epoch": epochs, "train_loss": pruned.cost_history, "val_loss": val_loss})
+    curves = reports.evenly_spaced(curves, history_points)
+    now = int(time.time() * 1000)
+    points = [
+        Metric(column, float(value), now, int(epoch))
+        for column in HISTORIES
+        for epoch, value in zip(curves["epoch"].tolist(), curves[column].tolist(), strict=True)
+        if finite(value)
+    ]
+    tags = {
+        PRUNED_STEP_TAG: str(pruned.step),
+        PRUNED_VALUE_TAG: f"{pruned.value:.6g}",
+        "mlflow.note.content": f"pruned at epoch {pruned.step}: {metric} {pruned.value:.6g} there",
+    }
+    tracker_client().log_batch(run_id, metrics=points, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
 def expect_late_artifacts(run_id: str) -> None:

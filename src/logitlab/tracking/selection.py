@@ -12,10 +12,18 @@ if TYPE_CHECKING:
 
 
 def best_run(runs: list[Run], sweep: config.SweepConfig) -> Run | None:
-    """The best FINISHED run that has the metric; ties (common for accuracy) go to the lower validation log
-    loss (the cross-validated one when ranking by a cross-validation score), then to the earlier job."""
-    finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics]
+    """The best FINISHED run that has the metric, never a pruned one; ties (common for accuracy) go to the lower
+    validation log loss (the cross-validated one when ranking by a cross-validation score), then to the earlier
+    job."""
+    finished = [r for r in runs if r.info.status == "FINISHED" and sweep.metric in r.data.metrics and not pruned(r)]
     return min(finished, key=lambda run: rank_key(run, sweep), default=None)
+
+
+def pruned(run: Run) -> bool:
+    """A child its search's pruner stopped (`tracking.results.log_pruned`)."""
+    from logitlab.tracking.results import PRUNED_STEP_TAG
+
+    return PRUNED_STEP_TAG in run.data.tags
 
 
 def rank_key(run: Run, sweep: config.SweepConfig) -> tuple[float, float, int]:

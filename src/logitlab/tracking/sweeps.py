@@ -311,11 +311,16 @@ def finish_sweep(
     tracker = parent.tracker()
     client = tracker.client()
     best = selection.best_run(runs, sweep)
-    finished = sum(r.info.status == "FINISHED" for r in runs)
+    pruned = sum(selection.pruned(r) for r in runs)  # FINISHED runs too, but with no result
+    finished = sum(r.info.status == "FINISHED" for r in runs) - pruned
     failed = sum(r.info.status == "FAILED" for r in runs)
     client.log_artifacts(parent.run_id, str(out_dir), artifact_path="sweep")
     now = int(time.time() * 1000)
-    summary_metrics = [Metric("n_jobs", float(len(runs)), now, 0), Metric("n_failed", float(failed), now, 0)]
+    summary_metrics = [
+        Metric(name, float(count), now, 0) for name, count in (("n_jobs", len(runs)), ("n_failed", failed))
+    ]
+    if pruned:
+        summary_metrics.append(Metric("n_pruned", float(pruned), now, 0))
     params: list[Param] = []
     if best is not None:
         params = [Param(k, v) for k, v in sorted(best.data.params.items())]
