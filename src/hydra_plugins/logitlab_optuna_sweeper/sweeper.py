@@ -20,10 +20,13 @@ class OptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
+        asynchronous: bool = True,
     ) -> None:
         from hydra_plugins.logitlab_optuna_sweeper._study import Settings
 
-        self.settings = Settings.checked(sampler, direction, storage, study_name, n_trials, n_jobs, params)
+        self.settings = Settings.checked(
+            sampler, direction, storage, study_name, n_trials, n_jobs, params, asynchronous
+        )
         self.config: DictConfig | None = None
         self.launcher: Any = None
 
