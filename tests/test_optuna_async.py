@@ -1,7 +1,7 @@
 """Asynchronous parallel trials: with `hydra.sweeper.n_jobs` > 1, a trial that returns frees its slot and the next
 trial is asked for at once; the workers' busy fraction is measured and recorded; an interrupt tells every trial
 in flight FAILED and interrupts its launch. Real Optuna storage (SQLite) throughout; the last test runs a real
-search on the joblib launcher."""
+search on the joblib and submitit_local launchers (tests/test_slurm.py runs one on SLURM)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -113,22 +114,20 @@ def test_an_interrupt_ends_every_trial_in_flight_failed_and_interrupts_its_launc
     assert sorted(launcher.interrupted) == [0, 1]  # each launch got the interrupt, as the sweep's thread would
 
 
-@pytest.mark.slow
-def test_a_search_on_joblib_keeps_two_trials_in_flight_and_records_how_busy(project: Path) -> None:
-    """A real search: two joblib workers, four trials in a SQLite study, tracked in a SQLite store."""
+LAUNCHERS = {
+    "joblib": ["hydra/launcher=joblib"],
+    "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+}
+
+
+def search_in_flight(project: Path, launcher: list[str], env: dict[str, str] | None = None) -> list[Run]:
+    """A real search with two trials in flight, four trials in a SQLite study, tracked in a SQLite store: every
+    trial COMPLETE, every child FINISHED, job numbers and folders unique, the busy fraction recorded. Its
+    children."""
     storage = f"sqlite:///{project / 'optuna.db'}"
+    search = ["hparams_search=lr_penalty", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4"]
     done = logitlab(
-        [
-            "sweep",
-            "-m",
-            "hparams_search=lr_penalty",
-            "hydra/launcher=joblib",
-            "hydra.sweeper.n_jobs=2",
-            "hydra.sweeper.n_trials=4",
-            f"hydra.sweeper.storage={storage}",
-            "model.max_iter=200",
-        ],
-        project,
+        ["sweep", "-m", *search, *launcher, f"hydra.sweeper.storage={storage}", "model.max_iter=200"], project, env=env
     )
     study = optuna.load_study(study_name="lr_penalty", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
@@ -139,8 +138,14 @@ def test_a_search_on_joblib_keeps_two_trials_in_flight_and_records_how_busy(proj
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(int(r.data.tags["hydra_job_num"]) for r in children) == [0, 1, 2, 3]
     assert {r.info.status for r in children} == {"FINISHED"}
-    busy = parent.data.metrics["busy_fraction"]
-    assert 0 < busy <= 1
+    assert 0 < parent.data.metrics["busy_fraction"] <= 1
     assert "search: 2 trials in flight at a time, busy" in done.stderr + done.stdout
     sweep_dirs = {p.parent.parent for p in project.glob("multirun/*/*/*/job.json")}
     assert len(sweep_dirs) == 1 and sorted(p.name for p in next(iter(sweep_dirs)).glob("[0-9]*")) == list("0123")
+    return children
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_a_search_keeps_two_trials_in_flight_and_records_how_busy(launcher: str, project: Path) -> None:
+    search_in_flight(project, LAUNCHERS[launcher])
