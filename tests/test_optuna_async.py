@@ -6,6 +6,7 @@ search on the joblib and submitit_local launchers (tests/test_slurm.py runs one 
 from __future__ import annotations
 
 import _thread
+import json
 import threading
 import time
 from pathlib import Path
@@ -149,3 +150,41 @@ def search_in_flight(project: Path, launcher: list[str], env: dict[str, str] | N
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_a_search_keeps_two_trials_in_flight_and_records_how_busy(launcher: str, project: Path) -> None:
     search_in_flight(project, LAUNCHERS[launcher])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_search_on_joblib_leaves_no_trial_or_run_running(project: Path, how: str) -> None:
+    """Ctrl-C (SIGINT to the process group) or SIGTERM (to the sweep's process only: its threads' launches are
+    interrupted by the sweeper) while two trials run: the command exits promptly without a traceback, the two
+    trials are FAIL in the stored study, their runs and the parent KILLED."""
+    from .test_faults import SLOW_JOB, interrupt_and_check_exit, runs_in_store, start, wait_for
+
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    sweep_dir = project / "multirun" / "interrupted"
+    search = [
+        "hparams_search=lr_penalty",
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+    ]
+    log = project.parent / "search.log"
+    proc = start(
+        project, ["-m", *search, f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={sweep_dir}", *SLOW_JOB], log
+    )
+    parent_file = sweep_dir / "mlflow_parent.json"
+    wait_for(lambda: parent_file.is_file() or proc.poll() is not None, 120, "the search's parent run")
+    assert proc.poll() is None, log.read_text()
+    parent = json.loads(parent_file.read_text())["run_id"]
+
+    def children() -> list[tuple[str, str, str | None]]:
+        return [run for run in runs_in_store(project) if run[2] == parent]
+
+    wait_for(lambda: sum(r[1] == "RUNNING" for r in children()) >= 2 or proc.poll() is not None, 120, "two trials")
+    assert proc.poll() is None, log.read_text()
+    interrupt_and_check_exit(proc, how, log, f"search on joblib, {how}")
+    statuses = {run_id: status for run_id, status, _ in runs_in_store(project)}
+    assert statuses[parent] == "KILLED"
+    assert {status for _, status, _ in children()} == {"KILLED"}, children()
+    study = optuna.load_study(study_name="lr_penalty", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
