@@ -23,9 +23,9 @@ from logitlab.sweeps.state import STATE
 
 from .conftest import logitlab, store_uri
 
-SLOW_JOB_S = 3.0  # job 0's time; every other job takes FAST_JOB_S
-FAST_JOB_S = 0.2
-N_TRIALS = 8  # jobs 1-7 take 1.4 s in the other slot: time enough to ask and tell 7 trials before job 0 ends
+SLOW_JOB_S = 4.0  # job 0's time; every other job takes FAST_JOB_S
+FAST_JOB_S = 0.1
+N_TRIALS = 8  # jobs 1-7 take 0.7 s in the other slot: time enough (on a busy machine too) to ask and tell 7 trials
 
 
 class TimedLauncher:
@@ -63,7 +63,7 @@ def check_busy_fraction(spans: dict[int, tuple[float, float]]) -> None:
 
 
 def test_a_trial_that_returns_frees_its_slot_for_the_next_at_once(tmp_path: Path) -> None:
-    """Job 0 is 15 times slower than the others: asynchronous, the other slot runs every other job meanwhile."""
+    """Job 0 is 40 times slower than the others: asynchronous, the other slot runs every other job meanwhile."""
     launcher = TimedLauncher()
     study = search(tmp_path, asynchronous=True, launcher=launcher)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * N_TRIALS
