@@ -5,6 +5,8 @@ for real.)"""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,25 +63,38 @@ def test_a_bad_setting_names_its_key(keys: dict[str, object], message: str) -> N
 
 
 class InterruptedLauncher:
-    """A launcher whose second batch is interrupted (Ctrl-C while its jobs run)."""
+    """Ctrl-C while the second batch runs: its first job raises KeyboardInterrupt while the other one runs."""
 
     def __init__(self) -> None:
-        self.batches = 0
+        self.running = threading.Event()
+        self.interrupted: list[int] = []
 
     def launch(self, job_overrides: list[tuple[str, ...]], initial_job_idx: int) -> list[JobReturn]:
-        self.batches += 1
-        if self.batches == 2:
+        if initial_job_idx == 2:
+            assert self.running.wait(timeout=30)
             raise KeyboardInterrupt
+        if initial_job_idx == 3:
+            try:
+                self.running.set()
+                for _ in range(600):  # a job's launcher waits for it in a Python loop (joblib, submitit)
+                    time.sleep(0.05)
+            except KeyboardInterrupt:
+                self.interrupted.append(initial_job_idx)
+                raise
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value=0.5) for o in job_overrides]
 
 
 def test_trials_of_an_interrupted_batch_end_failed_not_running(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    settings = Settings.checked(optuna.samplers.RandomSampler(seed=0), "maximize", storage, "s", 6, 2, None)
+    settings = Settings.checked(
+        optuna.samplers.RandomSampler(seed=0), "maximize", storage, "s", 6, 2, None, asynchronous=False
+    )
+    launcher = InterruptedLauncher()
     with pytest.raises(KeyboardInterrupt):
-        optimize(settings, ["x=interval(0, 1)"], InterruptedLauncher(), str(tmp_path))
+        optimize(settings, ["x=interval(0, 1)"], launcher, str(tmp_path))
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
+    assert launcher.interrupted == [3]  # the batch's other job was interrupted too, not left running
 
 
 class CompletingLauncher:

@@ -236,3 +236,11 @@ def test_three_slurm_sweeps_started_together_keep_their_runs_apart(slurm_env: di
     project = make_project(tmp_path / "project")
     outputs = wait_all(start_together(project, slurm_env, [*TINY, "hydra/launcher=slurm", "model.C=0.1,1"]))
     check_apart(MlflowClient(store_uri(project)), project, outputs, "{data}", "logitlab-{data}")
+
+
+def test_an_optuna_search_keeps_two_slurm_jobs_in_flight(slurm_env: dict[str, str], project: Path) -> None:
+    """Asynchronous trials on SLURM: each trial its own SLURM job, submitted while the other trial's runs."""
+    from .test_optuna_async import search_in_flight
+
+    children = search_in_flight(project, ["hydra/launcher=slurm"], env=slurm_env)
+    assert len({child.data.tags["slurm.job_id"] for child in children}) == 4

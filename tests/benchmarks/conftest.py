@@ -65,6 +65,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
         terminalreporter.write_line(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         terminalreporter.write(report.selection(_ROWS))
+    if _ROWS.get("async_trials"):
+        from tests.benchmarks import report
+
+        terminalreporter.write_line("Optuna trials on joblib, batched against asynchronous (async_trials.py):")
+        terminalreporter.write(report.generic(_ROWS["async_trials"]))
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-"""The study: Hydra sweep overrides become optuna distributions, each batch of trials is asked for, launched as
-Hydra jobs and told back; a job that failed (it raised, or returned NaN) is told as a failed trial.
+"""The study: Hydra sweep overrides become optuna distributions, trials are asked for, launched as Hydra jobs
+and told back; a job that failed (it raised, or returned NaN) is told as a failed trial. With `n_jobs` > 1 and
+a launcher that runs jobs elsewhere (joblib, submitit, SLURM), `n_jobs` trials are in flight, each its own
+`launch` call in a thread of its own; a slot that frees gets the next trial at once (`asynchronous`), so a
+cheap trial never waits for an expensive one to end.
 
 Only optuna's public API: `create_study(load_if_exists=True)`, `Study.ask(fixed_distributions)`, `Study.tell`.
 A study in an RDB storage is loaded when it exists, so the same command run again resumes it: the sampler
@@ -13,12 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import optuna
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.utils import JobReturn
@@ -32,6 +39,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import TrialState
+
+from logitlab.sweeps.state import STATE, WorkerTime
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,7 @@ class Settings:
     params: dict[str, str]
     pruner: optuna.pruners.BasePruner
     report_every: int
+    asynchronous: bool = True
 
     @property
     def pruning(self) -> bool:
@@ -72,6 +82,7 @@ class Settings:
         params: DictConfig | None,
         pruner: Any = None,
         report_every: int = 10,
+        asynchronous: bool = True,
     ) -> Settings:
         """The sweeper's config, or a HydraException naming the key that is wrong."""
         direction = str(getattr(direction, "name", direction))
@@ -85,10 +96,14 @@ class Settings:
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("report_every", report_every)):
             if not isinstance(value, int) or value < 1:
                 raise HydraException(f"hydra.sweeper.{key}: expected an integer >= 1, got {value!r}")
+        if not isinstance(asynchronous, bool):
+            raise HydraException(f"hydra.sweeper.asynchronous: expected true or false, got {asynchronous!r}")
         flat = OmegaConf.to_container(params, resolve=True) if params is not None else {}
         assert isinstance(flat, dict)
         space = {str(k): str(v) for k, v in flat.items()}
-        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every)
+        return cls(
+            sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous
+        )
 
     def per_epoch_score(self, metric: Any) -> str:
         """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
@@ -224,23 +239,121 @@ def optimize(
         f"resumed with {earlier} earlier trials" if earlier else "new",
         settings.n_trials,
     )
-    job_idx = 0
-    while job_idx < settings.n_trials:
-        trials = [study.ask(space) for _ in range(min(settings.n_jobs, settings.n_trials - job_idx))]
-        overrides = [tuple(f"{k}={v}" for k, v in {**trial.params, **fixed}.items()) for trial in trials]
+    slots = 1 if isinstance(launcher, BasicLauncher) else settings.n_jobs  # it runs jobs here, one at a time
+
+    def before_launch(job_idx: int, trial: optuna.Trial) -> None:
         if pruning is not None:
-            for offset, trial in enumerate(trials):
-                hand_over(Path(sweep_dir), job_idx + offset, settings, study.study_name, trial, pruning)
-        try:
-            returns = launcher.launch(overrides, initial_job_idx=job_idx)
-        except BaseException:  # interrupted: the batch's trials end FAILED, not RUNNING
-            for trial in trials:
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        for trial, ret in zip(trials, returns, strict=True):
-            _tell(study, trial, ret)
-        job_idx += len(trials)
+            hand_over(Path(sweep_dir), job_idx, settings, study.study_name, trial, pruning)
+
+    workers = _run_trials(study, space, fixed, launcher, settings, slots, before_launch)
+    STATE.workers = workers
     _write_results(study, Path(sweep_dir) / RESULTS_FILE)
+
+
+# How long an interrupted search waits for its in-flight launches to stop (each launcher's own clean-up: joblib
+# ends its workers, the SLURM launcher cancels its jobs) before it lets them go.
+STOP_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Launched:
+    """A trial's launch that returned: the job's return (or what the launch raised) and how long it took."""
+
+    job_idx: int
+    outcome: JobReturn | BaseException
+    seconds: float
+
+
+def _run_trials(
+    study: optuna.Study,
+    space: dict[str, BaseDistribution],
+    fixed: Mapping[str, str],
+    launcher: Any,
+    settings: Settings,
+    slots: int,
+    before_launch: Callable[[int, optuna.Trial], None],
+) -> WorkerTime:
+    """Keep `slots` trials in flight, each launched as a job of its own (`launcher.launch` with one job, from a
+    thread of its own when slots > 1); a trial is told as soon as its job returns. Asynchronous, its slot is
+    given the next trial at once; batched (`asynchronous: false`, hydra-optuna-sweeper's way), the next `slots`
+    trials are asked once the whole batch has returned. `before_launch` hands a job its trial. Interrupted, every trial in flight is told FAILED and
+    its launch interrupted, so that the launcher cleans up as it would in the sweep's own thread."""
+    returned: queue.Queue[_Launched] = queue.Queue()
+    in_flight: dict[int, optuna.Trial] = {}  # by job number
+    threads: dict[int, threading.Thread] = {}
+    asked, busy_s = 0, 0.0
+    started = time.monotonic()
+    try:
+        while asked < settings.n_trials or in_flight:
+            refill = settings.asynchronous or not in_flight  # batched: once the whole batch has returned
+            while refill and asked < settings.n_trials and len(in_flight) < slots:
+                in_flight[asked] = trial = study.ask(space)
+                before_launch(asked, trial)
+                _launch(launcher, _trial_overrides(trial, fixed), asked, returned, threads if slots > 1 else None)
+                asked += 1
+            done = returned.get()
+            trial = in_flight.pop(done.job_idx)
+            threads.pop(done.job_idx, None)
+            busy_s += done.seconds
+            if isinstance(done.outcome, BaseException):  # interrupted in the launch, or the launcher failed
+                study.tell(trial, state=TrialState.FAIL)
+                raise done.outcome
+            _tell(study, trial, done.outcome)
+    except BaseException:  # no trial of ours stays RUNNING, no launch of ours runs on
+        for trial in in_flight.values():
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        _stop(list(threads.values()))
+        raise
+    return WorkerTime(slots=slots, busy_s=busy_s, wall_s=time.monotonic() - started)
+
+
+def _trial_overrides(trial: optuna.Trial, fixed: Mapping[str, str]) -> tuple[str, ...]:
+    """The Hydra overrides of a trial's job: its sampled values, then the values every trial gets."""
+    return tuple(f"{key}={value}" for key, value in {**trial.params, **fixed}.items())
+
+
+def _launch(
+    launcher: Any,
+    overrides: tuple[str, ...],
+    job_idx: int,
+    returned: queue.Queue[_Launched],
+    threads: dict[int, threading.Thread] | None,
+) -> None:
+    """Launch one trial's job: in this thread when `threads` is None (one slot: the launcher may run the job
+    here), else in a thread of its own, entered in `threads` before it starts. Its return, or what the launch
+    raised, goes to `returned`."""
+
+    def launch() -> None:
+        start = time.monotonic()
+        try:
+            outcome: JobReturn | BaseException = launcher.launch([overrides], initial_job_idx=job_idx)[0]
+        except BaseException as err:  # handed to the sweep's thread, which raises it
+            outcome = err
+        returned.put(_Launched(job_idx, outcome, time.monotonic() - start))
+
+    if threads is None:
+        launch()
+        return
+    threads[job_idx] = threading.Thread(target=launch, name=f"trial-job-{job_idx}", daemon=True)
+    threads[job_idx].start()
+
+
+def _stop(threads: Sequence[threading.Thread]) -> None:
+    """Interrupt the launches still running (a KeyboardInterrupt raised in each thread, as Ctrl-C raises it in the
+    sweep's), and wait for their launchers' clean-up, for at most STOP_WAIT_S."""
+    import ctypes
+
+    for thread in threads:
+        if thread.ident is not None and thread.is_alive():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
+            )
+    deadline = time.monotonic() + STOP_WAIT_S
+    for thread in threads:
+        if thread.ident is not None:  # started
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        log.warning("%d trial launches did not stop within %.0f s", sum(t.is_alive() for t in threads), STOP_WAIT_S)
 
 
 def resumed_sampler(

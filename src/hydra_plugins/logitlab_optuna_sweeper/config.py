@@ -112,8 +112,13 @@ class OptunaSweeperConf:
     study_name: str | None = None
     # trials this command runs (added to a resumed study's)
     n_trials: int = 20
-    # trials asked for at once and handed to the launcher together (a parallel launcher runs them in parallel)
+    # trials in flight at once, each launched as a job of its own (a launcher that runs jobs in this process,
+    # `local`, runs one at a time)
     n_jobs: int = 2
+    # true: a trial that returns frees its slot and the next trial is asked for at once; false: trials are asked
+    # for in batches of n_jobs, each batch waiting for its slowest (hydra-optuna-sweeper's way: the trials a seed
+    # gives do not depend on which job ends first)
+    asynchronous: bool = True
     params: dict[str, str] | None = None
 
 

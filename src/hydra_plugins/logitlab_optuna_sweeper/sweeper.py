@@ -22,11 +22,12 @@ class OptunaSweeper(Sweeper):
         params: DictConfig | None,
         pruner: Any = None,
         report_every: int = 10,
+        asynchronous: bool = True,
     ) -> None:
         from hydra_plugins.logitlab_optuna_sweeper._study import Settings
 
         self.settings = Settings.checked(
-            sampler, direction, storage, study_name, n_trials, n_jobs, params, pruner, report_every
+            sampler, direction, storage, study_name, n_trials, n_jobs, params, pruner, report_every, asynchronous
         )
         self.config: DictConfig | None = None
         self.launcher: Any = None

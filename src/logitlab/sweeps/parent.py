@@ -246,6 +246,7 @@ def _summarise(config: DictConfig) -> None:
             sweep_cfg,
             model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
             out_dir=out_dir,
+            search_metrics={"busy_fraction": STATE.workers.busy_fraction} if STATE.workers else {},
         )
         STATE.parent = None
         if finished.best_value is not None:
@@ -259,6 +260,15 @@ def _summarise(config: DictConfig) -> None:
         sweep_cfg.metric,
         best,
     )
+    if workers := STATE.workers:
+        log.info(
+            "search: %d trial%s in flight at a time, busy %.0f%% of its %.1f s (busy_fraction %.3f)",
+            workers.slots,
+            "s" if workers.slots > 1 else "",
+            100 * workers.busy_fraction,
+            workers.wall_s,
+            workers.busy_fraction,
+        )
     # model.tol=0 runs exactly max_iter epochs: nothing to converge to
     if best_metrics.get("converged") == 0 and _section(config, "model").get("tol", 0) > 0:
         log.warning(

@@ -3,7 +3,8 @@
 Hydra runs the callbacks (`sweeps.parent`) inside `hydra.main` and hands nothing of them back, so the sweep of
 this process leaves here what `sweep.main` needs afterwards: the parent run it has open and not yet ended
 (ended KILLED on an interrupt, FAILED on an error that escaped the jobs) and how the sweep ended (its exit
-status). The sweep's own sections, validated once when it starts, are kept with them for its summary.
+status). The sweep's own sections, validated once when it starts, are kept with them for its summary, and so is
+what the Optuna sweeper measured of its workers (the sweeper runs in this process, between the callbacks).
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ class Counted:
     pruned: int = 0
 
 
+@dataclass(frozen=True)
+class WorkerTime:
+    """How busy an Optuna search kept its slots (`hydra.sweeper.n_jobs` trials in flight): the seconds a trial
+    was in flight, summed over the trials, against the slots times the search's wall time."""
+
+    slots: int
+    busy_s: float
+    wall_s: float
+
+    @property
+    def busy_fraction(self) -> float:
+        return self.busy_s / (self.slots * self.wall_s) if self.wall_s > 0 else 0.0
+
+
 @dataclass
 class SweepState:
     sections: SweepSections | None = None
@@ -43,6 +58,7 @@ class SweepState:
     counted: Counted | None = None  # set once the jobs have all returned
     lost: str | None = None  # the tracking server stopped answering: what to tell, with how to resume
     summary_error: str | None = None  # the parent's summary failed (it was ended FAILED with this reason)
+    workers: WorkerTime | None = None  # an Optuna search's, set by the sweeper once its trials have returned
 
     def clear(self) -> None:
         """A sweep starts: nothing of an earlier one in this process carries over."""

@@ -298,11 +298,16 @@ def summary_runs(parent: Parent) -> list[Run]:
 
 
 def finish_sweep(
-    parent: Parent, runs: list[Run], sweep: config.SweepConfig, model_name: str | None, out_dir: Path
+    parent: Parent,
+    runs: list[Run],
+    sweep: config.SweepConfig,
+    model_name: str | None,
+    out_dir: Path,
+    search_metrics: Mapping[str, float],
 ) -> SweepSummary:
-    """End the parent FINISHED with the best of `runs` (its params and metrics) and the summary files in
-    `out_dir` (under `sweep/`); register the best model as `model_name`'s `champion` when it beats the current
-    one (None: no registry)."""
+    """End the parent FINISHED with the best of `runs` (its params and metrics), the search's own metrics
+    (`busy_fraction`) and the summary files in `out_dir` (under `sweep/`); register the best model as
+    `model_name`'s `champion` when it beats the current one (None: no registry)."""
     from mlflow.entities import Metric, Param
 
     from logitlab.tracking import registry
@@ -321,6 +326,7 @@ def finish_sweep(
     ]
     if pruned:
         summary_metrics.append(Metric("n_pruned", float(pruned), now, 0))
+    summary_metrics += [Metric(key, value, now, 0) for key, value in search_metrics.items()]
     params: list[Param] = []
     if best is not None:
         params = [Param(k, v) for k, v in sorted(best.data.params.items())]
