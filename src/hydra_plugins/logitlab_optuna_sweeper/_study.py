@@ -101,9 +101,7 @@ class Settings:
         flat = OmegaConf.to_container(params, resolve=True) if params is not None else {}
         assert isinstance(flat, dict)
         space = {str(k): str(v) for k, v in flat.items()}
-        return cls(
-            sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous
-        )
+        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous)
 
     def per_epoch_score(self, metric: Any) -> str:
         """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
@@ -276,8 +274,9 @@ def _run_trials(
     """Keep `slots` trials in flight, each launched as a job of its own (`launcher.launch` with one job, from a
     thread of its own when slots > 1); a trial is told as soon as its job returns. Asynchronous, its slot is
     given the next trial at once; batched (`asynchronous: false`, hydra-optuna-sweeper's way), the next `slots`
-    trials are asked once the whole batch has returned. `before_launch` hands a job its trial. Interrupted, every trial in flight is told FAILED and
-    its launch interrupted, so that the launcher cleans up as it would in the sweep's own thread."""
+    trials are asked once the whole batch has returned. `before_launch` hands a job its trial. Interrupted,
+    every trial in flight is told FAILED and its launch interrupted, so that the launcher cleans up as it would
+    in the sweep's own thread."""
     returned: queue.Queue[_Launched] = queue.Queue()
     in_flight: dict[int, optuna.Trial] = {}  # by job number
     threads: dict[int, threading.Thread] = {}
