@@ -129,7 +129,7 @@ class Settings:
         if direction != self.direction:
             raise HydraException(
                 f"hydra.sweeper.direction: {self.direction} for sweep.metric={metric}, which a pruner compares "
-                f"as a {score} ({direction}); set sweep.direction={direction}"
+                f"as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); set sweep.direction={direction}"
             )
         return score
 
