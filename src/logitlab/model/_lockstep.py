@@ -24,9 +24,9 @@ class FoldsInLockstep:
     every fold gets its answer (stop or go on).
 
     A fold that ends (it converged, stopped early or reached max_iter) leaves with its final held-out score,
-    which stands for it in every later mean: the score its cross-validation result will have, so the trial's
-    last value is the fold mean its `cv_*_mean` reports, and the mean always averages all k folds (a fold
-    ending before its first report would otherwise be missing from it). A fold that raises leaves as failed:
+    which stands for it in every later mean: the score its cross-validation result will have, so the means
+    move towards the job's `cv_*_mean`, and every mean averages all k folds (a fold ending before its first
+    report would otherwise be missing from it). A fold that raises leaves as failed:
     the others stop at their next report (`FoldStopped`) and the caller raises the fold's error.
     """
 
