@@ -5,6 +5,7 @@ and a fold's error stops the others; the results are the sequential path's."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 
 import numpy as np
@@ -144,3 +145,17 @@ def test_the_lockstep_waits_for_every_fold_still_fitting_and_counts_an_ended_one
     waiting.join(timeout=10)
     assert not waiting.is_alive() and answers == [False] and told == [(5, 2.0)]
     assert lockstep.reporter(0).report(10, 0.5) is False and told[-1] == (10, 1.75)
+
+
+def test_each_folds_convergence_warning_is_a_log_line_as_on_the_sequential_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    params = {**PARAMS, "max_iter": 5}  # too few epochs: every fold stops unconverged
+    with caplog.at_level(logging.WARNING, logger="logitlab.stages.train"):
+        train.cross_validate(FOLDS, params, 2)
+        sequential = sorted(record.getMessage() for record in caplog.records)
+        caplog.clear()
+        with reporting(reporter(2, "loss")[0]):
+            train.cross_validate(FOLDS, params, 2)
+    assert len(sequential) == 3 and all("did not converge after 5 epochs" in line for line in sequential)
+    assert sorted(record.getMessage() for record in caplog.records) == sequential
