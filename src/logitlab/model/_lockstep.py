@@ -26,8 +26,8 @@ class FoldsInLockstep:
     A fold that ends (it converged, stopped early or reached max_iter) leaves with its final held-out score,
     which stands for it in every later mean: the score its cross-validation result will have, so the means
     move towards the job's `cv_*_mean`, and every mean averages all k folds (a fold ending before its first
-    report would otherwise be missing from it). A fold that raises leaves as failed:
-    the others stop at their next report (`FoldStopped`) and the caller raises the fold's error.
+    report would otherwise be missing from it). A fold that raises leaves as failed: the others stop at their
+    next report (`FoldStopped`) and the caller raises the fold's error.
     """
 
     def __init__(self, outer: EpochReporter, n_folds: int) -> None:
