@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
@@ -23,6 +24,7 @@ from logitlab.errors import TrialPruned
 from logitlab.model import LogisticRegression
 from logitlab.model._monitor import EpochReporter, reporting
 from logitlab.sweeps import trials
+from logitlab.tracking import results
 
 from .conftest import logitlab, store_uri
 from .test_slurm import slurm_env as project_cluster  # noqa: F401  (a fixture: the cluster, started if down)
@@ -89,11 +91,17 @@ def settings(direction: str, pruner: optuna.pruners.BasePruner) -> Settings:
             "(minimize); set sweep.direction=minimize",
         ),
         (
-            "cv_accuracy_mean",
+            "cv_roc_auc_mean",
             "maximize",
             "hydra.sweeper.pruner: a pruner compares a score every trial reports per epoch; sweep.metric="
-            "cv_accuracy_mean is computed once its last fold is fitted; use sweep.metric=val_accuracy or "
-            "val_log_loss, or pruner=none",
+            "cv_roc_auc_mean is computed once per fit; use sweep.metric=cv_accuracy_mean or cv_log_loss_mean, "
+            "or pruner=none",
+        ),
+        (
+            "cv_accuracy_mean",
+            "minimize",
+            "hydra.sweeper.direction: minimize for sweep.metric=cv_accuracy_mean, which a pruner compares as an "
+            "accuracy (maximize); set sweep.direction=maximize",
         ),
         (
             ["val_accuracy", "n_iter"],
@@ -109,6 +117,18 @@ def test_a_metric_a_pruner_cannot_compare_is_refused_in_one_line(
     with pytest.raises(HydraException) as raised:
         settings(direction, optuna.pruners.MedianPruner()).per_epoch_score(metric)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction", "score"),
+    [
+        ("val_log_loss", "minimize", "loss"),
+        ("cv_log_loss_mean", "minimize", "loss"),
+        ("cv_accuracy_mean", "maximize", "accuracy"),
+    ],
+)
+def test_a_cross_validated_mean_is_pruned_on_like_a_validation_score(metric: str, direction: str, score: str) -> None:
+    assert settings(direction, optuna.pruners.MedianPruner()).per_epoch_score(metric) == score
 
 
 def test_storage_is_made_shared_only_for_a_pruned_search(tmp_path: Path) -> None:
@@ -271,3 +291,44 @@ def test_a_bad_pruning_setting_names_its_key(pruner: object, report_every: int, 
     with pytest.raises(HydraException) as raised:
         Settings.checked(optuna.samplers.RandomSampler(), "maximize", None, "s", 2, 1, None, pruner, report_every)
     assert str(raised.value) == message
+
+
+@pytest.mark.slow
+def test_a_cross_validated_search_is_pruned_on_the_fold_mean(project: Path) -> None:
+    """The 3 folds fitted side by side report their mean held-out loss: with the first trial run whole, the
+    TPE draws of seed 42 that follow (degree 3, all three) lag it at epoch 5 and are pruned there."""
+    sweep_dir = project / "multirun" / "cv"
+    cv = ["preprocess.cv_folds=3", "sweep.metric=cv_log_loss_mean", "sweep.direction=minimize"]
+    done = logitlab([*SEARCH, *cv, f"hydra.sweep.dir={sweep_dir}"], project)
+    pruned = {trial.number: trial for trial in check_pruned_search(sweep_dir, done.stdout + done.stderr)}
+    study = study_of(sweep_dir)
+    for trial in study.trials:  # a finished trial's reports: the mean of its folds' held-out loss curves
+        if trial.number in pruned:
+            continue
+        curves = [
+            pd.read_csv(sweep_dir / str(trial.number) / "reports" / "cv" / f"fold-{i}-cost_history.csv")
+            for i in range(3)
+        ]
+        means = np.mean([curve["val_loss"].to_numpy() for curve in curves], axis=0)
+        assert [trial.intermediate_values[epoch] for epoch in range(5, 201, 5)] == pytest.approx(
+            [means[epoch - 1] for epoch in range(5, 201, 5)], rel=0, abs=1e-9
+        )  # the csv's 10 decimals
+        assert trial.value == pytest.approx(trial.intermediate_values[200], rel=1e-9)  # cv_log_loss_mean
+    client = MlflowClient(store_uri(project))
+    parent_id = json.loads((sweep_dir / "mlflow_parent.json").read_text())["run_id"]
+    children = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    for child in children:  # a pruned child: where it stopped, and its folds' mean curves up to there
+        number = int(child.data.tags["hydra_job_num"])
+        if number not in pruned:
+            continue
+        step = max(pruned[number].intermediate_values)
+        assert child.data.tags[results.PRUNED_STEP_TAG] == str(step)
+        assert float(child.data.tags[results.PRUNED_VALUE_TAG]) == pytest.approx(
+            pruned[number].intermediate_values[step], rel=1e-5
+        )
+        assert "cv_log_loss_mean" not in child.data.metrics
+        history = {point.step: point.value for point in client.get_metric_history(child.info.run_id, "val_loss")}
+        assert max(history) == step
+        assert history[step] == pytest.approx(pruned[number].intermediate_values[step], rel=1e-12)

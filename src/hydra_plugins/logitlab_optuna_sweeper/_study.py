@@ -50,7 +50,13 @@ DIRECTIONS = ("minimize", "maximize")
 
 # The scores a fit can report per epoch (`model._monitor.EpochReporter`), by the sweep metric they stand for,
 # and the direction that metric is optimised in (optuna compares intermediate values in the study's direction).
-PER_EPOCH_SCORES = {"val_log_loss": ("loss", "minimize"), "val_accuracy": ("accuracy", "maximize")}
+# A cross-validated fit reports the mean over its folds, fitted side by side (`stages.train.cross_validate`).
+PER_EPOCH_SCORES = {
+    "val_log_loss": ("loss", "minimize"),
+    "val_accuracy": ("accuracy", "maximize"),
+    "cv_log_loss_mean": ("loss", "minimize"),
+    "cv_accuracy_mean": ("accuracy", "maximize"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,17 +117,19 @@ class Settings:
                 "list); set hydra/sweeper/pruner=none"
             )
         if metric not in PER_EPOCH_SCORES:
-            # cross-validation fits its folds one after another: no fold mean exists at an epoch before the end
-            when = "once its last fold is fitted" if metric.startswith("cv_") else "once per fit"
+            # a cross-validated search's per-epoch scores are fold means; its other scores are not per epoch
+            per_epoch = (
+                "cv_accuracy_mean or cv_log_loss_mean" if metric.startswith("cv_") else "val_accuracy or val_log_loss"
+            )
             raise HydraException(
                 f"hydra.sweeper.pruner: a pruner compares a score every trial reports per epoch; sweep.metric="
-                f"{metric} is computed {when}; use sweep.metric=val_accuracy or val_log_loss, or pruner=none"
+                f"{metric} is computed once per fit; use sweep.metric={per_epoch}, or pruner=none"
             )
         score, direction = PER_EPOCH_SCORES[metric]
         if direction != self.direction:
             raise HydraException(
                 f"hydra.sweeper.direction: {self.direction} for sweep.metric={metric}, which a pruner compares "
-                f"as a {score} ({direction}); set sweep.direction={direction}"
+                f"as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); set sweep.direction={direction}"
             )
         return score
 

@@ -36,6 +36,11 @@ class EpochReporter:
 _REPORTER: contextvars.ContextVar[EpochReporter | None] = contextvars.ContextVar("epoch_reporter", default=None)
 
 
+def current_reporter() -> EpochReporter | None:
+    """The reporter fits started here report to (`reporting`), if any."""
+    return _REPORTER.get()
+
+
 @contextlib.contextmanager
 def reporting(reporter: EpochReporter) -> Iterator[None]:
     """Fits started inside report to `reporter`, and raise `TrialPruned` when it says to stop."""

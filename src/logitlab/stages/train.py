@@ -13,17 +13,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
 from logitlab import config, io, reports, warm_starts
-from logitlab.errors import ConfigError
+from logitlab.errors import ConfigError, TrialPruned
 from logitlab.model import LogisticRegression, ParquetChunks
+from logitlab.model._lockstep import FoldsInLockstep, FoldStopped
+from logitlab.model._monitor import EpochReporter, current_reporter, reporting
 from logitlab.scoring import SAVED_IN, ScoringPipeline
 from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
@@ -45,16 +49,29 @@ def run(
     An empty validation split (cross-validation folded it into training) gives no validation loss.
     `path_key` (`warm_starts.problem_key`) names the problem on a regularisation path: the fit starts from
     its nearest solution and leaves its own."""
-    model = LogisticRegression(**params)
-    start = warm_starts.nearest(path_key, model.C)
     with convergence_logged():
-        if isinstance(train, ParquetChunks):
-            model.fit(train, X_val=val, **start)
-        else:
-            assert isinstance(val, pd.DataFrame)
-            held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
-            model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out, **start)
+        model = _fitted(train, val, params, _warm_start(path_key, params))
     warm_starts.remember(path_key, model.C, model.coef_, model.intercept_)
+    return model
+
+
+def _warm_start(path_key: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    return warm_starts.nearest(path_key, LogisticRegression(**params).C)
+
+
+def _fitted(
+    train: pd.DataFrame | ParquetChunks,
+    val: pd.DataFrame | ParquetChunks,
+    params: dict[str, Any],
+    start: dict[str, Any],
+) -> LogisticRegression:
+    model = LogisticRegression(**params)
+    if isinstance(train, ParquetChunks):
+        model.fit(train, X_val=val, **start)
+    else:
+        assert isinstance(val, pd.DataFrame)
+        held_out = {} if val.empty else {"X_val": val.drop(columns=[TARGET]), "y_val": val[TARGET].to_numpy()}
+        model.fit(train.drop(columns=[TARGET]), train[TARGET].to_numpy(), **held_out, **start)
     return model
 
 
@@ -77,13 +94,97 @@ def cross_validate(
 ) -> tuple[list[dict[str, float]], list[pd.DataFrame]]:
     """Each fold's model fitted on its training part (its held-out part gives the validation loss per epoch):
     the held-out scores (`config.CV_SCORES`) and the loss curves, fold by fold. `path_keys`: each fold's
-    problem on a regularisation path (`run`)."""
+    problem on a regularisation path (`run`). In a pruned search (a reporter set: `sweeps.trials`) the folds
+    are fitted side by side and the trial gets their mean (`_in_lockstep`); otherwise one after another."""
+    path_keys = path_keys or [None] * len(folds)
+    reporter = current_reporter()
+    if reporter is not None:
+        return _in_lockstep(folds, params, n_classes, path_keys, reporter)
     scores, histories = [], []
-    for fold, path_key in zip(folds, path_keys or [None] * len(folds), strict=True):
+    for fold, path_key in zip(folds, path_keys, strict=True):
         model = run(fold["train"], fold["val"], params, path_key)
         scores.append(reports.fold_scores(model, fold["val"], n_classes))
         histories.append(cost_history(model))
     return scores, histories
+
+
+# The held-out score a fold that ended stands for in the fold mean, by what the trial reports per epoch.
+FINAL_SCORE = {"loss": "log_loss", "accuracy": "accuracy"}
+
+FoldOutcome = tuple[dict[str, float], LogisticRegression] | BaseException | None
+
+
+def _in_lockstep(
+    folds: list[preprocess.Fold],
+    params: dict[str, Any],
+    n_classes: int,
+    path_keys: list[str | None],
+    reporter: EpochReporter,
+) -> tuple[list[dict[str, float]], list[pd.DataFrame]]:
+    """The folds fitted at once, a thread each, the trial getting their mean every `reporter.every` epochs
+    (`model._lockstep`). A pruned trial is one `TrialPruned` for the job, with the folds' mean curves up to
+    its epoch; a fold's error stops the others and is raised. Each fit depends on its fold and seed only, so
+    the results are the sequential path's; warm starts are read and kept here, in fold order, and the
+    ConvergenceWarnings caught once around all threads (`warnings.catch_warnings` is process-wide)."""
+    lockstep = FoldsInLockstep(reporter, len(folds))
+    starts = [_warm_start(path_key, params) for path_key in path_keys]
+    outcomes: list[FoldOutcome] = [None] * len(folds)
+
+    def fit_fold(index: int) -> None:
+        fold, final = folds[index], None
+        try:
+            with reporting(lockstep.reporter(index)):
+                model = _fitted(fold["train"], fold["val"], params, starts[index])
+            scores = reports.fold_scores(model, fold["val"], n_classes)
+            outcomes[index], final = (scores, model), scores[FINAL_SCORE[reporter.score]]
+        except BaseException as err:  # raised by the calling thread, once every fold ended
+            outcomes[index] = err
+        failed = isinstance(outcomes[index], BaseException) and not isinstance(
+            outcomes[index], TrialPruned | FoldStopped
+        )
+        try:
+            lockstep.leave(index, final, failed)
+        except BaseException as err:  # the trial's report, made as this fold left, failed
+            outcomes[index] = err
+
+    threads = [
+        threading.Thread(target=fit_fold, args=(index,), name=f"cv-fold-{index}", daemon=True)
+        for index in range(len(folds))
+    ]
+    with convergence_logged():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    stopped = TrialPruned | FoldStopped
+    if errors := [err for err in outcomes if isinstance(err, BaseException) and not isinstance(err, stopped)]:
+        raise errors[0]
+    if lockstep.pruned is not None:
+        step, mean = lockstep.pruned
+        raise TrialPruned(step, mean, *_mean_curves(outcomes, step))
+    fitted = [outcome for outcome in outcomes if isinstance(outcome, tuple)]  # every fold, here
+    for (_, model), path_key in zip(fitted, path_keys, strict=True):
+        warm_starts.remember(path_key, model.C, model.coef_, model.intercept_)
+    return [scores for scores, _ in fitted], [cost_history(model) for _, model in fitted]
+
+
+def _mean_curves(outcomes: list[FoldOutcome], step: int) -> tuple[list[float], list[float]]:
+    """The train and validation loss per epoch up to `step`, averaged over the folds; a fold that ended
+    before `step` counts with its last epoch's losses, as it counts in the reported mean with its end."""
+    curves = []
+    for outcome in outcomes:
+        if isinstance(outcome, TrialPruned):
+            train_loss, val_loss = outcome.cost_history, outcome.val_history
+        else:
+            assert isinstance(outcome, tuple)
+            train_loss, val_loss = list(outcome[1].cost_history_), list(outcome[1].val_history_)
+        curves.append([_held_to(train_loss, step), _held_to(val_loss, step)])
+    train_mean, val_mean = np.mean(np.array(curves, dtype=np.float64), axis=0)
+    return train_mean.tolist(), val_mean.tolist()
+
+
+def _held_to(values: list[float], step: int) -> list[float]:
+    return values[:step] + [values[-1]] * (step - len(values))
 
 
 def cost_history(model: LogisticRegression) -> pd.DataFrame:
