@@ -1,5 +1,5 @@
-"""Issue 20's "Pruning" section: 40 TPE trials of the lr_penalty space on the flights CSV with a median pruner
-against none, same seed (see pruning.py). `make bench BENCH='-k pruning'` runs it alone."""
+"""Issue 20's "Pruning" section: 40 TPE trials of the lr_penalty space on the flights CSV with the median and the
+successive-halving pruner against none, same seed (see pruning.py). `make bench BENCH='-k pruning'` runs it alone."""
 
 from __future__ import annotations
 

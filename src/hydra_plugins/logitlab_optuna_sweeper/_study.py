@@ -298,7 +298,7 @@ def _run_trials(
                 before_launch(asked, trial)
                 _launch(launcher, _trial_overrides(trial, fixed), asked, returned, threads if slots > 1 else None)
                 asked += 1
-            done = returned.get()
+            done = _next_returned(returned)
             trial = in_flight.pop(done.job_idx)
             threads.pop(done.job_idx, None)
             busy_s += done.seconds
@@ -312,6 +312,20 @@ def _run_trials(
         _stop(list(threads.values()))
         raise
     return WorkerTime(slots=slots, busy_s=busy_s, wall_s=time.monotonic() - started)
+
+
+# How often the sweep's thread wakes while it waits for a trial: a blocking `Queue.get` holds off an interrupt
+# that comes as no OS signal (`_thread.interrupt_main`, from another thread) until a trial returns.
+WAKE_S = 0.2
+
+
+def _next_returned(returned: queue.Queue[_Launched]) -> _Launched:
+    """The next launch to return, waited for in short slices so that an interrupt is raised here at once."""
+    while True:  # as long as the launches in flight, which their launchers bound
+        try:
+            return returned.get(timeout=WAKE_S)
+        except queue.Empty:
+            continue
 
 
 def _trial_overrides(trial: optuna.Trial, fixed: Mapping[str, str]) -> tuple[str, ...]:
