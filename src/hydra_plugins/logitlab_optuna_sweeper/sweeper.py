@@ -14,7 +14,7 @@ class OptunaSweeper(Sweeper):
     def __init__(
         self,
         sampler: Any,
-        direction: str,
+        direction: Any,
         storage: str | None,
         study_name: str | None,
         n_trials: int,
@@ -51,4 +51,7 @@ class OptunaSweeper(Sweeper):
             assert isinstance(pruner, dict)
             pruning = _study.Pruning(score, {str(key): value for key, value in pruner.items()})
             settings = settings.with_shared_storage(sweep_dir, self.launcher)
-        _study.optimize(settings, arguments, self.launcher, sweep_dir, self.config.hydra.sweeper.sampler, pruning)
+        metric = OmegaConf.to_container(self.config.sweep.metric) if "sweep" in self.config else None
+        objectives = [metric] if isinstance(metric, str) else [str(m) for m in metric or []]
+        sampler = self.config.hydra.sweeper.sampler
+        _study.optimize(settings, arguments, self.launcher, sweep_dir, sampler, pruning, objectives)
