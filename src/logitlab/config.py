@@ -346,7 +346,7 @@ def sweep_config(raw: Any) -> SweepConfig:
             )
     if len(set(metrics)) < len(metrics):
         twice = next(metric for metric in metrics if metrics.count(metric) > 1)
-        raise _fail("sweep.metric", "each metric once", f"'{twice}' twice in {list(metrics)}")
+        raise ConfigError(f"config key 'sweep.metric': expected each metric once, got '{twice}' twice")
     for direction in directions:
         _check_range("sweep.direction", direction in DIRECTIONS, "maximize|minimize", direction)
     _check_range(

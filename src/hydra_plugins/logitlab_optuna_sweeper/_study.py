@@ -96,9 +96,7 @@ class Settings:
         given = direction if isinstance(direction, list | tuple) else [direction]
         directions = tuple(str(getattr(one, "name", one)).lower() for one in given)
         if not directions or any(one not in DIRECTIONS for one in directions):
-            raise HydraException(
-                f"hydra.sweeper.direction: expected minimize or maximize, or a list of them, got {direction!r}"
-            )
+            raise HydraException(f"hydra.sweeper.direction: expected minimize or maximize, got {direction!r}")
         if not isinstance(sampler, optuna.samplers.BaseSampler):
             raise HydraException(f"hydra.sweeper.sampler: expected an optuna sampler, got {type(sampler).__name__}")
         pruner = optuna.pruners.NopPruner() if pruner is None else pruner

@@ -87,9 +87,9 @@ def balanced(front: list[Run], sweep: config.SweepConfig) -> Run | None:
 
     if not front:
         return None
-    costs = np.array([costs(run, sweep) for run in front], dtype=float)
-    low, high = costs.min(axis=0), costs.max(axis=0)
+    matrix = np.array([costs(run, sweep) for run in front], dtype=float)
+    low, high = matrix.min(axis=0), matrix.max(axis=0)
     spread = np.where(high > low, high - low, 1.0)
-    distance = np.linalg.norm((costs - low) / spread, axis=1)
+    distance = np.linalg.norm((matrix - low) / spread, axis=1)
     order = sorted(range(len(front)), key=lambda i: (round(float(distance[i]), 12), rank_key(front[i], sweep)))
     return front[order[0]]
