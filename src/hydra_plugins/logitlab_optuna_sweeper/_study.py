@@ -531,4 +531,5 @@ def write_figures(study: optuna.Study, folder: Path, objectives: Sequence[str]) 
                     log.info("no %s figure for %s: %s", view, name, " ".join(str(err).split()))
                     continue
             figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+            figure.tight_layout()  # optuna's views clip long parameter names such as features.degree
             plots.save(figure, folder / (f"{view}-{name}.png" if several else f"{view}.png"))
