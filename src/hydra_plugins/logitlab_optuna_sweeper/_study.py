@@ -496,6 +496,9 @@ def write_figures(study: optuna.Study, folder: Path, objectives: Sequence[str]) 
     per objective (`<view>.png`, or `<view>-<objective>.png` for several)."""
     import warnings
 
+    import matplotlib
+
+    matplotlib.use("Agg")  # before optuna's views import pyplot: files only, whatever the display
     from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as views
 
@@ -513,20 +516,31 @@ def write_figures(study: optuna.Study, folder: Path, objectives: Sequence[str]) 
         def target(trial: optuna.trial.FrozenTrial, index: int = index) -> float:
             return float(trial.values[index])
 
+        # optuna's importances of a target are those of low values: a maximised objective is negated for them
+        sign = -1.0 if study.directions[index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+        def lower_is_better(trial: optuna.trial.FrozenTrial, index: int = index, sign: float = sign) -> float:
+            return sign * float(trial.values[index])
+
         given: dict[str, Any] = {"target": target if several else None, "target_name": name}
-        drawn: dict[str, Callable[..., Any]] = {
-            "history": views.plot_optimization_history,
-            "parallel_coordinates": views.plot_parallel_coordinate,
+        drawn: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+            "history": (views.plot_optimization_history, given),
+            "parallel_coordinates": (views.plot_parallel_coordinate, given),
         }
         if len(completed) >= 2 and len(searched) > 1:
-            drawn["importances"] = views.plot_param_importances
+            importance = {**given, "target": lower_is_better} if several else given
+            drawn["importances"] = (views.plot_param_importances, importance)
         elif index == 0:
             log.info("no parameter importances: they need 2 completed trials of more than one parameter")
-        for view, draw in drawn.items():
-            with warnings.catch_warnings():  # optuna's matplotlib views are experimental; nothing to act on
-                warnings.simplefilter("ignore", ExperimentalWarning)
+        for view, (draw, arguments) in drawn.items():
+            # optuna's views switch matplotlib to its ggplot style for good: kept to these figures (the summary's
+            # and the best job's, drawn later in this process, keep the project's)
+            with warnings.catch_warnings(), matplotlib.rc_context():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # optuna's views are experimental
+                # handled above (`lower_is_better`): optuna warns of it whenever a target is given
+                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
                 try:
-                    axes = draw(study, **given)
+                    axes = draw(study, **arguments)
                 except (ValueError, RuntimeError) as err:  # a view this study cannot give
                     log.info("no %s figure for %s: %s", view, name, " ".join(str(err).split()))
                     continue
