@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +274,38 @@ def test_a_two_objective_search_on_slurm_tells_both_values_from_the_slurm_jobs(
     check_study(sweep_dir, storage, trials=6)
     client, parent, runs = children(project, sweep_dir)
     check_parent(client, parent, runs, "first")
+
+
+@pytest.mark.slow
+def test_the_tutorials_pareto_front_is_what_its_command_leaves(tmp_path: Path) -> None:
+    """docs/tutorial.md's several-objectives search, run as quoted: its front table and its summary lines."""
+    from .conftest import REPO
+
+    tutorial = (REPO / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    text = tutorial[tutorial.index("### Several objectives") :]
+    text = text[: text.index("\n## ")]
+    command = re.search(r"```bash\npython -m logitlab\.(.*?)```", text, re.S)
+    assert command, "the section lost its command"
+    project = make_project(tmp_path)
+    done = logitlab(shlex.split(command.group(1).replace("\\\n", " ")), project)
+    printed = done.stdout + done.stderr
+    summary = next(block for block in re.findall(r"```\n(.*?)```", text, re.S) if "Pareto front" in block)
+    for line in summary.splitlines():
+        assert line.split(" (run ")[0] in printed, line
+    (sweep_dir,) = [path.parent for path in project.glob("multirun/*/*/mlflow_parent.json")]
+    with open(sweep_dir / "summary" / "pareto_front.csv", newline="") as fh:
+        front = list(csv.DictReader(fh))
+    quoted = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ") and "run_id" not in line
+    ]
+    assert len(quoted) == len(front)
+    for (_, job, degree, c, accuracy, nonzero), row in zip(quoted, front, strict=True):  # run ids differ per run
+        assert (job, degree, accuracy, nonzero) == (
+            row["job"],
+            row["features.degree"],
+            f"{float(row['val_accuracy']):g}",
+            row["n_nonzero_coef"],
+        )
+        assert c == f"{float(row['model.C']):.3g}"
