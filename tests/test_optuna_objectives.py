@@ -289,7 +289,8 @@ def test_the_tutorials_pareto_front_is_what_its_command_leaves(tmp_path: Path) -
     project = make_project(tmp_path)
     done = logitlab(shlex.split(command.group(1).replace("\\\n", " ")), project)
     printed = done.stdout + done.stderr
-    summary = next(block for block in re.findall(r"```\n(.*?)```", text, re.S) if "Pareto front" in block)
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+    summary = next(block for language, block in fenced if not language and "Pareto front" in block)
     for line in summary.splitlines():
         assert line.split(" (run ")[0] in printed, line
     (sweep_dir,) = [path.parent for path in project.glob("multirun/*/*/mlflow_parent.json")]
