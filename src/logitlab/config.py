@@ -148,13 +148,44 @@ CHILD_ARTIFACTS = ("best", "all")
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    metric: str = "val_accuracy"
-    direction: str = "maximize"
+class _SweepKeys:
+    """The sweep section as written: `metric` and `direction` a name or a list of names (several objectives)."""
+
+    metric: str | list[str] = "val_accuracy"
+    direction: str | list[str] = "maximize"
     resume: str | None = None  # a crashed sweep's parent run id, or "last": run only its jobs not yet FINISHED
+    champion: str = "first"  # which job of several objectives is the sweep's best: first | balanced
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The sweep section validated: one direction per objective; `metric`/`direction` are the first objective's,
+    so code that ranks by one objective reads them as before."""
+
+    metrics: tuple[str, ...] = ("val_accuracy",)
+    directions: tuple[str, ...] = ("maximize",)
+    resume: str | None = None
+    champion: str = "first"
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def several(self) -> bool:
+        """Several objectives: a Pareto front, and the champion by `champion`."""
+        return len(self.metrics) > 1
 
 
 RESUME_KEY = "sweep.resume"
+# `first`: best by the first objective, ties to the next ones in order; `balanced`: the Pareto front's point
+# nearest the utopia point, each objective min-max normalised over the front (`tracking.selection`).
+CHAMPION_RULES = ("first", "balanced")
+DIRECTIONS = ("maximize", "minimize")
 # The metrics `evaluate` returns (`reports` computes them): the names `sweep.metric` may take, here so that a
 # sweep refuses a misspelt one before it starts, importing nothing of the maths.
 BINARY_ONLY = tuple(f"test_{name}" for name in ("precision", "recall", "f1", "tn", "fp", "fn", "tp"))
@@ -172,7 +203,11 @@ METRICS = (
     "n_iter",
     "converged",
     "final_train_loss",
+    "n_nonzero_coef",
 )
+# A sweep job's run only, not `metrics.json`: the train stage's wall time is not deterministic (it would dirty
+# dvc.lock), but it is an objective a sweep may minimise.
+JOB_METRICS = ("fit_time_s",)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -300,16 +335,38 @@ def mlflow_config(raw: Any) -> MlflowConfig:
 
 
 def sweep_config(raw: Any) -> SweepConfig:
-    cfg = _build("sweep", SweepConfig, raw)
-    if cfg.metric not in METRICS:
-        raise ConfigError(
-            f"config key 'sweep.metric': '{cfg.metric}' is not a metric; choose one of {', '.join(METRICS)}"
-        )
-    _check_range("sweep.direction", cfg.direction in ("maximize", "minimize"), "maximize|minimize", cfg.direction)
-    if cfg.resume is not None:
-        ok = cfg.resume == "last" or RUN_ID.fullmatch(cfg.resume) is not None
-        _check_range(RESUME_KEY, ok, "a sweep's parent run id (32 hex digits) or 'last'", cfg.resume)
-    return cfg
+    keys = _build("sweep", _SweepKeys, raw)
+    metrics = _names("sweep.metric", keys.metric)
+    directions = _names("sweep.direction", keys.direction)
+    known = (*METRICS, *JOB_METRICS)
+    for metric in metrics:
+        if metric not in known:
+            raise ConfigError(
+                f"config key 'sweep.metric': '{metric}' is not a metric; choose one of {', '.join(known)}"
+            )
+    if len(set(metrics)) < len(metrics):
+        twice = next(metric for metric in metrics if metrics.count(metric) > 1)
+        raise ConfigError(f"config key 'sweep.metric': expected each metric once, got '{twice}' twice")
+    for direction in directions:
+        _check_range("sweep.direction", direction in DIRECTIONS, "maximize|minimize", direction)
+    _check_range(
+        "sweep.direction",
+        len(directions) == len(metrics),
+        f"one direction per metric ({len(metrics)}: {', '.join(metrics)})",
+        list(directions) if len(directions) > 1 else directions[0],
+    )
+    _check_range("sweep.champion", keys.champion in CHAMPION_RULES, "|".join(CHAMPION_RULES), keys.champion)
+    if keys.resume is not None:
+        ok = keys.resume == "last" or RUN_ID.fullmatch(keys.resume) is not None
+        _check_range(RESUME_KEY, ok, "a sweep's parent run id (32 hex digits) or 'last'", keys.resume)
+    return SweepConfig(metrics, directions, keys.resume, keys.champion)
+
+
+def _names(key: str, value: str | list[Any]) -> tuple[str, ...]:
+    """A name, or a non-empty list of names (a list of one is the single case)."""
+    names = (value,) if isinstance(value, str) else tuple(value)
+    _check_range(key, bool(names) and all(isinstance(n, str) for n in names), "a name or a list of names", value)
+    return names
 
 
 def without_resume(overrides: Iterable[str]) -> list[str]:

@@ -166,6 +166,8 @@ def _finish(result: dict[str, float | int], model: LogisticRegression) -> dict[s
     result["n_iter"] = int(model.n_iter_)
     result["converged"] = int(bool(model.converged_))
     result["final_train_loss"] = float(model.cost_history_[-1])
+    # how sparse an L1 fit is: every class's weights, the intercepts not counted
+    result["n_nonzero_coef"] = int(np.count_nonzero(model.coef_))
     # A score a split cannot give (ROC AUC of a split holding one class) is left out, not written as NaN.
     return {
         key: round(value, 10) if isinstance(value, float) else value

@@ -40,7 +40,7 @@ if not OmegaConf.has_resolver("logitlab.unique"):
     OmegaConf.register_new_resolver("logitlab.unique", parent.process_tag, use_cache=True)
 
 
-def job(cfg: DictConfig) -> float:
+def job(cfg: DictConfig) -> sweep_job.JobValue:
     """One job: the sweep metric on success, NaN when the job failed (its run and job.json say why)."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

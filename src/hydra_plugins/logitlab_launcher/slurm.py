@@ -88,12 +88,12 @@ def _finished_before(sweep_dir: Path, jobs: dict[int, list[str]]) -> Iterator[tu
 
     parent = sweeps.read_parent(sweep_dir)
     for num, overrides in jobs.items():
-        if parent is not None and (value := sweep_job.finished_before(parent, num, overrides)) is not None:
-            sweep_job.record_finished_before(sweep_dir, num, value)
-            yield num, _returned(overrides, value)
+        if parent is not None and (values := sweep_job.finished_before(parent, num, overrides)) is not None:
+            sweep_job.record_finished_before(sweep_dir, num, values)
+            yield num, _returned(overrides, sweep_job.as_return(values))
 
 
-def _returned(overrides: list[str], value: float) -> JobReturn:
+def _returned(overrides: list[str], value: float | tuple[float, ...]) -> JobReturn:
     """A job's return for the sweeper, for a job this launcher answered itself."""
     result = JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
     result.cfg = OmegaConf.create({})

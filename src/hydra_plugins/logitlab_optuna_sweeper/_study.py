@@ -4,6 +4,11 @@ a launcher that runs jobs elsewhere (joblib, submitit, SLURM), `n_jobs` trials a
 `launch` call in a thread of its own; a slot that frees gets the next trial at once (`asynchronous`), so a
 cheap trial never waits for an expensive one to end.
 
+Several objectives (`sweep.metric` and `hydra.sweeper.direction` lists): the study has one direction per
+objective, each job returns a tuple of values, and the results file holds the best trials (the Pareto front).
+After the trials, the study's figures (`write_figures`: optimisation history, parameter importances, parallel
+coordinates, one of each per objective) go to `<sweep dir>/optuna/`, which the sweep's parent run logs.
+
 Only optuna's public API: `create_study(load_if_exists=True)`, `Study.ask(fixed_distributions)`, `Study.tell`.
 A study in an RDB storage is loaded when it exists, so the same command run again resumes it: the sampler
 sees every earlier trial, and `n_trials` more run, from a seed of their own (`resumed_sampler`). Trials asked
@@ -30,7 +35,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
     CategoricalChoiceType,
@@ -45,6 +50,7 @@ from logitlab.sweeps.state import STATE, WorkerTime
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"  # in the sweep directory, as hydra-optuna-sweeper writes it
+FIGURES = "optuna"  # the study's figures, in the sweep directory (`logitlab.sweeps.parent.STUDY_FIGURES`)
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -62,7 +68,7 @@ PER_EPOCH_SCORES = {
 @dataclass(frozen=True)
 class Settings:
     sampler: optuna.samplers.BaseSampler
-    direction: str
+    directions: tuple[str, ...]  # one per objective
     storage: str | None
     study_name: str | None
     n_trials: int
@@ -91,8 +97,11 @@ class Settings:
         asynchronous: bool = True,
     ) -> Settings:
         """The sweeper's config, or a HydraException naming the key that is wrong."""
-        direction = str(getattr(direction, "name", direction))
-        if direction not in DIRECTIONS:
+        if isinstance(direction, ListConfig):
+            direction = OmegaConf.to_container(direction, resolve=True)
+        given = direction if isinstance(direction, list | tuple) else [direction]
+        directions = tuple(str(getattr(one, "name", one)).lower() for one in given)
+        if not directions or any(one not in DIRECTIONS for one in directions):
             raise HydraException(f"hydra.sweeper.direction: expected minimize or maximize, got {direction!r}")
         if not isinstance(sampler, optuna.samplers.BaseSampler):
             raise HydraException(f"hydra.sweeper.sampler: expected an optuna sampler, got {type(sampler).__name__}")
@@ -107,7 +116,9 @@ class Settings:
         flat = OmegaConf.to_container(params, resolve=True) if params is not None else {}
         assert isinstance(flat, dict)
         space = {str(k): str(v) for k, v in flat.items()}
-        return cls(sampler, direction, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous)
+        return cls(
+            sampler, directions, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous
+        )
 
     def per_epoch_score(self, metric: Any) -> str:
         """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
@@ -126,10 +137,10 @@ class Settings:
                 f"{metric} is computed once per fit; use sweep.metric={per_epoch}, or pruner=none"
             )
         score, direction = PER_EPOCH_SCORES[metric]
-        if direction != self.direction:
+        if (direction,) != self.directions:
             raise HydraException(
-                f"hydra.sweeper.direction: {self.direction} for sweep.metric={metric}, which a pruner compares "
-                f"as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); set sweep.direction={direction}"
+                f"hydra.sweeper.direction: {', '.join(self.directions)} for sweep.metric={metric}, which a pruner "
+                f"compares as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); set sweep.direction={direction}"
             )
         return score
 
@@ -226,9 +237,11 @@ def optimize(
     sweep_dir: str,
     sampler_config: DictConfig | None = None,
     pruning: Pruning | None = None,
+    objectives: Sequence[str] = (),
 ) -> None:
     """Run `settings.n_trials` trials; `sampler_config` (`hydra.sweeper.sampler`) rebuilds a resumed study's
-    sampler with a seed of its own; with `pruning`, each job learns its trial (`hand_over`)."""
+    sampler with a seed of its own; with `pruning`, each job learns its trial (`hand_over`). `objectives` names
+    each objective (`sweep.metric`) in the study's figures."""
     params = [f"{key}={value}" for key, value in settings.params.items()]
     space, fixed = search_space([*params, *arguments])
     study = _study(settings, settings.sampler)
@@ -241,7 +254,7 @@ def optimize(
         study.study_name,
         settings.storage or "in memory",
         type(study.sampler).__name__,
-        settings.direction,
+        ", ".join(settings.directions),
         f"resumed with {earlier} earlier trials" if earlier else "new",
         settings.n_trials,
     )
@@ -254,6 +267,10 @@ def optimize(
     workers = _run_trials(study, space, fixed, launcher, settings, slots, before_launch)
     STATE.workers = workers
     _write_results(study, Path(sweep_dir) / RESULTS_FILE)
+    names = list(objectives) if len(objectives) == len(settings.directions) else []
+    write_figures(
+        study, Path(sweep_dir) / FIGURES, names or [f"objective {i}" for i in range(len(settings.directions))]
+    )
 
 
 # How long an interrupted search waits for its in-flight launches to stop (each launcher's own clean-up: joblib
@@ -408,7 +425,7 @@ def _study(settings: Settings, sampler: optuna.samplers.BaseSampler) -> optuna.S
             storage=trials.storage(settings.storage),
             sampler=sampler,
             pruner=settings.pruner,
-            direction=optuna.study.StudyDirection[settings.direction.upper()],
+            directions=[optuna.study.StudyDirection[direction.upper()] for direction in settings.directions],
             load_if_exists=True,
         )
     except (SQLAlchemyError, ValueError) as err:
@@ -435,25 +452,37 @@ def _check_resumable(study: optuna.Study, space: Mapping[str, BaseDistribution])
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
-    """The job's value; a job its pruner stopped (it returns NaN, its trial says where it stopped) is a pruned
-    trial; a job that raised or returned something other than a finite number is a failed trial."""
+    """The job's value (one per objective: a tuple for several); a job its pruner stopped (it returns NaN, its
+    trial says where it stopped) is a pruned trial; a job that raised or returned something other than a finite
+    number per objective is a failed trial."""
     try:
-        value = float(ret.return_value)
+        values = _values(ret.return_value, len(study.directions))
     except Exception as err:  # the job's own exception, re-raised by JobReturn
         log.warning("trial %d failed: %s", trial.number, " ".join(str(err).split()) or type(err).__name__)
         study.tell(trial, state=TrialState.FAIL)
         return
     from logitlab.sweeps.trials import PRUNED_AT
 
-    if not math.isfinite(value) and (pruned_at := _stored(study, trial).user_attrs.get(PRUNED_AT)) is not None:
+    finite = all(math.isfinite(value) for value in values)
+    if not finite and (pruned_at := _stored(study, trial).user_attrs.get(PRUNED_AT)) is not None:
         log.info("trial %d pruned at epoch %d (reported %.6g)", trial.number, pruned_at[0], pruned_at[1])
         study.tell(trial, state=TrialState.PRUNED)
         return
-    if not math.isfinite(value):
-        log.warning("trial %d failed: the job returned %s", trial.number, value)
+    if not finite:
+        log.warning("trial %d failed: the job returned %s", trial.number, values[0] if len(values) == 1 else values)
         study.tell(trial, state=TrialState.FAIL)
         return
-    study.tell(trial, value)
+    study.tell(trial, values[0] if len(values) == 1 else values)
+
+
+def _values(returned: Any, objectives: int) -> list[float]:
+    """A job's return as one number per objective; a failed job of several objectives returns one NaN."""
+    values = [float(v) for v in returned] if isinstance(returned, list | tuple) else [float(returned)]
+    if len(values) == 1 and objectives > 1 and math.isnan(values[0]):
+        return values * objectives
+    if len(values) != objectives:
+        raise ValueError(f"the job returned {len(values)} values for {objectives} objectives")
+    return values
 
 
 def _stored(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
@@ -464,15 +493,79 @@ def _stored(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTria
 
 
 def _write_results(study: optuna.Study, path: Path) -> None:
-    """hydra-optuna-sweeper's results file: the best trial over the whole study (a resumed one included)."""
+    """hydra-optuna-sweeper's results file: the best trial over the whole study (a resumed one included); with
+    several objectives, the best trials (the Pareto front: `solutions`, each with its params and values)."""
     from logitlab import io
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     results: Mapping[str, Any] = {"name": "optuna", "best_params": None, "best_value": None}
-    if completed:
+    if completed and len(study.directions) > 1:
+        front = [{"number": t.number, "params": t.params, "values": t.values} for t in study.best_trials]
+        results = {"name": "optuna", "solutions": front}
+        log.info("Pareto front: %d of %d completed trials", len(front), len(completed))
+    elif completed:
         best = study.best_trial
         results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
         log.info("Best parameters: %s; best value: %s", best.params, best.value)
     else:
         log.warning("no trial of study '%s' completed", study.study_name)
     io.write_text(path, OmegaConf.to_yaml(OmegaConf.create(dict(results))))
+
+
+def write_figures(study: optuna.Study, folder: Path, objectives: Sequence[str]) -> None:
+    """Optuna's matplotlib views of the study into `folder`: the optimisation history, the parameter importances
+    (with at least two completed trials and more than one parameter) and the parallel coordinates, one of each
+    per objective (`<view>.png`, or `<view>-<objective>.png` for several)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # before optuna's views import pyplot: files only, whatever the display
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as views
+
+    from logitlab import plots  # matplotlib, on Agg: after the trials, never on the launch path
+
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        log.info("no study figures: no trial completed")
+        return
+    searched = {key for trial in completed for key in trial.params}
+    several = len(objectives) > 1
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(objectives):
+
+        def target(trial: optuna.trial.FrozenTrial, index: int = index) -> float:
+            return float(trial.values[index])
+
+        # optuna's importances of a target are those of low values: a maximised objective is negated for them
+        sign = -1.0 if study.directions[index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+        def lower_is_better(trial: optuna.trial.FrozenTrial, index: int = index, sign: float = sign) -> float:
+            return sign * float(trial.values[index])
+
+        given: dict[str, Any] = {"target": target if several else None, "target_name": name}
+        drawn: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+            "history": (views.plot_optimization_history, given),
+            "parallel_coordinates": (views.plot_parallel_coordinate, given),
+        }
+        if len(completed) >= 2 and len(searched) > 1:
+            importance = {**given, "target": lower_is_better} if several else given
+            drawn["importances"] = (views.plot_param_importances, importance)
+        elif index == 0:
+            log.info("no parameter importances: they need 2 completed trials of more than one parameter")
+        for view, (draw, arguments) in drawn.items():
+            # optuna's views switch matplotlib to its ggplot style for good: kept to these figures (the summary's
+            # and the best job's, drawn later in this process, keep the project's)
+            with warnings.catch_warnings(), matplotlib.rc_context():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # optuna's views are experimental
+                # handled above (`lower_is_better`): optuna warns of it whenever a target is given
+                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
+                try:
+                    axes = draw(study, **arguments)
+                except (ValueError, RuntimeError) as err:  # a view this study cannot give
+                    log.info("no %s figure for %s: %s", view, name, " ".join(str(err).split()))
+                    continue
+            figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+            figure.tight_layout()  # optuna's views clip long parameter names such as features.degree
+            plots.save(figure, folder / (f"{view}-{name}.png" if several else f"{view}.png"))

@@ -105,8 +105,9 @@ class OptunaSweeperConf:
     pruner: Any = MISSING
     # a trial's fit reports its validation score to the pruner every this many epochs (a step is an epoch)
     report_every: int = 10
-    # minimize or maximize the value each job returns
-    direction: str = "minimize"
+    # minimize or maximize the value each job returns; a list, one per objective, for several objectives (each
+    # job returns a value per objective: `sweep.metric` a list)
+    direction: Any = "minimize"
     # an RDB URL (e.g. sqlite:///optuna.db) keeps the study; the same study_name then resumes it
     storage: str | None = None
     study_name: str | None = None

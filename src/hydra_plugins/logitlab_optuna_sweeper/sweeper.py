@@ -7,14 +7,14 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
         sampler: Any,
-        direction: str,
+        direction: Any,
         storage: str | None,
         study_name: str | None,
         n_trials: int,
@@ -51,4 +51,7 @@ class OptunaSweeper(Sweeper):
             assert isinstance(pruner, dict)
             pruning = _study.Pruning(score, {str(key): value for key, value in pruner.items()})
             settings = settings.with_shared_storage(sweep_dir, self.launcher)
-        _study.optimize(settings, arguments, self.launcher, sweep_dir, self.config.hydra.sweeper.sampler, pruning)
+        metric = self.config.sweep.metric if "sweep" in self.config else None  # several objectives: a list
+        objectives = [str(m) for m in metric] if isinstance(metric, ListConfig) else [str(metric)] if metric else []
+        sampler = self.config.hydra.sweeper.sampler
+        _study.optimize(settings, arguments, self.launcher, sweep_dir, sampler, pruning, objectives)

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,7 @@ class JobResult:
     metrics: dict[str, Any]  # what the last stage returned
     files: dict[str, Files]  # where each stage read and wrote, by stage name
     cache: dict[str, str]  # shared stage -> "hit" | "miss"
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time of each stage run in the job
 
 
 def run_now(finish: Callable[[Files], None], files: Files) -> None:
@@ -165,6 +167,7 @@ def run_job(
     keys: dict[Path, str] = {}  # declared output path -> cache key of the entry holding it
     files: dict[str, Files] = {}
     result: Any = None
+    seconds: dict[str, float] = {}
     for stage in STAGES:
         cfg = validated[stage.name]
         inputs = {path: located.get(path, root / path) for path in stage.inputs.values()}
@@ -175,12 +178,14 @@ def run_job(
             keys.update({out.path: key for out in stage.outputs.values()})
         else:
             files[stage.name] = stage.resolve(inputs, job_dir)
+            start = time.perf_counter()
             result = stage.run(cfg, files[stage.name])
+            seconds[stage.name] = time.perf_counter() - start
             if stage.finish is not None:
                 finish(stage.finish, files[stage.name])
         located.update({out.path: files[stage.name].outputs[name] for name, out in stage.outputs.items()})
     log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in memo.status.items()))
-    return JobResult(result, files, dict(memo.status))
+    return JobResult(result, files, dict(memo.status), seconds)
 
 
 def finish_outputs(job: JobResult) -> list[Path]:

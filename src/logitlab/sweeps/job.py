@@ -4,7 +4,8 @@ recorded as a result rather than lost.
 The run opens before the config is validated, so a job with an invalid value is a FAILED child run with
 its reason like a job that diverged (lightning-hydra-template's task wrapper, with MLflow as the record).
 Each job also leaves `job.json` (status, metric or error) in its directory: an untracked sweep counts its
-failures from those.
+failures from those. A job returns its value for each objective (`sweep.metric`): a number, or a tuple of them
+for several objectives (what the Optuna sweeper tells its study).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from logitlab.stage import Files
 from logitlab.tracking import sweeps
 
 if TYPE_CHECKING:
-    from logitlab.sweeps.executor import JobConfig
+    from logitlab.sweeps.executor import JobConfig, JobResult
 
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "job.json"
+# What a job returns: its sweep metric, or one value per objective (several: `sweep.metric` a list).
+JobValue = float | tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,12 @@ class Job:
     sweep_dir: Path | None  # None: a single run (no -m)
 
 
-def run(params: Mapping[str, Any], job: Job) -> float:
-    """The job's sweep metric. A failure is recorded (run FAILED, job.json) and raised again. A job its
-    search's pruner stopped (`sweeps.trials`) returns NaN (it has no final metric) with job.json PRUNED."""
+def run(params: Mapping[str, Any], job: Job) -> JobValue:
+    """The job's sweep metric (a tuple, one per objective, for several). A failure is recorded (run FAILED,
+    job.json) and raised again. A job its search's pruner stopped (`sweeps.trials`) returns NaN (it has no final
+    metric; a pruned search has one objective) with job.json PRUNED."""
     try:
-        value = _tracked(params, job)
+        values = _tracked(params, job)
     except TrialPruned as pruned:
         _write_status(job.job_dir, {"status": "PRUNED", "step": pruned.step, "value": pruned.value})
         return math.nan
@@ -55,11 +59,11 @@ def run(params: Mapping[str, Any], job: Job) -> float:
         if isinstance(err, TrackingLostError) and job.sweep_dir is not None:
             sweeps.mark_tracking_lost(job.sweep_dir, job.num, reason)
         raise
-    _write_finished(job.job_dir, value)
-    return value
+    _write_finished(job.job_dir, values)
+    return as_return(values)
 
 
-def _tracked(params: Mapping[str, Any], job: Job) -> float:
+def _tracked(params: Mapping[str, Any], job: Job) -> tuple[float, ...]:
     """Inside the sweep parent's child run, a top-level run for a single run, or untracked. The config is
     validated once, into the `JobConfig` the job runs on: in a sweep inside the job's run (an invalid value is
     a FAILED child), in a single run before its run opens (it ends in one line)."""
@@ -71,8 +75,8 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
             return _value(_body(JobConfig.of(params), job, None, None))
         if lost := sweeps.tracking_lost(job.sweep_dir):
             raise TrackingError(f"not run: the tracking server stopped answering in job {lost['job']}")
-        if (value := finished_before(parent, job.num, job.overrides)) is not None:
-            return value
+        if (values := finished_before(parent, job.num, job.overrides)) is not None:
+            return values
         tracker = parent.tracker()
         with sweeps.job_run(parent, tracker, job.num, job.overrides, _recorded(params)) as run_id:
             outcome = _body(JobConfig.of(params), job, tracker.uri, run_id)
@@ -91,27 +95,31 @@ def _tracked(params: Mapping[str, Any], job: Job) -> float:
         return _value(_body(job_config, job, connected.uri, run_id))
 
 
-def _value(outcome: float | TrialPruned) -> float:
-    """The metric, or the pruning raised for `run` to record."""
+def _value(outcome: tuple[float, ...] | TrialPruned) -> tuple[float, ...]:
+    """The objectives' values, or the pruning raised for `run` to record."""
     if isinstance(outcome, TrialPruned):
         raise outcome
     return outcome
 
 
-def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> float | None:
-    """A resumed sweep's job that FINISHED before the sweep stopped: its metric (NaN if it had none), not run
-    again; None for a job to run."""
+def finished_before(parent: sweeps.Parent, num: int, overrides: list[str]) -> tuple[float, ...] | None:
+    """A resumed sweep's job that FINISHED before the sweep stopped: its objectives' values (NaN where it had
+    none), not run again; None for a job to run."""
     key = sweeps.job_key(config.without_resume(overrides))
     if key not in parent.finished_jobs:
         return None
     log.info("job %s FINISHED before the sweep stopped; not run again (sweep.resume)", num)
-    value = parent.finished_jobs[key]
-    return math.nan if value is None else value
+    return tuple(math.nan if value is None else value for value in parent.finished_jobs[key])
 
 
-def record_finished_before(sweep_dir: Path, num: int, value: float) -> None:
+def as_return(values: tuple[float, ...]) -> JobValue:
+    """What a job hands Hydra: the number for one objective, the tuple for several."""
+    return values[0] if len(values) == 1 else values
+
+
+def record_finished_before(sweep_dir: Path, num: int, values: tuple[float, ...]) -> None:
     """The job.json of a job `finished_before` answered without running it (a launcher that skips it)."""
-    _write_finished(sweep_dir / str(num), value)
+    _write_finished(sweep_dir / str(num), values)
 
 
 def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,12 +129,14 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, "sweep": sweep}
 
 
-def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> float | TrialPruned:
-    """The job's metric, or how its search's pruner stopped it (returned, so that its run ends FINISHED)."""
+def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> tuple[float, ...] | TrialPruned:
+    """The job's value for each objective, or how its search's pruner stopped it (returned, so that its run ends
+    FINISHED)."""
     from logitlab.sweeps import executor, trials
 
     metric = job_config.sweep.metric
-    _check_metric(metric, job_config.preprocess, job)
+    for objective in job_config.sweep.metrics:
+        _check_metric(objective, job_config.preprocess, job)
     mlflow_cfg = job_config.mlflow
     # A tracked sweep's child: figures and model for the best only (`mlflow.child_artifacts`), made later
     light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
@@ -135,6 +145,7 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
     try:
         with trials.reporting_to_trial(job.sweep_dir, job.num):
             result = executor.run_job(job_config, job.job_dir, finish=finish)
+        job_metrics = {**result.metrics, **_job_only_metrics(result)}
     except TrialPruned as pruned:
         if run_id is not None:
             from logitlab.tracking import results
@@ -146,6 +157,7 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
         from logitlab.tracking import results
 
         record = executor.record(result)
+        record = dataclasses.replace(record, metrics={**record.metrics, **_job_only_metrics(result)})
         if deferred or light:  # the helper attaches them once drawn, or they are drawn for the best child only
             late = set(executor.finish_outputs(result))
             record = dataclasses.replace(record, artifacts=[path for path in record.artifacts if path not in late])
@@ -155,15 +167,20 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         log_model = mlflow_cfg.log_model and not light
         results.log_results(run_id, record, mlflow_cfg.history_points, log_model=log_model, tags=tags)
-    if metric not in result.metrics:  # a binary-only metric of multiclass data, or one the data cannot give
-        if job.sweep_dir is None:
-            return math.nan  # a single run ranks nothing
+    missing = [objective for objective in job_config.sweep.metrics if objective not in job_metrics]
+    if missing and job.sweep_dir is not None:  # a binary-only metric of multiclass data, or one it cannot give
         raise ConfigError(
-            f"config key 'sweep.metric': '{metric}' is not computed for this data "
+            f"config key 'sweep.metric': '{missing[0]}' is not computed for this data "
             f"({'multiclass' if 'test_f1' not in result.metrics else 'binary'}); "
-            f"it has: {', '.join(sorted(result.metrics))}"
+            f"it has: {', '.join(sorted(job_metrics))}"
         )
-    return float(result.metrics[metric])
+    # a single run ranks nothing: a metric it lacks is NaN
+    return tuple(float(job_metrics.get(objective, math.nan)) for objective in job_config.sweep.metrics)
+
+
+def _job_only_metrics(result: JobResult) -> dict[str, float]:
+    """`config.JOB_METRICS`: the train stage's wall time (its fit, the folds' with cross-validation)."""
+    return {"fit_time_s": round(result.seconds.get("train", math.nan), 6)}
 
 
 def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) -> None:
@@ -193,8 +210,13 @@ def _later(finish: Callable[[Files], None], files: Files) -> None:
     """A light child's figures: drawn for the best child at the sweep's end, for any other by `logitlab.runs`."""
 
 
-def _write_finished(job_dir: Path, value: float) -> None:
-    _write_status(job_dir, {"status": "FINISHED", "metric": value if math.isfinite(value) else None})
+def _write_finished(job_dir: Path, values: tuple[float, ...]) -> None:
+    """`metric` is the first objective's value (None if not finite); `values` every objective's, when several."""
+    finite = [value if math.isfinite(value) else None for value in values]
+    status: dict[str, Any] = {"status": "FINISHED", "metric": finite[0]}
+    if len(values) > 1:
+        status["values"] = finite
+    _write_status(job_dir, status)
 
 
 def _write_status(job_dir: Path, status: dict[str, Any]) -> None:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # process that runs these callbacks (the sweep's, and each job's: joblib and submitit pickle the callbacks),
 # whatever PYTHONWARNINGS says; `sweep.main` ends the command with it in one line.
 CALLBACK_FAILED = r"Callback \w+\.\w+ raised "
+# The Optuna sweeper's figures of its study, in the sweep folder (`logitlab_optuna_sweeper._study.FIGURES`)
+STUDY_FIGURES = "optuna"
 warnings.filterwarnings("error", message=CALLBACK_FAILED, category=UserWarning)
 
 
@@ -178,7 +180,7 @@ def _open_parent(config: DictConfig, sections: SweepSections) -> Parent | None:
         return sweeps.start_sweep(tracker, sweep_dir, overrides, varied, numbered)
     from logitlab.tracking import resume
 
-    parent = resume.resume_sweep(tracker, sweep_dir, sweep_cfg.resume, overrides, sweep_cfg.metric, varied, numbered)
+    parent = resume.resume_sweep(tracker, sweep_dir, sweep_cfg.resume, overrides, sweep_cfg.metrics, varied, numbered)
     log.info("resuming sweep %s: %d of its jobs FINISHED already", parent.run_id, len(parent.finished_jobs))
     _continue_study(config.hydra.get("sweeper", {}))
     return parent
@@ -247,6 +249,7 @@ def _summarise(config: DictConfig) -> None:
             model_name=mlflow_cfg.registered_model_name if mlflow_cfg.register else None,
             out_dir=out_dir,
             search_metrics={"busy_fraction": STATE.workers.busy_fraction} if STATE.workers else {},
+            study_dir=sweep_dir / STUDY_FIGURES,
         )
         STATE.parent = None
         if finished.best_value is not None:
@@ -257,7 +260,9 @@ def _summarise(config: DictConfig) -> None:
         counted.finished,
         f"{counted.pruned} pruned ({counted.pruned / len(jobs):.0%}), " if counted.pruned else "",
         counted.failed,
-        sweep_cfg.metric,
+        f"by {sweep_cfg.champion} of {', '.join(sweep_cfg.metrics)}: {sweep_cfg.metric}"
+        if sweep_cfg.several
+        else sweep_cfg.metric,
         best,
     )
     if workers := STATE.workers:

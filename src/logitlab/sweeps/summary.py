@@ -1,7 +1,9 @@
-"""The sweep's summary for its parent run: one row per job, as CSV/HTML, and metric-vs-param plots."""
+"""The sweep's summary for its parent run: one row per job, as CSV/HTML, and metric-vs-param plots; with several
+objectives, the Pareto front as a table and a figure."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from html import escape
 from pathlib import Path
@@ -25,6 +27,7 @@ SHOWN_METRICS = (
     "test_log_loss",
     "n_iter",
 )
+PARETO_CSV, PARETO_PNG = "pareto_front.csv", "pareto_front.png"
 
 
 def write(runs: list[Run], sweep: config.SweepConfig, out_dir: Path) -> None:
@@ -32,8 +35,12 @@ def write(runs: list[Run], sweep: config.SweepConfig, out_dir: Path) -> None:
     frame = table(runs, sweep)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_csv(out_dir / "sweep_table.csv", frame)
-    io.write_text(out_dir / "sweep_table.html", to_html(frame, sweep.metric))
+    io.write_text(out_dir / "sweep_table.html", to_html(frame, ", ".join(sweep.metrics)))
     comparison_plot(frame, sweep.metric, out_dir / "sweep_comparison.png")
+    if sweep.several:
+        front = pareto_table(runs, sweep)
+        io.write_csv(out_dir / PARETO_CSV, front)
+        pareto_plot(frame, front, sweep, out_dir / PARETO_PNG)
 
 
 def swept_params(runs: list[Run]) -> list[str]:
@@ -45,7 +52,7 @@ def swept_params(runs: list[Run]) -> list[str]:
 def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
     """One row per job, best first (`selection.rank_key`); failed jobs last, with their reason."""
     varied = swept_params(runs)
-    shown = list(dict.fromkeys([sweep.metric, *SHOWN_METRICS]))
+    shown = list(dict.fromkeys([*sweep.metrics, *SHOWN_METRICS]))
     rows: list[dict[str, object]] = []
     for run in sorted(runs, key=lambda r: selection.rank_key(r, sweep)):
         row: dict[str, object] = {
@@ -59,9 +66,50 @@ def table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
         row.update({m: run.data.metrics.get(m) for m in shown})
         row["error"] = run.data.tags.get("error", "")
         rows.append(row)
-    shown = [m for m in shown if m == sweep.metric or any(row[m] is not None for row in rows)]  # this sweep's
+    shown = [m for m in shown if m in sweep.metrics or any(row[m] is not None for row in rows)]  # this sweep's
     columns = ["rank", "job", "run_name", "run_id", "status", *varied, *shown, "error"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def pareto_table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
+    """The non-dominated FINISHED, non-pruned children (`selection.pareto_front`), best first by the `first`
+    rule: run id, job, the params the sweep varied and each objective."""
+    varied = swept_params(runs)
+    rows = [
+        {
+            "run_id": run.info.run_id,
+            "job": int(run.data.tags.get("hydra_job_num", "0")),
+            **{key: run.data.params.get(key) for key in varied},
+            **{metric: run.data.metrics[metric] for metric in sweep.metrics},
+        }
+        for run in selection.pareto_front(runs, sweep)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "job", *varied, *sweep.metrics])
+
+
+def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, sweep: config.SweepConfig, path: Path) -> None:
+    """Every finished job as a point and the front highlighted and joined, one panel per pair of objectives
+    (one panel for two), each axis labelled with its objective's direction."""
+    import matplotlib.pyplot as plt
+
+    done = frame[(frame["status"] == "FINISHED") & frame[list(sweep.metrics)].notna().all(axis=1)]
+    pairs = list(itertools.combinations(range(len(sweep.metrics)), 2))
+    cols = min(3, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    for ax, (i, j) in zip(axes.ravel(), pairs, strict=False):
+        x, y = sweep.metrics[i], sweep.metrics[j]
+        ax.scatter(done[x], done[y], color="0.6", label="jobs")
+        joined = front.sort_values([x, y])
+        ax.plot(joined[x], joined[y], "o-", color="tab:red", label="Pareto front")
+        ax.set_xlabel(f"{x} ({sweep.directions[i]})")
+        ax.set_ylabel(f"{y} ({sweep.directions[j]})")
+        ax.legend(loc="best")
+    for ax in axes.ravel()[len(pairs) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"Pareto front: {len(front)} of {len(done)} finished jobs")
+    fig.tight_layout()
+    plots.save(fig, path)
 
 
 def to_html(frame: pd.DataFrame, metric: str) -> str:

@@ -32,7 +32,7 @@ def resume_sweep(
     sweep_dir: Path,
     resume: str,
     overrides: list[str],
-    metric: str,
+    metrics: tuple[str, ...],
     varied: list[str],
     numbered: bool = False,
 ) -> sweeps.Parent:
@@ -42,15 +42,16 @@ def resume_sweep(
     _check_same_sweep(run, overrides)
     _check_stopped(run)
     client = tracker.client()
-    finished: dict[str, float | None] = {}
+    finished: dict[str, list[float | None]] = {}
     for child in sweeps.children(tracker, run.info.run_id):
         if child.info.status == "RUNNING":
             sweeps.end_run(client, child.info.run_id, "KILLED", "left RUNNING when its sweep stopped (sweep.resume)")
         elif child.info.status == "FINISHED" and child.data.tags.get(FIGURES_TAG) == "pending":
             sweeps.end_run(client, child.info.run_id, "FAILED", "its figures never arrived: its sweep stopped first")
         elif child.info.status == "FINISHED":
-            value = child.data.metrics.get(metric)
-            finished[sweeps.job_key(child.data.tags.get("hydra_overrides", ""))] = value if finite(value) else None
+            values = [child.data.metrics.get(metric) for metric in metrics]
+            key = sweeps.job_key(child.data.tags.get("hydra_overrides", ""))
+            finished[key] = [value if finite(value) else None for value in values]
     for tag, text in sweeps.launcher_tags().items():
         client.set_tag(run.info.run_id, tag, text)
     client.update_run(run.info.run_id, status="RUNNING")

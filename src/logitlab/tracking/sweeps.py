@@ -36,6 +36,7 @@ SWEEP_TAG = "logitlab.sweep_id"
 SLURM_JOB_TAG = "slurm.job_id"
 # Where the sweep's launching process runs: a resume refuses a sweep whose process is still alive.
 HOST_TAG, PID_TAG = "logitlab.host", "logitlab.pid"
+CHAMPION_RULE_TAG = "logitlab.champion_rule"  # the parent's: which rule chose its best child (`sweep.champion`)
 RUN_NAME_CHARS = 40  # what the MLflow UI's runs table shows of a name
 SHORT_KEYS = {"learning_rate": "lr"}  # run names only; the params keep the full keys
 SHORT_VALUE_CHARS = 8  # longer numbers are rounded in run names
@@ -50,8 +51,8 @@ class Parent:
     experiment_name: str
     varied: list[str] = field(default_factory=list)  # the keys the sweep varies: they name its children
     numbered: bool = False  # children's names end with the job number (a search may repeat a combination)
-    # A resumed sweep's jobs that already FINISHED under this parent: job key -> their sweep metric.
-    finished_jobs: dict[str, float | None] = field(default_factory=dict)
+    # A resumed sweep's jobs that already FINISHED under this parent: job key -> their objectives' values.
+    finished_jobs: dict[str, list[float | None]] = field(default_factory=dict)
 
     def tracker(self) -> Tracker:
         return attach(self.uri, self.experiment_id, self.experiment_name)
@@ -304,10 +305,13 @@ def finish_sweep(
     model_name: str | None,
     out_dir: Path,
     search_metrics: Mapping[str, float],
+    study_dir: Path | None = None,
 ) -> SweepSummary:
-    """End the parent FINISHED with the best of `runs` (its params and metrics), the search's own metrics
-    (`busy_fraction`) and the summary files in `out_dir` (under `sweep/`); register the best model as
-    `model_name`'s `champion` when it beats the current one (None: no registry)."""
+    """End the parent FINISHED with the best of `runs` (its params and metrics; the champion rule it was chosen
+    by, `sweep.champion`, as the tag `logitlab.champion_rule`), the search's own metrics (`busy_fraction`), the
+    summary files in `out_dir` (under `sweep/`) and the Optuna study's figures in `study_dir` (under `optuna/`,
+    when it exists); register the best model as `model_name`'s `champion` when it beats the current one (None:
+    no registry)."""
     from mlflow.entities import Metric, Param
 
     from logitlab.tracking import registry
@@ -320,12 +324,17 @@ def finish_sweep(
     finished = sum(r.info.status == "FINISHED" for r in runs) - pruned
     failed = sum(r.info.status == "FAILED" for r in runs)
     client.log_artifacts(parent.run_id, str(out_dir), artifact_path="sweep")
+    if study_dir is not None and study_dir.is_dir():
+        client.log_artifacts(parent.run_id, str(study_dir), artifact_path="optuna")
+    client.set_tag(parent.run_id, CHAMPION_RULE_TAG, sweep.champion if sweep.several else "first")
+    client.set_tag(
+        parent.run_id,
+        "sweep_objectives",
+        " ".join(f"{m}:{d}" for m, d in zip(sweep.metrics, sweep.directions, strict=True)),
+    )
     now = int(time.time() * 1000)
-    summary_metrics = [
-        Metric(name, float(count), now, 0) for name, count in (("n_jobs", len(runs)), ("n_failed", failed))
-    ]
-    if pruned:
-        summary_metrics.append(Metric("n_pruned", float(pruned), now, 0))
+    counts = (("n_jobs", len(runs)), ("n_failed", failed), ("n_pruned", pruned))
+    summary_metrics = [Metric(name, float(count), now, 0) for name, count in counts]
     summary_metrics += [Metric(key, value, now, 0) for key, value in search_metrics.items()]
     params: list[Param] = []
     if best is not None:
