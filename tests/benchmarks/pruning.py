@@ -1,7 +1,7 @@
 """The "Pruning" section of `make bench` (issue 20): the same TPE search (the `lr_penalty` space, one seed) with
-`hydra/sweeper/pruner=median`, with `successive_halving` and without, on a real CSV whose trials differ in cost (`flights.py`: 30k NYC
-flights; degree 2 and 3 expand six of its numeric columns, `EXPANDED`), side by side in one run, process start
-to exit.
+`hydra/sweeper/pruner=median`, with `successive_halving` and without, on a real CSV whose trials differ in cost
+(`flights.py`: 30k NYC flights; degree 2 and 3 expand six of its numeric columns, `EXPANDED`), side by side in
+one run, process start to exit.
 
 Per search: wall time, training epochs (a finished job's `n_iter`, a pruned one's epoch it stopped at), the
 best `val_accuracy` and how many trials were pruned. Goals (issue 20): the pruned search's best within 0.5

@@ -140,7 +140,8 @@ class Settings:
         if (direction,) != self.directions:
             raise HydraException(
                 f"hydra.sweeper.direction: {', '.join(self.directions)} for sweep.metric={metric}, which a pruner "
-                f"compares as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); set sweep.direction={direction}"
+                f"compares as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); "
+                f"set sweep.direction={direction}"
             )
         return score
 
