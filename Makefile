@@ -99,9 +99,10 @@ browser: ## Install headless Chromium + chromedriver (Debian packages) for the b
 serve: setup ## Serve a registered champion over HTTP at 127.0.0.1:5001, a worker per core (MODEL_NAME, default logitlab-circles: make sweep's; WORKERS, MAX_REQUEST_BYTES)
 	MODEL_NAME="$${MODEL_NAME:-logitlab-circles}" bash scripts/serve.sh
 
+# One process (--dist no over pyproject's --dist loadfile): pytest-benchmark turns its timing off under xdist.
 bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, model selection, 5 GB out of core (BENCH=-k expr)
 	mkdir -p reports/bench
-	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 \
+	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 --dist no \
 		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
 
 bench-selection: setup ## Model selection: sweeps and CV against a hand-written MLflow loop and LogisticRegressionCV, ratios and goals -> reports/bench/ (~5 min at the goals' speed)
