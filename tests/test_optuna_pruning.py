@@ -119,6 +119,18 @@ def test_a_metric_a_pruner_cannot_compare_is_refused_in_one_line(
     assert str(raised.value) == message
 
 
+def test_a_streamed_fit_is_pruned_on_its_loss_and_an_accuracy_refused() -> None:
+    """A streamed fit computes no validation accuracy per epoch: refused in one line, not a search never pruned."""
+    with pytest.raises(HydraException) as raised:
+        settings("maximize", optuna.pruners.MedianPruner()).per_epoch_score("val_accuracy", streamed=True)
+    assert str(raised.value) == (
+        "hydra.sweeper.pruner: a streamed fit (data.chunk_rows) reports its validation loss per epoch, not its "
+        "accuracy; use sweep.metric=val_log_loss sweep.direction=minimize, or pruner=none (got "
+        "sweep.metric=val_accuracy)"
+    )
+    assert settings("minimize", optuna.pruners.MedianPruner()).per_epoch_score("val_log_loss", streamed=True) == "loss"
+
+
 @pytest.mark.parametrize(
     ("metric", "direction", "score"),
     [

@@ -120,8 +120,10 @@ class Settings:
             sampler, directions, storage, study_name, n_trials, n_jobs, space, pruner, report_every, asynchronous
         )
 
-    def per_epoch_score(self, metric: Any) -> str:
-        """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot."""
+    def per_epoch_score(self, metric: Any, streamed: bool = False) -> str:
+        """What a trial reports per epoch for the sweep metric, or a HydraException saying why it cannot. A
+        `streamed` fit (`data.chunk_rows`) computes its validation loss per epoch, not its accuracy: a pruner
+        on the accuracy would never hear from it."""
         if not isinstance(metric, str):  # several objectives (a list)
             raise HydraException(
                 "hydra.sweeper.pruner: optuna does not prune a study with several objectives (sweep.metric is a "
@@ -142,6 +144,12 @@ class Settings:
                 f"hydra.sweeper.direction: {', '.join(self.directions)} for sweep.metric={metric}, which a pruner "
                 f"compares as {'an' if score == 'accuracy' else 'a'} {score} ({direction}); "
                 f"set sweep.direction={direction}"
+            )
+        if streamed and score == "accuracy":
+            raise HydraException(
+                f"hydra.sweeper.pruner: a streamed fit (data.chunk_rows) reports its validation loss per epoch, not "
+                f"its accuracy; use sweep.metric=val_log_loss sweep.direction=minimize, or pruner=none (got "
+                f"sweep.metric={metric})"
             )
         return score
 

@@ -46,7 +46,10 @@ class OptunaSweeper(Sweeper):
         settings, pruning = self.settings, None
         if settings.pruning:  # refused before any job when the sweep metric cannot be reported per epoch
             metric = self.config.sweep.metric  # several objectives: a list
-            score = settings.per_epoch_score(metric if isinstance(metric, str) else OmegaConf.to_container(metric))
+            streamed = self.config.get("data", {}).get("chunk_rows") is not None
+            score = settings.per_epoch_score(
+                metric if isinstance(metric, str) else OmegaConf.to_container(metric), streamed
+            )
             pruner = OmegaConf.to_container(self.config.hydra.sweeper.pruner, resolve=True)
             assert isinstance(pruner, dict)
             pruning = _study.Pruning(score, {str(key): value for key, value in pruner.items()})
