@@ -210,10 +210,17 @@ def test_the_scalar_metrics_are_sklearns(n_classes: int, case: str) -> None:
         assert result[key] == pytest.approx(float(value), rel=1e-12, abs=1e-15), key
 
 
+def test_n_nonzero_coef_counts_every_classs_nonzero_weights_and_no_intercept() -> None:
+    model = fitted_stub()
+    model.coef_, model.intercept_ = np.array([[0.0, 1.0], [-2.0, 0.0], [0.0, 0.0]]), np.array([1.0, 1.0, 1.0])
+    assert reports._finish({}, model)["n_nonzero_coef"] == 2
+
+
 def fitted_stub() -> LogisticRegression:
     """A model with the fitted attributes `reports._finish` reads."""
     model = LogisticRegression()
     model.n_iter_, model.converged_, model.cost_history_ = 1, True, [0.5]
+    model.coef_ = np.array([0.0, 1.5])
     return model
 
 
