@@ -4,10 +4,13 @@ no traceback, and the previous outputs untouched. docs/reliability.md lists ever
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -174,6 +177,42 @@ def test_unreachable_tracking_server_fails_fast_naming_the_uri(project: Path) ->
     assert_one_line_error(done, "http://127.0.0.1:9", "unreachable")
     multirun = logitlab(["sweep", "-m", "model.max_iter=50,60"], project, env=env, check=False)
     assert_one_line_error(multirun, "http://127.0.0.1:9")
+
+
+class _SlowHealth(http.server.BaseHTTPRequestHandler):
+    """A tracking server that is up but busy: its first /health answers after `delays[0]` s, the next sooner."""
+
+    delays: list[float] = []
+
+    def do_GET(self) -> None:
+        time.sleep(self.delays.pop(0) if self.delays else 0)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("delays", "reachable"), [([1.0, 0.0], True), ([1.0, 1.0], False)])
+def test_a_busy_server_is_asked_again_before_it_is_called_unreachable(
+    delays: list[float], reachable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logitlab.errors import TrackingError
+    from logitlab.tracking import store
+
+    monkeypatch.setattr(store, "HEALTH_TIMEOUTS_S", (0.3, 0.3))
+    monkeypatch.setattr(_SlowHealth, "delays", list(delays))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHealth) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            if reachable:
+                store._check_reachable(uri)
+            else:
+                with pytest.raises(TrackingError, match=f"{uri} is unreachable .*timed out"):
+                    store._check_reachable(uri)
+        finally:
+            server.shutdown()
 
 
 def test_unreachable_tracking_server_with_required_false_keeps_training(project: Path) -> None:

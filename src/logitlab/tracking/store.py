@@ -54,16 +54,27 @@ def _artifact_location(uri: str, root: Path, experiment_name: str) -> str | None
     return None
 
 
+# /health's timeouts, one per attempt: a refused connection fails at once (nothing listens there), but a server
+# that is up and busy (three sweeps starting together on two cores) can take more than 5 s to answer, and is
+# not unreachable. ~1 min in all, well within what MLflow's own calls wait (MLFLOW_HTTP_REQUEST_TIMEOUT=120).
+HEALTH_TIMEOUTS_S: tuple[float, ...] = (5, 15, 40)
+
+
 def _check_reachable(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-            if response.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+    for attempt, timeout_s in enumerate(HEALTH_TIMEOUTS_S, start=1):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                if response.status == 200:
+                    return
+                break
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            if isinstance(reason, TimeoutError) and attempt < len(HEALTH_TIMEOUTS_S):
+                log.info("MLflow tracking server %s: /health timed out after %s s, asking again", uri, timeout_s)
+                continue
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
     raise TrackingError(f"MLflow tracking server {uri} did not answer /health with 200")
 
 
