@@ -310,3 +310,29 @@ def test_the_tutorials_pareto_front_is_what_its_command_leaves(tmp_path: Path) -
             row["n_nonzero_coef"],
         )
         assert c == f"{float(row['model.C']):.3g}"
+
+
+@pytest.mark.parametrize("objectives", [["val_accuracy"], ["val_accuracy", "n_nonzero_coef"]])
+def test_the_study_figures_of_a_few_equal_trials_are_drawn_without_a_warning(
+    objectives: list[str], tmp_path: Path
+) -> None:
+    """Trials of one value fall in one quantile: optuna warns that the importances are equal, which the
+    figure's equal bars already say; a sweep's output carries no warning a user cannot act on."""
+    import warnings
+
+    from hydra_plugins.logitlab_optuna_sweeper._study import write_figures
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        trial.suggest_float("C", 0.1, 1)
+        trial.suggest_int("degree", 1, 3)
+        return [0.5, 3.0][: len(objectives)]
+
+    directions = ["maximize", "minimize"][: len(objectives)]
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_figures(study, tmp_path, objectives)
+    several = len(objectives) > 1
+    expected = {f"{view}-{name}.png" if several else f"{view}.png" for view in VIEWS for name in objectives}
+    assert {p.name for p in tmp_path.glob("*.png")} == expected
