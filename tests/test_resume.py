@@ -77,7 +77,13 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> Crashed:
     try:
         wait_for(lambda: any(row[2] for row in runs_in_store(project)) or proc.poll() is not None, 120, "a job")
         parent = next(row[2] for row in runs_in_store(project) if row[2])
-        refused = logitlab(["sweep", "-m", *GRID, f"sweep.resume={parent}"], project, check=False)
+        # The sweep held (SIGSTOP) while the resume is tried: alive, as a running sweep is, however long the
+        # resume's own start takes on a busy machine (35 s in one CI run, when the six jobs took 30 s).
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            refused = logitlab(["sweep", "-m", *GRID, f"sweep.resume={parent}"], project, check=False)
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
         assert f"sweep {parent} is still running (pid {proc.pid})" in one_error_line(refused)
         kill_after(proc, project, 2, log)
     finally:
