@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +29,15 @@ BASE_ENV = {
     "GIT_COMMITTER_NAME": "test",
     "GIT_COMMITTER_EMAIL": "test@localhost",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started with SIGINT ignored (a background job of a shell without job control, `(make test &)`)
+    would pass that on to every sweep it starts, and a Python started so never raises KeyboardInterrupt: the
+    interrupt tests would then test how the suite was launched. Each process (xdist workers too) takes Python's
+    own handler, which its children get back as SIG_DFL, as from a terminal."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def tracked_files() -> list[str]:

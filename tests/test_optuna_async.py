@@ -106,9 +106,8 @@ class InterruptedLauncher:
 
 
 def test_an_interrupt_ends_every_trial_in_flight_failed_and_interrupts_its_launch(tmp_path: Path) -> None:
-    # Python's own SIGINT handler, as a sweep's process has: `interrupt_main` does nothing under SIG_IGN or
-    # SIG_DFL, which a pytest-xdist worker may hold by now (an in-process command's exit sets SIG_DFL, and DVC's
-    # stage runner, finding SIG_DFL, leaves SIG_IGN behind)
+    # Python's own SIGINT handler, as a sweep's process has: `interrupt_main` does nothing under SIG_DFL, which
+    # an in-process command of an earlier test on this worker may have left (`cli.exit_interrupted`)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         interrupted_search(tmp_path)
