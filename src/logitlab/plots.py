@@ -33,7 +33,7 @@ GRID_POINTS = 120  # per axis of the decision-boundary grid: smooth contours at 
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
-    plt.close(fig)  # figures made through pyplot (the sweep's comparison plot) stay registered until closed
+    plt.close(fig)  # figures made through pyplot (Optuna's views of a study) stay registered until closed
     return Path(path)
 
 
@@ -55,6 +55,26 @@ def _figure(
 def _left_margin(labels: list[str], width: float) -> float:
     """The left margin (a fraction of `width` inches) that fits the longest y tick label and the axis label."""
     return min(0.6, (0.55 + CHAR_WIDTH_IN * max(map(len, labels), default=1)) / width)
+
+
+def grid_margins(fig: Figure, rows: int, cols: int, y_labels: list[str], rotated_x: list[str]) -> dict[str, float]:
+    """`subplots_adjust` arguments for a grid of panels with a suptitle, in inches: room for the longest y tick
+    label and the axis label left of each panel, for x tick labels (`rotated_x`: the longest of those drawn at
+    30 degrees) and the axis label below it. What a tight layout finds, without drawing the figure twice."""
+    width, height = fig.get_size_inches()
+    left = 0.55 + CHAR_WIDTH_IN * max(map(len, y_labels), default=1)
+    below = 0.6 + 0.5 * CHAR_WIDTH_IN * max(map(len, rotated_x), default=0)  # sin(30 degrees) of the label
+    right, top = 0.2, 0.55
+    axis_width = (width - left - right - (cols - 1) * left) / cols
+    axis_height = (height - top - below - (rows - 1) * below) / rows
+    return {
+        "left": left / width,
+        "right": 1 - right / width,
+        "bottom": below / height,
+        "top": 1 - top / height,
+        "wspace": left / axis_width,
+        "hspace": below / axis_height,
+    }
 
 
 def loss_curve(history: pd.DataFrame) -> Figure:

@@ -28,6 +28,8 @@ SHOWN_METRICS = (
     "n_iter",
 )
 PARETO_CSV, PARETO_PNG = "pareto_front.csv", "pareto_front.png"
+PANEL_IN = (4.5, 3.5)  # a comparison panel, inches
+LONG_TICK_LABEL = 8  # characters: longer categorical values are drawn at 30 degrees, so that they do not overlap
 
 
 def write(runs: list[Run], sweep: config.SweepConfig, out_dir: Path) -> None:
@@ -90,13 +92,15 @@ def pareto_table(runs: list[Run], sweep: config.SweepConfig) -> pd.DataFrame:
 def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, sweep: config.SweepConfig, path: Path) -> None:
     """Every finished job as a point and the front highlighted and joined, one panel per pair of objectives
     (one panel for two), each axis labelled with its objective's direction."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     done = frame[(frame["status"] == "FINISHED") & frame[list(sweep.metrics)].notna().all(axis=1)]
     pairs = list(itertools.combinations(range(len(sweep.metrics)), 2))
     cols = min(3, len(pairs))
     rows = math.ceil(len(pairs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    fig = Figure(figsize=(5 * cols, 4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    y_labels: list[str] = []
     for ax, (i, j) in zip(axes.ravel(), pairs, strict=False):
         x, y = sweep.metrics[i], sweep.metrics[j]
         ax.scatter(done[x], done[y], color="0.6", label="jobs")
@@ -105,10 +109,11 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, sweep: config.SweepCon
         ax.set_xlabel(f"{x} ({sweep.directions[i]})")
         ax.set_ylabel(f"{y} ({sweep.directions[j]})")
         ax.legend(loc="best")
+        y_labels += [f"{tick:g}" for tick in ax.get_yticks()]
     for ax in axes.ravel()[len(pairs) :]:
         ax.set_visible(False)
     fig.suptitle(f"Pareto front: {len(front)} of {len(done)} finished jobs")
-    fig.tight_layout()
+    fig.subplots_adjust(**plots.grid_margins(fig, rows, cols, y_labels, []))
     plots.save(fig, path)
 
 
@@ -124,8 +129,11 @@ def to_html(frame: pd.DataFrame, metric: str) -> str:
 
 
 def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
-    """One panel per swept param: the metric of each finished job against that param's value."""
-    import matplotlib.pyplot as plt
+    """One panel per swept param: the metric of each finished job against that param's value.
+
+    Margins are set in inches, sized from the longest tick label (`plots.grid_margins`): a tight layout drew the
+    figure once more to measure it, a third of the summary's time in a small sweep."""
+    from matplotlib.figure import Figure
 
     ok = frame[frame["status"] == "FINISHED"]
     varied = [c for c in frame.columns if "." in c]
@@ -133,7 +141,10 @@ def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
         return
     cols = min(3, len(varied))
     rows = math.ceil(len(varied) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), squeeze=False)
+    fig = Figure(figsize=(PANEL_IN[0] * cols, PANEL_IN[1] * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    y_labels: list[str] = []
+    rotated: list[str] = []
     for ax, param in zip(axes.ravel(), varied, strict=False):
         values = pd.to_numeric(ok[param], errors="coerce")
         if values.notna().all():
@@ -144,13 +155,16 @@ def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
             labels = [_label(value) for value in ok[param]]
             order = sorted(set(labels))
             ax.scatter([order.index(v) for v in labels], ok[metric])
-            ax.set_xticks(range(len(order)), order)
+            turn = max(map(len, order)) > LONG_TICK_LABEL
+            ax.set_xticks(range(len(order)), order, rotation=30 if turn else 0, ha="right" if turn else "center")
+            rotated += order if turn else []
         ax.set_xlabel(param)
         ax.set_ylabel(metric)
+        y_labels += [f"{tick:g}" for tick in ax.get_yticks()]
     for ax in axes.ravel()[len(varied) :]:
         ax.set_visible(False)
     fig.suptitle(f"{metric} by swept parameter")
-    fig.tight_layout()
+    fig.subplots_adjust(**plots.grid_margins(fig, rows, cols, y_labels, rotated))
     plots.save(fig, path)
 
 
