@@ -315,6 +315,32 @@ def test_scoring_pipeline_round_trip_scores_raw_rows(tmp_path: Path) -> None:
     assert set(loaded.predict_frame(rows)["label"]) <= {"0", "1"}
 
 
+def test_a_fit_that_differs_in_the_last_bit_writes_the_same_model_files(tmp_path: Path) -> None:
+    """What another CPU's BLAS or SIMD loops change in a fit (a bit or two of each number) does not reach the
+    files the train stage writes, which dvc.lock records; what the rounding costs is far below any tolerance."""
+    from logitlab.model import LogisticRegression
+    from logitlab.stages import train
+
+    X, y = np.random.default_rng(0).normal(size=(200, 6)), np.arange(200) % 2
+    model = LogisticRegression(solver="gd", max_iter=40, tol=0).fit(X, y)
+    fitted = model.coef_.copy()
+    other = LogisticRegression(solver="gd", max_iter=40, tol=0).fit(X, y)
+    other.coef_, other.intercept_ = np.nextafter(other.coef_, np.inf), np.nextafter(other.intercept_, -np.inf)
+    other.cost_history_ = [float(np.nextafter(value, 0.0)) for value in other.cost_history_]
+    assert not np.array_equal(other.coef_, model.coef_)
+    for fit, folder in ((model, tmp_path / "a"), (other, tmp_path / "b")):
+        train.portable(fit)
+        fit.save(folder / "model")
+    for name in ("model.npz", "model.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    np.testing.assert_allclose(model.coef_, fitted, rtol=2.0**-train.PORTABLE_BITS, atol=0)
+    assert not np.array_equal(model.coef_, fitted), "the written numbers are rounded"
+    single = LogisticRegression(solver="gd", max_iter=5, tol=0, dtype="float32").fit(X, y)
+    kept = single.coef_.copy()
+    train.portable(single)
+    np.testing.assert_array_equal(single.coef_, kept)  # float32 has fewer bits than are kept: unchanged
+
+
 def test_loading_a_folder_without_a_model_says_where_models_are(tmp_path: Path) -> None:
     """A sweep job saves its pipeline in `<job>/models/`; given `<job>/model` (or the job folder) the error names
     that folder, and says where `dvc repro` and a sweep job save theirs."""

@@ -35,6 +35,7 @@ from logitlab.stages import feature_engineer, ingest, preprocess
 from logitlab.transforms import PolynomialExpander, Preprocessor
 
 CV_SCORES_FILE = "scores.json"
+PORTABLE_BITS = 40  # of a float64's 52 fraction bits that the written model keeps (`portable`): 12 digits
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,23 @@ def _model_input(path: Path) -> pd.DataFrame | ParquetChunks:
     return ParquetChunks(path, TARGET) if io.row_groups(path) > 1 else io.read_parquet(path)
 
 
+def portable(model: LogisticRegression) -> None:
+    """Round the fitted numbers the stage writes (parameters, loss curves) to `PORTABLE_BITS`: BLAS kernels and
+    numpy's SIMD loops differ by CPU (AVX2 against AVX-512) in the last bit of a fit, and dvc.lock records the
+    model's bytes, so a fresh clone's `make repro` would rewrite the lock on another CPU. Each value is rounded
+    in binary (exact on every machine); a one-bit difference still lands on either side of a rounding boundary
+    for about one value in 4000. The reports are written at 10 digits for the same reason (`io.write_csv`)."""
+    model.coef_, model.intercept_ = _rounded(model.coef_), _rounded(model.intercept_)
+    model.cost_history_ = _rounded(np.asarray(model.cost_history_, dtype=np.float64)).tolist()
+    model.val_history_ = _rounded(np.asarray(model.val_history_, dtype=np.float64)).tolist()
+
+
+def _rounded(values: np.ndarray) -> np.ndarray:
+    fraction, exponent = np.frexp(values)  # values = fraction * 2**exponent, 0.5 <= |fraction| < 1: exact
+    scale = float(2**PORTABLE_BITS)
+    return np.ldexp(np.round(fraction * scale) / scale, exponent).astype(values.dtype)
+
+
 def execute(params: dict[str, Any], files: Files) -> None:
     labels = io.read_json(files.inputs["schema"])["labels"]
     with io.replaced_folder(files.outputs["cv"]) as cv:
@@ -269,6 +287,7 @@ def execute(params: dict[str, Any], files: Files) -> None:
         io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **(reports.cv_summary(scores) if scores else {})})
     train = files.inputs["train"]
     model = run(_model_input(train), _model_input(files.inputs["val"]), params, warm_starts.problem_key(train, params))
+    portable(model)
     pipeline = ScoringPipeline(
         Preprocessor.from_dict(io.read_json(files.inputs["preprocessor"])),
         PolynomialExpander.from_dict(io.read_json(files.inputs["features"])),
