@@ -344,3 +344,25 @@ def test_a_cross_validated_search_is_pruned_on_the_fold_mean(project: Path) -> N
         history = {point.step: point.value for point in client.get_metric_history(child.info.run_id, "val_loss")}
         assert max(history) == step
         assert history[step] == pytest.approx(pruned[number].intermediate_values[step], rel=1e-12)
+
+
+def test_a_resumed_sweep_runs_a_pruned_job_again(tmp_path: Path) -> None:
+    """A pruned child FINISHED without a result: a resume hands its jobs only the children that have one, so a
+    trial with a pruned one's params runs (and may be pruned again) instead of being told no value."""
+    from logitlab import config
+    from logitlab.tracking import resume, store, sweeps
+
+    cfg = config.mlflow_config({"tracking_uri": store_uri(tmp_path), "experiment_name": "resumed"})
+    tracker = store.connect(cfg, root=tmp_path)
+    assert tracker is not None
+    overrides = ["model.C=0.1,1"]
+    parent = sweeps.start_sweep(tracker, tmp_path / "sweep", overrides, ["model.C"])
+    with sweeps.job_run(parent, tracker, 0, ["model.C=0.1"], {"model": {"C": 0.1}}) as finished:
+        tracker.client().log_metric(finished, "val_accuracy", 0.9)
+    with sweeps.job_run(parent, tracker, 1, ["model.C=1"], {"model": {"C": 1}}) as pruned:
+        results.log_pruned(pruned, TrialPruned(3, 0.6, [0.7, 0.65, 0.6], [0.72, 0.7, 0.68]), "val_accuracy", 100)
+    tracker.client().set_terminated(parent.run_id, "KILLED")
+
+    again = resume.resume_sweep(tracker, tmp_path / "again", parent.run_id, overrides, ("val_accuracy",), ["model.C"])
+    assert again.finished_jobs == {"model.C=0.1": [0.9]}
+    assert tracker.client().get_run(pruned).info.status == "FINISHED", "the pruned trial's run stays as it was"

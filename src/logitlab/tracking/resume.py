@@ -4,7 +4,8 @@ The parent run is the sweep's record: its `hydra_overrides` say what the sweep w
 FINISHED. A resume checks that it is the same sweep and that the sweep's own process is gone, ends what the
 crash left RUNNING as KILLED (and a FINISHED one whose figures never arrived as FAILED), and hands the jobs the
 finished ones (`Parent.finished_jobs`) so that they are not run again; the rest run as children of the same
-parent, whose summary then covers all of its jobs.
+parent, whose summary then covers all of its jobs. A pruned child FINISHED without a result: its job runs again
+(an Optuna search's new trial with its params may be pruned again, or not), and it stays one pruned trial.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from logitlab import config
 from logitlab.errors import ConfigError
-from logitlab.tracking import sweeps
+from logitlab.tracking import selection, sweeps
 from logitlab.tracking.results import FIGURES_TAG, finite
 from logitlab.tracking.store import Tracker
 
@@ -48,7 +49,7 @@ def resume_sweep(
             sweeps.end_run(client, child.info.run_id, "KILLED", "left RUNNING when its sweep stopped (sweep.resume)")
         elif child.info.status == "FINISHED" and child.data.tags.get(FIGURES_TAG) == "pending":
             sweeps.end_run(client, child.info.run_id, "FAILED", "its figures never arrived: its sweep stopped first")
-        elif child.info.status == "FINISHED":
+        elif child.info.status == "FINISHED" and not selection.pruned(child):  # pruned: no result, so it runs again
             values = [child.data.metrics.get(metric) for metric in metrics]
             key = sweeps.job_key(child.data.tags.get("hydra_overrides", ""))
             finished[key] = [value if finite(value) else None for value in values]
