@@ -103,7 +103,7 @@ serve: setup ## Serve a registered champion over HTTP at 127.0.0.1:5001, a worke
 bench: setup ## Benchmarks -> reports/bench/: solvers vs scikit-learn, epochs vs matvec floor, sweeps, model selection, 5 GB out of core (BENCH=-k expr)
 	mkdir -p reports/bench
 	$(PY) -m pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -o timeout=7200 --dist no \
-		--benchmark-json=reports/bench/pytest-benchmark.json --benchmark-columns=min,median,rounds -q $(BENCH)
+		$(if $(BENCH),,--benchmark-json=reports/bench/pytest-benchmark.json) --benchmark-columns=min,median,rounds -q $(BENCH)
 
 bench-selection: setup ## Model selection: sweeps and CV against a hand-written MLflow loop and LogisticRegressionCV, ratios and goals -> reports/bench/ (~5 min at the goals' speed)
 	$(MAKE) --no-print-directory bench BENCH='-k model_selection'
