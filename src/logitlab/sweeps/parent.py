@@ -133,28 +133,19 @@ BUSY_STORE_WAIT_S = 30.0
 
 def _open_parent_patiently(config: DictConfig, sections: SweepSections) -> Parent | None:
     """`_open_parent`, tried again while the store is only busy (bounded in time, with backoff)."""
+    from logitlab.tracking import store
+
     deadline = time.monotonic() + BUSY_STORE_WAIT_S
     delay = 0.5
     while True:
         try:
             return _open_parent(config, sections)
         except Exception as err:
-            if not _store_busy(err) or time.monotonic() + delay > deadline:
+            if not store.busy(err) or time.monotonic() + delay > deadline:
                 raise
             log.warning("tracking store busy (%s); trying again in %.1f s", _reason(err)[:200], delay)
             time.sleep(delay)
             delay = min(2 * delay, 8.0)
-
-
-def _store_busy(err: BaseException) -> bool:
-    seen: BaseException | None = err
-    for _ in range(10):  # the SQLite error, as MLflow or logitlab wrapped it
-        if seen is None:
-            return False
-        if "database is locked" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _open_parent(config: DictConfig, sections: SweepSections) -> Parent | None:

@@ -12,7 +12,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -201,12 +201,23 @@ def outage(err: BaseException) -> str:
     return f"{type(_no_answer(err)).__name__} after {RETRIES.name}={RETRIES.get()} retries"
 
 
+def busy(err: BaseException) -> bool:
+    """Did a local store refuse because another process held it (SQLite's `database is locked`)?"""
+    return _cause(err, lambda seen: "database is locked" in str(seen)) is not None
+
+
 def _no_answer(err: BaseException) -> BaseException | None:
     from requests.exceptions import ConnectionError, RetryError, Timeout
 
+    return _cause(err, lambda seen: isinstance(seen, ConnectionError | RetryError | Timeout))
+
+
+def _cause(err: BaseException, matches: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in `err`'s chain that `matches`: itself, then what it was raised from or while
+    handling (MLflow wraps the requests or SQLite error it met, and logitlab may wrap MLflow's)."""
     seen: BaseException | None = err
-    for _ in range(10):  # MlflowException wraps the requests error as its context
-        if seen is None or isinstance(seen, ConnectionError | RetryError | Timeout):
+    for _ in range(10):
+        if seen is None or matches(seen):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
