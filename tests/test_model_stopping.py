@@ -110,3 +110,14 @@ def test_running_loss_stops_when_it_stalls_and_reports_it(easy, name: str) -> No
     for epoch in range(len(history) - patience, len(history)):
         assert history[epoch] >= min(history[:epoch]) - tol, epoch
     assert_runs_every_epoch_without_tol(X, y, {**params, "n_iter_no_change": patience}, model.n_iter_)
+
+
+def test_newton_cg_without_tol_stops_only_where_no_step_can_lower_the_objective(easy) -> None:
+    """tol=0 asks for every epoch, but once no step lowers the objective as a float can tell (a step near the
+    optimum lowers it by about the gradient's square) a Newton-CG step cannot be taken: the fit ends there, at
+    a gradient near sqrt(machine epsilon), claiming no convergence (the others run on at the same point)."""
+    X, y = easy
+    model, caught = fit(X, y, solver="newton-cg", tol=0, max_iter=MAX_ITER)
+    assert model.n_iter_ < MAX_ITER and len(model.cost_history_) == model.n_iter_
+    assert model.converged_ is False and not caught
+    assert gradient_max_norm(model, X, y) < 1e-9

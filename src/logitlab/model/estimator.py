@@ -146,7 +146,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         Epochs (iterations for "newton" and "lbfgs").
     tol : float >= 0, default=1e-4
         Stop when the max-norm of the gradient (of the minimum-norm subgradient with L1) is below it;
-        0 runs exactly ``max_iter`` epochs. Also the improvement early stopping asks for.
+        0 runs exactly ``max_iter`` epochs (newton-cg ends sooner where no step lowers the objective as a float
+        can tell: a gradient near sqrt(machine epsilon)). Also the improvement early stopping asks for.
     early_stopping : bool, default=False
         Stop when the validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
         the best parameters. Validates on ``fit(X_val=, y_val=)`` or on a stratified hold-out.
