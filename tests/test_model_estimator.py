@@ -274,3 +274,13 @@ def test_divergence_raises_and_names_the_learning_rate(cancer, solver):
         warnings.simplefilter("error")  # no RuntimeWarning on the way
         with pytest.raises(DivergenceError, match=r"diverged at epoch \d+ .*learning_rate=1e\+06 is too large"):
             LogisticRegression(solver=solver, learning_rate=1e6, max_iter=50, tol=0, random_state=0).fit(X * 1e3, y)
+
+
+def test_the_parameter_spec_is_the_estimators() -> None:
+    """`model._params` (what the config layer validates with, without scikit-learn) names every parameter of the
+    estimator with its default, and every update rule the solvers have."""
+    from logitlab.model import _params
+    from logitlab.model._solvers import UPDATE_RULES
+
+    assert LogisticRegression().get_params() == _params.DEFAULTS
+    assert tuple(UPDATE_RULES) == _params.UPDATES

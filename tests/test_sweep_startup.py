@@ -68,3 +68,31 @@ def test_an_untracked_sweep_starts_its_jobs_with_none_of_them(project: Path) -> 
     assert seen["children_after_sweep"] == []
     figures = sorted(path.name for path in project.glob("multirun/*/*/*/reports/figures/*.png"))
     assert len(figures) == 2 * 7, figures  # the helper drew every job's figures before it exited
+
+
+# A single run whose config is refused: the one-line error comes before the maths is imported.
+RUN_THEN_MODULES = (
+    "import json, runpy, sys\n"
+    "heavy = sys.argv[1].split(',')\n"
+    "sys.argv = ['logitlab.sweep', *sys.argv[2:]]\n"
+    "try:\n"
+    "    runpy.run_module('logitlab.sweep', run_name='__main__')\n"
+    "finally:\n"
+    "    print('LOADED', json.dumps([m for m in heavy if m in sys.modules]))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["model.C=-1", "model.solver=adamw", "model.learnin_rate=0.1", "features.degree=0", "preprocess.test_size=1.5"],
+)
+def test_a_refused_config_is_one_line_before_scikit_learn_is_imported(project: Path, override: str) -> None:
+    """Every stage's section is validated (`executor.JobConfig.of`) without the stages' maths, so a bad value is
+    refused in a fraction of a second rather than after scikit-learn's and scipy's import."""
+    command = [sys.executable, "-c", RUN_THEN_MODULES, "sklearn,scipy,matplotlib,mlflow", "mlflow=off", override]
+    done = run(command, project, env={"PYTHONPATH": str(project)}, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and override.split("=")[0] in errors[0], done.stderr[-2000:]
+    loaded = next(line for line in done.stdout.splitlines() if line.startswith("LOADED "))
+    assert json.loads(loaded[7:]) == [], loaded

@@ -9,16 +9,16 @@ class codes of the `target` column; `names` are the original labels in code orde
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
 
 from logitlab.config import CV_SCORES
-from logitlab.model import LogisticRegression
 from logitlab.sources import TARGET
+
+if TYPE_CHECKING:  # scikit-learn's metrics are imported where the curves are drawn from them
+    from logitlab.model import LogisticRegression
 
 CURVE_POINTS = 10_000  # streamed data: curve points kept for the CSVs and figures
 
@@ -239,6 +239,8 @@ def _tables(y: np.ndarray, proba: np.ndarray, chosen: np.ndarray, names: list[st
     curves (every (row, class) pair one score; one curve each for DVC's plots), each class's own ROC curve
     (`roc_ovr`, for the figure) and top-label calibration (the predicted class's probability against how
     often it is right). The confusion rows carry the label names."""
+    from sklearn import metrics as skm
+
     if proba.shape[1] == 2:
         score, truth = proba[:, 1], y
     else:
@@ -267,10 +269,14 @@ def _tables(y: np.ndarray, proba: np.ndarray, chosen: np.ndarray, names: list[st
 def _calibration(hit: np.ndarray, confidence: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     if np.unique(hit).size < 2:  # every prediction right (or wrong): one point at the mean confidence
         return np.array([float(hit.mean())]), np.array([float(confidence.mean())])
+    from sklearn.calibration import calibration_curve
+
     return calibration_curve(hit, confidence, n_bins=n_bins, strategy="quantile")
 
 
 def _roc_per_class(y: np.ndarray, proba: np.ndarray, names: list[str]) -> pd.DataFrame:
+    from sklearn import metrics as skm
+
     parts = []
     for k, name in enumerate(names):
         if 0 < np.count_nonzero(y == k) < y.size:
@@ -281,6 +287,8 @@ def _roc_per_class(y: np.ndarray, proba: np.ndarray, names: list[str]) -> pd.Dat
 
 def per_class(y: np.ndarray, chosen: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Precision, recall, F1 and support of every class on the split (0 where a class has no rows)."""
+    from sklearn import metrics as skm
+
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         y, chosen, labels=list(range(len(names))), zero_division=0
     )

@@ -13,16 +13,18 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from logitlab import io
 from logitlab.errors import ModelFileError
-from logitlab.model import LogisticRegression
 from logitlab.sources import class_names
 from logitlab.transforms import PolynomialExpander, Preprocessor
+
+if TYPE_CHECKING:
+    from logitlab.model import LogisticRegression
 
 MODEL_STEM = "model"
 TRANSFORMS = "transforms.json"
@@ -120,6 +122,8 @@ class ScoringPipeline:
                     f"'{folder / name}' does not match '{folder / MANIFEST}': the model directory was partly "
                     "written or modified; rerun what trained it (`dvc repro`, or the sweep job) to rebuild it"
                 )
+        from logitlab.model import LogisticRegression
+
         model = LogisticRegression.load(folder / MODEL_STEM)
         try:
             state = io.read_json(folder / TRANSFORMS)

@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 from logitlab.model import LogisticRegression
-from logitlab.model.estimator import SOLVERS
+from logitlab.model._params import SOLVERS
 
 from .conftest import best_seconds, interleaved
 from .data import SOLVER_SHAPES, multinomial_objective, multinomial_problem, objective, problem

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,11 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 
 from logitlab.errors import LogitlabError
-from logitlab.model import _chunked, _persistence
+from logitlab.model import _chunked, _params, _persistence
 from logitlab.model._chunked import ChunkedProblem, class_codes
 from logitlab.model._loss import BinaryLogisticLoss, LogisticLoss, MultinomialLoss, expit
 from logitlab.model._monitor import EarlyStopping, TrainingMonitor
+from logitlab.model._params import DEFAULTS, FIRST_ORDER_SOLVERS
 from logitlab.model._solvers import (
     UPDATE_RULES,
     Problem,
@@ -36,10 +37,6 @@ from logitlab.model._solvers import (
 
 logger = logging.getLogger("logitlab.model")
 
-PENALTIES = (None, "l2", "l1", "elasticnet")
-SOLVERS = ("gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs", "auto")
-FIRST_ORDER_SOLVERS = ("gd", "minibatch", "sgd")
-SECOND_ORDER_SOLVERS = ("newton", "newton-cg", "lbfgs")
 # solver="auto" (`choose_solver`): the dense Hessian (n P^2 flops in BLAS-3, P^3 for its Cholesky) up to this many
 # parameters P: 3-7 Newton steps whatever the conditioning, where L-BFGS needed hundreds of iterations on one-hot
 # data (at the price of 2x L-BFGS's time at P = 100 on well-conditioned data; 5-10x at P = 600, hence the
@@ -47,29 +44,7 @@ SECOND_ORDER_SOLVERS = ("newton", "newton-cg", "lbfgs")
 # conditioned problem), else L-BFGS.
 NEWTON_MAX_PARAMS = 500
 WEAK_L2 = 1e-4
-LR_SCHEDULES = ("constant", "inverse_scaling", "step", "cosine")
-INITS = ("zeros", "random")
-DTYPES = ("float64", "float32")
-EPOCH_LOSSES = ("full", "running")
 RANDOM_INIT_SCALE = 0.01
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise LogitlabError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def _check_number(name: str, value: Any, kind: type, low: float, high: float, closed: str = "both") -> None:
-    """Raise unless `value` is a `kind` (bools excluded) in the interval; `closed` names the included ends."""
-    is_number = isinstance(value, kind) and not isinstance(value, bool)
-    if not is_number or np.isnan(float(value)):
-        raise LogitlabError(f"{name} must be {'an integer' if kind is Integral else 'a real number'}; got {value!r}")
-    number = float(value)
-    above = number >= low if closed in ("both", "left") else number > low
-    below = number <= high if closed in ("both", "right") else number < high
-    if not (above and below):
-        left, right = "[" if closed in ("both", "left") else "(", "]" if closed in ("both", "right") else ")"
-        raise LogitlabError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -177,30 +152,30 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        penalty: str | None = "l2",
+        penalty: str | None = DEFAULTS["penalty"],
         *,
-        C: float = 1.0,
-        l1_ratio: float = 0.5,
-        solver: str = "lbfgs",
-        update: str = "plain",
-        learning_rate: float | str = 0.1,
-        lr_schedule: str = "constant",
-        momentum: float = 0.9,
-        batch_size: int = 32,
-        max_iter: int = 100,
-        tol: float = 1e-4,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 5,
-        epoch_loss: str = "full",
-        fit_intercept: bool = True,
-        class_weight: dict | str | None = None,
-        init: str = "zeros",
-        warm_start: bool = False,
-        threshold: float = 0.5,
-        dtype: str = "float64",
-        random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
+        C: float = DEFAULTS["C"],
+        l1_ratio: float = DEFAULTS["l1_ratio"],
+        solver: str = DEFAULTS["solver"],
+        update: str = DEFAULTS["update"],
+        learning_rate: float | str = DEFAULTS["learning_rate"],
+        lr_schedule: str = DEFAULTS["lr_schedule"],
+        momentum: float = DEFAULTS["momentum"],
+        batch_size: int = DEFAULTS["batch_size"],
+        max_iter: int = DEFAULTS["max_iter"],
+        tol: float = DEFAULTS["tol"],
+        early_stopping: bool = DEFAULTS["early_stopping"],
+        validation_fraction: float = DEFAULTS["validation_fraction"],
+        n_iter_no_change: int = DEFAULTS["n_iter_no_change"],
+        epoch_loss: str = DEFAULTS["epoch_loss"],
+        fit_intercept: bool = DEFAULTS["fit_intercept"],
+        class_weight: dict | str | None = DEFAULTS["class_weight"],
+        init: str = DEFAULTS["init"],
+        warm_start: bool = DEFAULTS["warm_start"],
+        threshold: float = DEFAULTS["threshold"],
+        dtype: str = DEFAULTS["dtype"],
+        random_state: int | np.random.RandomState | None = DEFAULTS["random_state"],
+        verbose: int = DEFAULTS["verbose"],
     ) -> None:
         self.penalty = penalty
         self.C = C
@@ -227,47 +202,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def validate_params(self) -> None:
-        """Validate every hyperparameter; the only place that does (public: the config layer checks
-        `model.*` with it before any data is loaded)."""
-        _check_choice("penalty", self.penalty, PENALTIES)
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_choice("update", self.update, tuple(UPDATE_RULES))
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_choice("init", self.init, INITS)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("epoch_loss", self.epoch_loss, EPOCH_LOSSES)
-        _check_number("C", self.C, Real, 0, np.inf, closed="neither")
-        _check_number("l1_ratio", self.l1_ratio, Real, 0, 1)
-        if self.learning_rate == "auto":
-            if self.solver in ("minibatch", "sgd") or (self.solver in ("gd", "auto") and self.update == "adam"):
-                raise LogitlabError(
-                    f"learning_rate='auto' is the full-batch step 1/L, not one for solver={self.solver!r} with "
-                    f"update={self.update!r}; give learning_rate a number"
-                )
-        else:
-            _check_number("learning_rate", self.learning_rate, Real, 0, np.inf, closed="neither")
-        _check_number("momentum", self.momentum, Real, 0, 1, closed="left")
-        _check_number("batch_size", self.batch_size, Integral, 1, np.inf)
-        _check_number("max_iter", self.max_iter, Integral, 1, np.inf)
-        _check_number("tol", self.tol, Real, 0, np.inf, closed="left")
-        _check_number("validation_fraction", self.validation_fraction, Real, 0, 1, closed="neither")
-        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1, np.inf)
-        _check_number("threshold", self.threshold, Real, 0, 1)
-        _check_number("verbose", self.verbose, Integral, 0, np.inf)
-        for name in ("early_stopping", "fit_intercept", "warm_start"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
-                raise LogitlabError(f"{name} must be True or False; got {getattr(self, name)!r}")
-        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
-            raise LogitlabError(f"class_weight must be a dict, 'balanced' or None; got {self.class_weight!r}")
-        if self.epoch_loss == "running" and self.solver not in ("minibatch", "sgd"):
-            raise LogitlabError(
-                f"epoch_loss='running' is for solver='minibatch' or 'sgd' (batch losses); got solver={self.solver!r}"
-            )
-        if self.solver in SECOND_ORDER_SOLVERS and self.penalty in ("l1", "elasticnet"):
-            raise LogitlabError(
-                f"solver={self.solver!r} does not support penalty={self.penalty!r}: the L1 term is not "
-                f"smooth; use solver='gd', 'minibatch' or 'sgd' (proximal steps) or penalty='l2'"
-            )
+        """Validate every hyperparameter (`_params.validate`, also what the config layer checks `model.*` with
+        before any data is loaded or scikit-learn imported)."""
+        _params.validate(self.get_params(deep=False))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

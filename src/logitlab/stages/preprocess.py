@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from logitlab import config, io
 from logitlab.errors import DataError
@@ -67,6 +66,8 @@ def split(frame: pd.DataFrame, cfg: config.PreprocessConfig, seed: int) -> dict[
     )
     if n - n_test - n_val < 2 or n_test < 2 or n_val < 2 or (counts.size == 2 and smallest < 3):
         raise too_small
+    from sklearn.model_selection import train_test_split  # here, not at import: `settings` validates without it
+
     try:
         rest, test = train_test_split(frame, test_size=cfg.test_size, random_state=seed, stratify=frame[TARGET])
         train, val = train_test_split(
@@ -184,6 +185,8 @@ def cv_split(rest: pd.DataFrame, k: int, seed: int) -> list[tuple[pd.DataFrame, 
             f"preprocess.cv_folds={k} needs at least {k} rows of every class in train+validation ({len(rest)} "
             f"rows, {int(counts.min())} in the smallest class); lower preprocess.cv_folds"
         )
+    from sklearn.model_selection import StratifiedKFold
+
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(rest.iloc[train], rest.iloc[held_out]) for train, held_out in folds.split(rest, rest[TARGET])]
 

@@ -17,15 +17,14 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
 
 from logitlab import config, io, reports, warm_starts
 from logitlab.errors import ConfigError, TrialPruned
-from logitlab.model import LogisticRegression, ParquetChunks
+from logitlab.model import _params
 from logitlab.model._lockstep import FoldsInLockstep, FoldStopped
 from logitlab.model._monitor import EpochReporter, current_reporter, reporting
 from logitlab.scoring import SAVED_IN, ScoringPipeline
@@ -33,6 +32,9 @@ from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess
 from logitlab.transforms import PolynomialExpander, Preprocessor
+
+if TYPE_CHECKING:  # the maths is imported where a fit needs it: `settings` validates without it
+    from logitlab.model import LogisticRegression, ParquetChunks
 
 CV_SCORES_FILE = "scores.json"
 PORTABLE_BITS = 40  # of a float64's 52 fraction bits that the written model keeps (`portable`): 12 digits
@@ -57,7 +59,7 @@ def run(
 
 
 def _warm_start(path_key: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    return warm_starts.nearest(path_key, LogisticRegression(**params).C)
+    return warm_starts.nearest(path_key, params.get("C", _params.DEFAULTS["C"]))
 
 
 def _fitted(
@@ -66,6 +68,8 @@ def _fitted(
     params: dict[str, Any],
     start: dict[str, Any],
 ) -> LogisticRegression:
+    from logitlab.model import LogisticRegression, ParquetChunks
+
     model = LogisticRegression(**params)
     if isinstance(train, ParquetChunks):
         model.fit(train, X_val=val, **start)
@@ -80,6 +84,8 @@ def _fitted(
 def convergence_logged() -> Iterator[None]:
     """The estimator's ConvergenceWarning as a log line of the run, not a Python warning with its source line:
     the run's `converged` metric and tag, and the sweep's summary, record it too. Other warnings pass on."""
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         yield
@@ -112,7 +118,7 @@ def cross_validate(
 # The held-out score a fold that ended stands for in the fold mean, by what the trial reports per epoch.
 FINAL_SCORE = {"loss": "log_loss", "accuracy": "accuracy"}
 
-FoldOutcome = tuple[dict[str, float], LogisticRegression] | BaseException | None
+FoldOutcome: TypeAlias = "tuple[dict[str, float], LogisticRegression] | BaseException | None"
 
 
 def _in_lockstep(
@@ -198,33 +204,36 @@ def cost_history(model: LogisticRegression) -> pd.DataFrame:
 def model_params(raw: Any, seed: int) -> dict[str, Any]:
     """The estimator's keyword arguments: the `model` section plus `random_state` from `seed`.
 
-    The estimator owns its parameter checks; here they run early and their message gets the `model.` prefix.
+    The estimator owns its parameter checks (`model._params`, which imports no scikit-learn: a bad value is
+    refused before the job imports the maths); here they run early and their message gets the `model.` prefix.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"config key 'model': expected a mapping of estimator parameters, got {raw!r}")
-    allowed = set(LogisticRegression().get_params()) - {"random_state"}
+    allowed = set(_params.DEFAULTS) - {"random_state"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config key 'model.{unknown[0]}' is unknown; model takes: {', '.join(sorted(allowed))}")
     params = {**raw, "random_state": seed}
+    every = {**_params.DEFAULTS, **params}
     try:
-        LogisticRegression(**params).validate_params()
+        _params.validate(every)
     except ValueError as err:
         raise ConfigError(f"config key 'model.{_param_named_in(str(err), params)}': {err}") from None
-    _check_path(LogisticRegression(**params))
+    _check_path(every)
     return params
 
 
-def _check_path(model: LogisticRegression) -> None:
+def _check_path(params: Mapping[str, Any]) -> None:
     """`warm_start` (a regularisation path across jobs, `warm_starts`) only where the start cannot change the
     result beyond the tolerance: a full-batch fit run until its gradient is below tol, with no early stop."""
-    if not model.warm_start:
+    if not params["warm_start"]:
         return
-    if model.tol == 0 or model.early_stopping or model.solver in ("minibatch", "sgd"):
+    tol, early_stopping, solver = params["tol"], params["early_stopping"], params["solver"]
+    if tol == 0 or early_stopping or solver in ("minibatch", "sgd"):
         raise ConfigError(
             f"config key 'model.warm_start': starting from another C's solution gives the same model only for a "
             f"fit run to convergence; needs model.tol > 0, model.early_stopping false and a full-batch solver "
-            f"(got tol={model.tol}, early_stopping={model.early_stopping}, solver={model.solver!r})"
+            f"(got tol={tol}, early_stopping={early_stopping}, solver={solver!r})"
         )
 
 
@@ -253,6 +262,8 @@ def _read_folds_of(folder: Path, version: tuple[int, int, int]) -> list[preproce
 
 def _model_input(path: Path) -> pd.DataFrame | ParquetChunks:
     """A file of one row group in memory; a streamed file (several) as chunks the solvers read in turn."""
+    from logitlab.model import ParquetChunks
+
     return ParquetChunks(path, TARGET) if io.row_groups(path) > 1 else io.read_parquet(path)
 
 
