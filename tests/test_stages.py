@@ -339,6 +339,9 @@ def test_a_fit_that_differs_in_the_last_bit_writes_the_same_model_files(tmp_path
     kept = single.coef_.copy()
     train.portable(single)
     np.testing.assert_array_equal(single.coef_, kept)  # float32 has fewer bits than are kept: unchanged
+    _, written, _ = fit_all(tmp_path / "stage", "data=moons")  # what the train stage itself writes
+    for values in (written.model.coef_, written.model.intercept_, np.asarray(written.model.cost_history_)):
+        np.testing.assert_array_equal(train._rounded(values), values)
 
 
 def test_loading_a_folder_without_a_model_says_where_models_are(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ RUN_THEN_MODULES = (
 
 @pytest.mark.parametrize(
     "override",
-    ["model.C=-1", "model.solver=adamw", "model.learnin_rate=0.1", "features.degree=0", "preprocess.test_size=1.5"],
+    ["model.C=-1", "model.solver=adamw", "features.degree=0", "preprocess.test_size=1.5"],
 )
 def test_a_refused_config_is_one_line_before_scikit_learn_is_imported(project: Path, override: str) -> None:
     """Every stage's section is validated (`executor.JobConfig.of`) without the stages' maths, so a bad value is

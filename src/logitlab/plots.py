@@ -52,9 +52,14 @@ def _figure(
     return fig
 
 
+def _label_room(labels: list[str]) -> float:
+    """Inches left of an axis that fit its longest tick label and the axis label."""
+    return 0.55 + CHAR_WIDTH_IN * max(map(len, labels), default=1)
+
+
 def _left_margin(labels: list[str], width: float) -> float:
     """The left margin (a fraction of `width` inches) that fits the longest y tick label and the axis label."""
-    return min(0.6, (0.55 + CHAR_WIDTH_IN * max(map(len, labels), default=1)) / width)
+    return min(0.6, _label_room(labels) / width)
 
 
 def grid_margins(fig: Figure, rows: int, cols: int, y_labels: list[str], rotated_x: list[str]) -> dict[str, float]:
@@ -62,7 +67,7 @@ def grid_margins(fig: Figure, rows: int, cols: int, y_labels: list[str], rotated
     label and the axis label left of each panel, for x tick labels (`rotated_x`: the longest of those drawn at
     30 degrees) and the axis label below it. What a tight layout finds, without drawing the figure twice."""
     width, height = fig.get_size_inches()
-    left = 0.55 + CHAR_WIDTH_IN * max(map(len, y_labels), default=1)
+    left = _label_room(y_labels)
     below = 0.6 + 0.5 * CHAR_WIDTH_IN * max(map(len, rotated_x), default=0)  # sin(30 degrees) of the label
     right, top = 0.2, 0.55
     axis_width = (width - left - right - (cols - 1) * left) / cols
