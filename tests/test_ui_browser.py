@@ -11,8 +11,9 @@ that copy's store on a free 127.0.0.1 port, as `make ui` does; headless Chromium
 - the runs' chart view compares the children's loss curves;
 - `make plots` (after `dvc repro`) draws every plot of dvc.yaml with no host reachable.
 
-Screenshots of those pages are written to docs/images/ (docs/ui.md embeds them), overwritten on each run,
-and checked to be real 1400x900 pictures. Selenium never downloads anything: the browser and the driver are
+Screenshots of those pages are checked to be real 1400x900 pictures. They are written to a temporary folder,
+or, with LOGITLAB_UPDATE_SCREENSHOTS=1, over the ones in docs/images/ that docs/ui.md embeds (a test run does
+not change tracked files). Selenium never downloads anything: the browser and the driver are
 the Debian packages at fixed paths, and Selenium Manager runs offline (SE_OFFLINE).
 
 Missing browser: under CI (CI=true) the test installs it with scripts/install_browser.sh; elsewhere it fails
@@ -58,7 +59,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL_SCRIPT = REPO / "scripts" / "install_browser.sh"
-IMAGES = REPO / "docs" / "images"
+DOCS_IMAGES = REPO / "docs" / "images"
 
 EXPERIMENT = "circles"
 SWEEP_ARGS = ["data=circles", "model.learning_rate=0.1,1", "features.degree=1,2", "model.max_iter=200"]
@@ -289,11 +290,19 @@ def park_mouse(driver: Any) -> None:
     driver.execute_script("document.activeElement && document.activeElement.blur()")
 
 
-def screenshot(driver: Any, name: str) -> Path:
-    """Write docs/images/<name> (overwriting it) and check that it is a real picture of the page."""
-    IMAGES.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: docs/images/ only when asked to update the docs' pictures."""
+    if os.environ.get("LOGITLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def screenshot(driver: Any, folder: Path, name: str) -> Path:
+    """Write `folder`/<name> and check that it is a real picture of the page."""
     time.sleep(1.0)  # charts animate in; the assertions before already waited for their content
-    path = IMAGES / name
+    path = folder / name
     assert driver.save_screenshot(str(path)), f"screenshot {path} failed"
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
@@ -339,7 +348,7 @@ def test_experiment_is_listed(driver: Any, ui_url: str, sweep: Sweep) -> None:
     assert link.get_attribute("href").endswith(f"#/experiments/{sweep.experiment_id}")
 
 
-def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep) -> None:
+def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep, screens: Path) -> None:
     show_children(driver, sweep, ui_url)
     names = {child: driver.find_element(*run_link(child)).get_attribute("textContent") for child in sweep.children}
     for child, params in sweep.children.items():
@@ -358,10 +367,10 @@ def test_sweep_parent_and_children(driver: Any, ui_url: str, sweep: Sweep) -> No
         assert EXPERIMENT in text and digest[:6] in text, (child, text)
     fit_run_names(driver)
     park_mouse(driver)
-    screenshot(driver, "ui-experiment-runs.png")
+    screenshot(driver, screens, "ui-experiment-runs.png")
 
 
-def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep) -> None:
+def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep, screens: Path) -> None:
     # the child that learns the circles (degree 2, learning rate 1): a clearly falling loss curve
     child = next(
         run
@@ -383,10 +392,10 @@ def test_child_run_shows_train_loss_chart(driver: Any, ui_url: str, sweep: Sweep
         # a plotly line: a drawn trace path with points, not an empty chart
         wait_for(driver, lambda _, c=card: traces_drawn(c) >= 1, f"a line in the '{metric}' chart")
     park_mouse(driver)
-    screenshot(driver, "ui-run-train-loss.png")
+    screenshot(driver, screens, "ui-run-train-loss.png")
 
 
-def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) -> None:
+def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep, screens: Path) -> None:
     show_children(driver, sweep, ui_url)
     chart_mode = driver.find_element(By.CSS_SELECTOR, 'input[name="runs-view-mode"][value="CHART"]')
     driver.execute_script("arguments[0].closest('label').click()", chart_mode)
@@ -409,7 +418,7 @@ def test_compare_children_in_chart_view(driver: Any, ui_url: str, sweep: Sweep) 
     )
     wait_for(driver, lambda _: traces_drawn(dialog) >= N_CHILDREN, f"{N_CHILDREN} lines in the full-screen chart")
     park_mouse(driver)
-    screenshot(driver, "ui-compare.png")
+    screenshot(driver, screens, "ui-compare.png")
 
 
 def fit_run_names(driver: Any) -> None:
@@ -438,7 +447,7 @@ def set_text(field: Any, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- make plots, offline
-def test_make_plots_renders_every_plot_offline(driver: Any, sweep: Sweep) -> None:
+def test_make_plots_renders_every_plot_offline(driver: Any, sweep: Sweep, screens: Path) -> None:
     """`make plots` after `dvc repro`: every vega chart drawn and both figures shown, with no host reachable."""
     project = sweep.project
     run(["dvc", "repro"], project, timeout=600)
@@ -456,4 +465,4 @@ def test_make_plots_renders_every_plot_offline(driver: Any, sweep: Sweep) -> Non
     images = "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
     wait_for(driver, lambda d: d.execute_script(images) == 2, "the decision boundary and coefficients figures")
     park_mouse(driver)
-    screenshot(driver, "dvc-plots.png")
+    screenshot(driver, screens, "dvc-plots.png")
