@@ -17,7 +17,8 @@ from logitlab.errors import LogitlabError
 
 PENALTIES = (None, "l2", "l1", "elasticnet")
 SOLVERS = ("gd", "minibatch", "sgd", "newton", "newton-cg", "lbfgs", "auto")
-FIRST_ORDER_SOLVERS = ("gd", "minibatch", "sgd")
+BATCH_SOLVERS = ("minibatch", "sgd")  # an epoch is many steps on batches of rows
+FIRST_ORDER_SOLVERS = ("gd", *BATCH_SOLVERS)
 SECOND_ORDER_SOLVERS = ("newton", "newton-cg", "lbfgs")
 UPDATES = ("plain", "momentum", "nesterov", "adam", "accelerated")  # the keys of `_solvers.UPDATE_RULES`
 LR_SCHEDULES = ("constant", "inverse_scaling", "step", "cosine")
@@ -64,7 +65,7 @@ def validate(params: Mapping[str, Any]) -> None:
     _check_number("C", params["C"], Real, 0, np.inf, closed="neither")
     _check_number("l1_ratio", params["l1_ratio"], Real, 0, 1)
     if params["learning_rate"] == "auto":
-        if params["solver"] in ("minibatch", "sgd") or (
+        if params["solver"] in BATCH_SOLVERS or (
             params["solver"] in ("gd", "auto") and params["update"] == "adam"
         ):
             raise LogitlabError(
@@ -90,7 +91,7 @@ def validate(params: Mapping[str, Any]) -> None:
         or isinstance(params["class_weight"], dict)
     ):
         raise LogitlabError(f"class_weight must be a dict, 'balanced' or None; got {params['class_weight']!r}")
-    if params["epoch_loss"] == "running" and params["solver"] not in ("minibatch", "sgd"):
+    if params["epoch_loss"] == "running" and params["solver"] not in BATCH_SOLVERS:
         raise LogitlabError(
             f"epoch_loss='running' is for solver='minibatch' or 'sgd' (batch losses); got solver={params['solver']!r}"
         )

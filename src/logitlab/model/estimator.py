@@ -466,7 +466,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return MultinomialLoss(n_classes, self.fit_intercept, l2_strength=l2_strength)
 
     def _running_loss(self) -> bool:
-        return self.epoch_loss == "running" and self.solver in ("minibatch", "sgd")
+        return self.epoch_loss == "running" and self.solver in _params.BATCH_SOLVERS
 
     def _monitor(self, validation) -> TrainingMonitor:
         if self.solver_ in FIRST_ORDER_SOLVERS and isinstance(self.learning_rate, Real):
