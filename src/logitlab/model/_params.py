@@ -65,9 +65,7 @@ def validate(params: Mapping[str, Any]) -> None:
     _check_number("C", params["C"], Real, 0, np.inf, closed="neither")
     _check_number("l1_ratio", params["l1_ratio"], Real, 0, 1)
     if params["learning_rate"] == "auto":
-        if params["solver"] in BATCH_SOLVERS or (
-            params["solver"] in ("gd", "auto") and params["update"] == "adam"
-        ):
+        if params["solver"] in BATCH_SOLVERS or (params["solver"] in ("gd", "auto") and params["update"] == "adam"):
             raise LogitlabError(
                 f"learning_rate='auto' is the full-batch step 1/L, not one for solver={params['solver']!r} with "
                 f"update={params['update']!r}; give learning_rate a number"
