@@ -66,16 +66,15 @@ def test_the_better_of_two_concurrent_promotions_is_the_champion_whichever_wrote
 
 def test_settling_leaves_out_older_versions_untagged_ones_and_a_lone_promotion(tracker: Tracker) -> None:
     first = version(tracker, 0.80)
-    demoted = version(tracker, 0.99)  # promoted once, then the user moved the alias back to `first`
+    version(tracker, 0.99)  # demoted: promoted once, then the user moved the alias back to `first`
     set_champion(tracker, first)
     time.sleep(0.01)
     window_start = int(time.time() * 1000)
-    manual = version(tracker, 0.95, tagged=False)  # registered by hand: not a promotion
+    version(tracker, 0.95, tagged=False)  # registered by hand: not a promotion
     ours = version(tracker, 0.85)
     set_champion(tracker, ours)
     registry.settle(tracker, NAME, int(first), window_start, SWEEP)
     assert champion(tracker) == ours, "a version from before the window or one without the tag took the alias"
-    assert {demoted, manual}.isdisjoint({champion(tracker)})
 
 
 def test_with_no_champion_before_the_replay_starts_from_the_first_concurrent_version(tracker: Tracker) -> None:

@@ -229,7 +229,7 @@ def _check_path(params: Mapping[str, Any]) -> None:
     if not params["warm_start"]:
         return
     tol, early_stopping, solver = params["tol"], params["early_stopping"], params["solver"]
-    if tol == 0 or early_stopping or solver in ("minibatch", "sgd"):
+    if tol == 0 or early_stopping or solver in _params.BATCH_SOLVERS:
         raise ConfigError(
             f"config key 'model.warm_start': starting from another C's solution gives the same model only for a "
             f"fit run to convergence; needs model.tol > 0, model.early_stopping false and a full-batch solver "
