@@ -25,6 +25,7 @@ SWEEP_THEN_CHILDREN = (
     "sys.argv = ['logitlab.sweep', *sys.argv[1:]]\n"
     "runpy.run_module('logitlab.sweep', run_name='__main__')\n"
     "print('CHILDREN', json.dumps([child.name for child in multiprocessing.active_children()]))\n"
+    "print('LOADED', json.dumps(sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules)))\n"
 )
 
 
@@ -34,8 +35,14 @@ def probed_sweep(project: Path, *overrides: str) -> dict:
     probe = ["+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback", f"+hydra.callbacks.probe.out={out}"]
     command = [sys.executable, "-c", SWEEP_THEN_CHILDREN, "-m", *TINY, *overrides, *probe]
     done = run(command, project, env={"PYTHONPATH": str(project)})
-    children = next(line for line in done.stdout.splitlines() if line.startswith("CHILDREN "))
-    return {"loaded_at_job_start": json.loads(out.read_text()), "children_after_sweep": json.loads(children[9:])}
+    lines = done.stdout.splitlines()
+    children = next(line for line in lines if line.startswith("CHILDREN "))
+    loaded = next(line for line in lines if line.startswith("LOADED "))
+    return {
+        "loaded_at_job_start": json.loads(out.read_text()),
+        "children_after_sweep": json.loads(children[9:]),
+        "loaded_after_sweep": json.loads(loaded[7:]),
+    }
 
 
 def test_importing_the_sweep_imports_no_maths_plotting_tables_or_tracking() -> None:
@@ -59,6 +66,17 @@ def test_a_tracked_sweep_starts_its_jobs_without_scikit_learn_or_matplotlib_and_
     )
     assert len(children) == 2 and {run.info.status for run in children} == {"FINISHED"}
     assert all(run.data.tags.get("logitlab.figures") != "pending" for run in children)
+    # the best child's figures (from its job's files) and the summary's plot were drawn by the helper
+    assert "matplotlib" not in seen["loaded_after_sweep"], seen
+    parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
+    logged = {run.info.run_id: {a.path for a in client.list_artifacts(run.info.run_id)} for run in children}
+    with_figures = [run_id for run_id, paths in logged.items() if "figures" in paths]
+    assert with_figures == [parent.data.tags["best_run_id"]], logged
+    figures = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert figures == {Path(a.path).name for a in client.list_artifacts(with_figures[0], "figures")}
+    assert len(figures) == 7 and "sweep/sweep_comparison.png" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "sweep")
+    }
 
 
 @pytest.mark.slow

@@ -6,6 +6,11 @@ path. The sweep waits for the helper (`drain`) before it writes its summary, so 
 by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line. A tracked
 sweep's children draw figures only with `mlflow.child_artifacts: all`; by default only the best child gets
 them, at the sweep's end (`runs.complete_best`), and an untracked sweep draws every job's here.
+
+The helper starts with the sweep (`prepare`) and imports what it will draw with while the sweep starts up, so
+that at the sweep's end the best child's figures (`defer`, then `finish_deferred`, from the job's own files)
+and the summary's plots (`call`) are drawn there while this process logs the best model: the sweep process
+never imports matplotlib, and what a user waits for after the last job is the longer of the two.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import gc
 import logging
 import multiprocessing
 import signal
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from logitlab.stage import Files
 
@@ -27,12 +34,25 @@ FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
 _pool: ProcessPoolExecutor | None = None
 _pending: list[tuple[Future[None], str]] = []
 _active = False
+_deferred: dict[str, tuple[str, Files]] = {}  # run id -> the stage and files of a light child's finish
 
 
-def start() -> None:
-    """Jobs run in this process from now on: finish them in the helper (started at the first job)."""
+def prepare() -> None:
+    """The sweep's jobs will run in this process: start the helper now, so that it imports what it draws with
+    while the sweep starts up (on the machine's other core)."""
+    if _pool is None:
+        _submit(_import_drawing, label="the figure helper's start")
+
+
+def start(uri: str | None) -> None:
+    """Jobs run in this process from now on: finish them in the helper (`prepare`d, or started now), which
+    opens the sweep's tracking store `uri` (None: untracked) before it is needed."""
     global _active
-    _active = True
+    if not _active:
+        _active = True
+        prepare()
+        if uri is not None:
+            _submit(_open_store, uri, label="the figure helper's start")
 
 
 def active() -> bool:
@@ -41,11 +61,39 @@ def active() -> bool:
 
 def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
     """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
-    global _pool
     if run_id is not None:
         from logitlab.tracking.results import expect_late_artifacts
 
         expect_late_artifacts(run_id)
+    _submit(_finish, stage, files, uri, run_id, label=label)
+
+
+def defer(run_id: str, stage: str, files: Files) -> None:
+    """A light child's finish, not run: kept so that `finish_deferred` can run it from the job's own files if
+    the child turns out to be the best."""
+    _deferred[run_id] = (stage, files)
+
+
+def finish_deferred(run_id: str, uri: str, label: str) -> Files | None:
+    """Submit the finish `defer` kept for `run_id` (its outputs attached to the run once made); its files, or
+    None if this process ran no such job (the figures are then made from what the run logged)."""
+    if not _active or run_id not in _deferred:
+        return None
+    stage, files = _deferred[run_id]
+    submit(stage, files, uri, run_id, label)
+    return files
+
+
+def call(function: Callable[..., None], *args: Any, label: str) -> None:
+    """`function(*args)` in the helper while one runs (a module-level function: it is sent by name), else now."""
+    if _active:
+        _submit(function, *args, label=label)
+    else:
+        function(*args)
+
+
+def _submit(function: Callable[..., None], *args: Any, label: str) -> None:
+    global _pool
     if _pool is None:
         context = multiprocessing.get_context("spawn")
         _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_quick_exit)
@@ -55,7 +103,7 @@ def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label:
     # signal only waits until the mask is restored.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        _pending.append((_pool.submit(_finish, stage, files, uri, run_id), label))
+        _pending.append((_pool.submit(function, *args), label))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -73,12 +121,14 @@ def drain() -> int:
     return failed
 
 
-def close() -> None:
-    """The sweep is done with the helper (drained): let it exit, and wait, which is quick (`_quick_exit`)."""
+def close(wait: bool = True) -> None:
+    """The sweep is done with the helper (drained): let it exit, and wait (quick: `_quick_exit`) or not (it
+    exits while the sweep finishes; the interpreter's exit joins it)."""
     global _pool, _active
     _active = False
+    _deferred.clear()
     if _pool is not None:
-        _pool.shutdown(wait=True)
+        _pool.shutdown(wait=wait)
         _pool = None
 
 
@@ -93,9 +143,28 @@ def stop() -> None:
     global _pool, _active
     _active = False
     _pending.clear()
+    _deferred.clear()
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)
         _pool = None
+
+
+def _import_drawing() -> None:
+    """In the helper: the imports of drawing (matplotlib, the model): ~1.5 s that would otherwise delay the
+    best child's figures at the sweep's end."""
+    import logitlab.model.estimator
+    import logitlab.pipeline
+    import logitlab.plots
+    import logitlab.sweeps.summary  # noqa: F401
+
+
+def _open_store(uri: str) -> None:
+    """In the helper: mlflow imported and a client on the sweep's store (its schema checked): ~1 s more. Only
+    once the sweep has made the store: two processes creating one SQLite store at once can crash."""
+    from logitlab.tracking.store import point_at, tracker_client
+
+    point_at(uri)
+    tracker_client()
 
 
 def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) -> None:

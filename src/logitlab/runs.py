@@ -120,24 +120,36 @@ def _download(run_id: str, names: Sequence[str], dest: Path) -> Path:
 # ----------------------------------------------------------------------------------- a sweep's best child
 def complete_best(parent: sweeps.Parent, sweep: config.SweepConfig, log_model: bool) -> Run | None:
     """Give the sweep's best child its figures and model where it lacks them (its job drew none, or ran in
-    another process), and the parent the same figures and a link to that model; the best child's run."""
+    another process), and the parent the same figures and a link to that model; the best child's run.
+
+    A best child whose job ran in this process gets its figures from the job's own files, drawn by the figure
+    helper while this process logs the model (`finishing.finish_deferred`); any other from what it logged."""
     from mlflow.entities import LoggedModelOutput
+
+    from logitlab import finishing
 
     tracker = parent.tracker()
     best = selection.best_run(sweeps.latest_attempts(sweeps.children(tracker, parent.run_id)), sweep)
     if best is None:
         return None
     run_id = best.info.run_id
+    drawn = None if has_figures(run_id) else finishing.finish_deferred(run_id, tracker.uri, "the best job")
     try:
-        add_figures(run_id)
+        if drawn is None:
+            add_figures(run_id)
         if log_model:
             add_model(run_id)
     except LogitlabError as err:  # a child logged by an older logitlab (a resumed sweep): the summary goes on
         log.warning("best run %s: %s", run_id, err)
         return best
     client = tracker.client()
-    with tempfile.TemporaryDirectory(prefix="logitlab-best-") as tmp:
-        client.log_artifacts(parent.run_id, client.download_artifacts(run_id, FIGURES, tmp), FIGURES)
+    if drawn is not None:
+        if finishing.drain():  # the helper could not draw them (logged): the parent goes without
+            return best
+        client.log_artifacts(parent.run_id, str(drawn.outputs["figures"]), FIGURES)
+    else:
+        with tempfile.TemporaryDirectory(prefix="logitlab-best-") as tmp:
+            client.log_artifacts(parent.run_id, client.download_artifacts(run_id, FIGURES, tmp), FIGURES)
     if model_id := client.get_run(run_id).data.tags.get(results.MODEL_ID_TAG):
         client.log_outputs(parent.run_id, [LoggedModelOutput(model_id, step=0)])
         client.set_tag(parent.run_id, results.MODEL_ID_TAG, model_id)

@@ -10,7 +10,8 @@ per job and unable to lose a job.
 - **A job that cannot be composed** when it is launched (an Optuna trial) is a failed job, recorded FAILED
   like any other. (The basic sweeper's check ends a grid sweep with such a job before any job runs.)
 - **Figures off the job's path.** The jobs run here, so finishing work (figures) goes to a helper process
-  (`logitlab.finishing`) while the next job fits; the sweep waits for it before its summary.
+  (`logitlab.finishing`), started with the sweep, while the next job fits; the sweep waits for it before its
+  summary.
 - **Regularisation paths in order.** Jobs that differ only in `model.C` run in increasing C, so that with
   `model.warm_start` each starts from its neighbour's solution (`logitlab.warm_starts`); their numbers, folders
   and the order of their results stay Hydra's.
@@ -75,6 +76,8 @@ class CachingLoader:
 
 
 class Launcher(BasicLauncher):
+    runs_jobs_here = True  # the sweep's callback starts the figure helper early for such a launcher
+
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         """The sweep's Hydra context (shared with the sweeper) gets the caching config loader."""
         if not isinstance(hydra_context.config_loader, CachingLoader):
@@ -88,8 +91,10 @@ class Launcher(BasicLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         from logitlab import finishing
+        from logitlab.tracking import sweeps
 
-        finishing.start()
+        parent = sweeps.read_parent(sweep_dir)
+        finishing.start(parent.uri if parent is not None else None)
         log.info(f"Launching {len(job_overrides)} jobs locally")
         runs: dict[int, JobReturn] = {}
         for position in path_order(job_overrides):

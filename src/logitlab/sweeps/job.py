@@ -141,7 +141,7 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
     # A tracked sweep's child: figures and model for the best only (`mlflow.child_artifacts`), made later
     light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
     deferred = finishing.active()
-    finish = _later if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
+    finish = _later(run_id) if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
     try:
         with trials.reporting_to_trial(job.sweep_dir, job.num):
             result = executor.run_job(job_config, job.job_dir, finish=finish)
@@ -197,17 +197,27 @@ def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) ->
 
 
 def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Callable[[Files], None], Files], None]:
-    from logitlab import pipeline
-
     def submit(finish: Callable[[Files], None], files: Files) -> None:
-        stage = next(stage for stage in pipeline.STAGES if stage.finish is finish)
-        finishing.submit(stage.name, files, uri, run_id, f"job {job.num}")
+        finishing.submit(_stage_of(finish), files, uri, run_id, f"job {job.num}")
 
     return submit
 
 
-def _later(finish: Callable[[Files], None], files: Files) -> None:
-    """A light child's figures: drawn for the best child at the sweep's end, for any other by `logitlab.runs`."""
+def _later(run_id: str | None) -> Callable[[Callable[[Files], None], Files], None]:
+    """A light child's figures: drawn for the best child at the sweep's end (from this job's files by the helper
+    when the job ran in the sweep's process: `finishing.defer`), for any other by `logitlab.runs`."""
+
+    def keep(finish: Callable[[Files], None], files: Files) -> None:
+        if run_id is not None and finishing.active():
+            finishing.defer(run_id, _stage_of(finish), files)
+
+    return keep
+
+
+def _stage_of(finish: Callable[[Files], None]) -> str:
+    from logitlab import pipeline
+
+    return next(stage.name for stage in pipeline.STAGES if stage.finish is finish)
 
 
 def _write_finished(job_dir: Path, values: tuple[float, ...]) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from logitlab import cluster, finishing
@@ -73,8 +74,11 @@ class TrackingCallback(Callback):
                 sweep=settings.sweep_config(_section(config, "sweep")),
                 mlflow=settings.mlflow_config(_section(config, "mlflow")),
             )
-            if cluster.is_slurm_launcher(str(config.hydra.launcher.get("_target_", ""))):
+            launcher = str(config.hydra.launcher.get("_target_", ""))
+            if cluster.is_slurm_launcher(launcher):
                 cluster.use_slurm_config(settings.project_root())
+            if getattr(get_class(launcher), "runs_jobs_here", False):
+                finishing.prepare()
             _claim(Path(config.hydra.sweep.dir))
             parent = _open_parent_patiently(config, STATE.sections)
         except LogitlabError as err:  # stop before any job runs
@@ -91,6 +95,7 @@ class TrackingCallback(Callback):
         try:
             _summarise(config)
         except Exception as err:  # the jobs' runs stay; the parent ends FAILED with the reason
+            finishing.stop()
             STATE.summary_error = _reason(err)
             try:
                 _end_parent_early("FAILED", f"sweep summary failed: {STATE.summary_error}")
@@ -98,6 +103,8 @@ class TrackingCallback(Callback):
                 log.error("sweep parent run not ended FAILED: %s", _reason(end_err))
             if debug():
                 raise
+        finally:
+            finishing.close()
 
 
 SWEEP_LOCK = ".sweep.lock"
@@ -200,9 +207,11 @@ def _continue_study(sweeper: DictConfig) -> None:
 
 def _summarise(config: DictConfig) -> None:
     """Wait for the helper's figures, give the best child what it lacks (figures, model) and the parent the same,
-    then end the parent with the summary (tracked) or count the jobs' files."""
+    then end the parent with the summary (tracked) or count the jobs' files. The helper draws the best child's
+    figures and the summary's plots meanwhile, when it runs (`finishing`)."""
     finishing.drain()
-    finishing.close()
+    if STATE.parent is None:  # untracked: nothing more for the helper, which exits while the jobs are counted
+        finishing.close(wait=False)
     assert STATE.sections is not None  # on_multirun_start validated them, or stopped the sweep
     sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
@@ -227,12 +236,14 @@ def _summarise(config: DictConfig) -> None:
         return
     if parent := STATE.parent:  # left open until it FINISHED: a failure ends it FAILED
         from logitlab import runs as later_runs
-        from logitlab.sweeps import summary  # pandas and matplotlib: the summary's own imports
+        from logitlab.sweeps import summary  # pandas: the summary's own import (matplotlib is the plots')
 
         later_runs.complete_best(parent, sweep_cfg, mlflow_cfg.log_model)  # before the registry takes its model
         runs = sweeps.summary_runs(parent)
         out_dir = sweep_dir / "summary"
         summary.write(runs, sweep_cfg, out_dir)
+        finishing.drain()  # the summary's plots, before the parent logs them
+        finishing.close(wait=False)  # the helper exits while the parent ends
         finished = sweeps.finish_sweep(
             parent,
             runs,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from logitlab import config, io, plots
+from logitlab import config, finishing, io
 from logitlab.tracking import selection
 
 if TYPE_CHECKING:
@@ -33,16 +33,17 @@ LONG_TICK_LABEL = 8  # characters: longer categorical values are drawn at 30 deg
 
 
 def write(runs: list[Run], sweep: config.SweepConfig, out_dir: Path) -> None:
-    """The sweep table (`sweep_table.csv`, `.html`) and the comparison plot, into `out_dir`."""
+    """The sweep table (`sweep_table.csv`, `.html`) and the comparison plot, into `out_dir`; the plots in the
+    figure helper while a sweep has one (`finishing.call`: `finishing.drain` waits for them)."""
     frame = table(runs, sweep)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.write_csv(out_dir / "sweep_table.csv", frame)
     io.write_text(out_dir / "sweep_table.html", to_html(frame, ", ".join(sweep.metrics)))
-    comparison_plot(frame, sweep.metric, out_dir / "sweep_comparison.png")
+    finishing.call(comparison_plot, frame, sweep.metric, out_dir / "sweep_comparison.png", label="the sweep plot")
     if sweep.several:
         front = pareto_table(runs, sweep)
         io.write_csv(out_dir / PARETO_CSV, front)
-        pareto_plot(frame, front, sweep, out_dir / PARETO_PNG)
+        finishing.call(pareto_plot, frame, front, sweep, out_dir / PARETO_PNG, label="the Pareto plot")
 
 
 def swept_params(runs: list[Run]) -> list[str]:
@@ -94,6 +95,8 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, sweep: config.SweepCon
     (one panel for two), each axis labelled with its objective's direction."""
     from matplotlib.figure import Figure
 
+    from logitlab import plots
+
     done = frame[(frame["status"] == "FINISHED") & frame[list(sweep.metrics)].notna().all(axis=1)]
     pairs = list(itertools.combinations(range(len(sweep.metrics)), 2))
     cols = min(3, len(pairs))
@@ -134,6 +137,8 @@ def comparison_plot(frame: pd.DataFrame, metric: str, path: Path) -> None:
     Margins are set in inches, sized from the longest tick label (`plots.grid_margins`): a tight layout drew the
     figure once more to measure it, a third of the summary's time in a small sweep."""
     from matplotlib.figure import Figure
+
+    from logitlab import plots
 
     ok = frame[frame["status"] == "FINISHED"]
     varied = [c for c in frame.columns if "." in c]
