@@ -23,9 +23,10 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
-from logitlab.stage import Files
+from logitlab.stage import Files, Stage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
 _pool: ProcessPoolExecutor | None = None
 _pending: list[tuple[Future[None], str]] = []
 _active = False
-_deferred: dict[str, tuple[str, Files]] = {}  # run id -> the stage and files of a light child's finish
+_deferred: dict[str, tuple[Stage, Files]] = {}  # run id -> the stage and files of a light child's finish
 
 
 def prepare() -> None:
@@ -59,16 +60,16 @@ def active() -> bool:
     return _active
 
 
-def submit(stage: str, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
+def submit(stage: Stage, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
     """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
     if run_id is not None:
         from logitlab.tracking.results import expect_late_artifacts
 
         expect_late_artifacts(run_id)
-    _submit(_finish, stage, files, uri, run_id, label=label)
+    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, label=label)
 
 
-def defer(run_id: str, stage: str, files: Files) -> None:
+def defer(run_id: str, stage: Stage, files: Files) -> None:
     """A light child's finish, not run: kept so that `finish_deferred` can run it from the job's own files if
     the child turns out to be the best."""
     _deferred[run_id] = (stage, files)
@@ -153,9 +154,7 @@ def _import_drawing() -> None:
     """In the helper: the imports of drawing (matplotlib, the model): ~1.5 s that would otherwise delay the
     best child's figures at the sweep's end."""
     import logitlab.model.estimator
-    import logitlab.pipeline
-    import logitlab.plots
-    import logitlab.sweeps.summary  # noqa: F401
+    import logitlab.plots  # noqa: F401
 
 
 def _open_store(uri: str) -> None:
@@ -167,16 +166,14 @@ def _open_store(uri: str) -> None:
     tracker_client()
 
 
-def _finish(stage_name: str, files: Files, uri: str | None, run_id: str | None) -> None:
-    from logitlab.pipeline import STAGES
-
-    stage = next(stage for stage in STAGES if stage.name == stage_name)
-    assert stage.finish is not None
-    stage.finish(files)
+def _finish(
+    finish: Callable[[Files], None], files: Files, outputs: list[Path], uri: str | None, run_id: str | None
+) -> None:
+    finish(files)
     if uri is None or run_id is None:
         return
     from logitlab.tracking.results import attach_late_artifacts
     from logitlab.tracking.store import point_at
 
     point_at(uri)
-    attach_late_artifacts(run_id, [files.outputs[name] for name, out in stage.outputs.items() if out.by_finish])
+    attach_late_artifacts(run_id, outputs)

@@ -89,6 +89,15 @@ def replaced_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def link_or_copy(source: str, target: str) -> None:
+    """A hard link where the file system allows one (no bytes copied), else a copy; `shutil.copytree`'s
+    `copy_function` for a folder made of links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

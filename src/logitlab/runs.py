@@ -11,7 +11,6 @@ from its weights, onto that run, from any process, as often as asked (a run that
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -54,19 +53,12 @@ def later_inputs(files: Files, input_example: pd.DataFrame, out: Path) -> list[P
     model folder, hard-linked) and `samples/`."""
     weights, samples = out / WEIGHTS, out / SAMPLES
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(files.inputs["model"], weights, copy_function=_link_or_copy)
+    shutil.copytree(files.inputs["model"], weights, copy_function=io.link_or_copy)
     samples.mkdir(parents=True)
     io.write_parquet(samples / INPUT_EXAMPLE, input_example.reset_index(drop=True))
     points = next(io.read_row_groups(files.inputs["interim_test"]))
     io.write_parquet(samples / TEST_POINTS, points if points.shape[1] == 3 else points.head(0))
     return [weights, samples]
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 # --------------------------------------------------------------------------------- adding to a run later

@@ -71,6 +71,10 @@ class Stage(Generic[Settings]):
     def output(self, name: str) -> Path:
         return self.outputs[name].path
 
+    def finished(self, files: Files) -> list[Path]:
+        """Where `finish` writes, in `files`."""
+        return [files.outputs[name] for name, out in self.outputs.items() if out.by_finish]
+
     def resolve(self, inputs: Mapping[Path, Path], outputs: Path) -> Files:
         """Files with each input looked up in `inputs` (declared path -> where it is) and every output placed
         under `outputs` at its declared relative path."""

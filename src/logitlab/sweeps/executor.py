@@ -147,15 +147,16 @@ class JobResult:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time of each stage run in the job
 
 
-def run_now(finish: Callable[[Files], None], files: Files) -> None:
-    finish(files)
+def run_now(stage: Stage, files: Files) -> None:
+    assert stage.finish is not None
+    stage.finish(files)
 
 
 def run_job(
     job_config: JobConfig,
     job_dir: Path,
     root: Path | None = None,
-    finish: Callable[[Callable[[Files], None], Files], None] = run_now,
+    finish: Callable[[Stage, Files], None] = run_now,
 ) -> JobResult:
     """Every stage of `STAGES` for one config: shared stages through the memo, the others into `job_dir`
     (the layout `dvc repro` leaves in the project: `models/`, `reports/`). `finish` runs each stage's
@@ -182,7 +183,7 @@ def run_job(
             result = stage.run(cfg, files[stage.name])
             seconds[stage.name] = time.perf_counter() - start
             if stage.finish is not None:
-                finish(stage.finish, files[stage.name])
+                finish(stage, files[stage.name])
         located.update({out.path: files[stage.name].outputs[name] for name, out in stage.outputs.items()})
     log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in memo.status.items()))
     return JobResult(result, files, dict(memo.status), seconds)
@@ -190,12 +191,7 @@ def run_job(
 
 def finish_outputs(job: JobResult) -> list[Path]:
     """Where the job's finishing work writes (the figures)."""
-    return [
-        job.files[stage.name].outputs[name]
-        for stage in STAGES
-        for name, out in stage.outputs.items()
-        if out.by_finish and stage.name in job.files
-    ]
+    return [path for stage in STAGES if stage.name in job.files for path in stage.finished(job.files[stage.name])]
 
 
 def record(job: JobResult) -> Any:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from logitlab import config, finishing, io
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError, TrialPruned
-from logitlab.stage import Files
+from logitlab.stage import Files, Stage
 from logitlab.tracking import sweeps
 
 if TYPE_CHECKING:
@@ -196,28 +196,22 @@ def _check_metric(metric: str, preprocess: config.PreprocessConfig, job: Job) ->
         )
 
 
-def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Callable[[Files], None], Files], None]:
-    def submit(finish: Callable[[Files], None], files: Files) -> None:
-        finishing.submit(_stage_of(finish), files, uri, run_id, f"job {job.num}")
+def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Stage, Files], None]:
+    def submit(stage: Stage, files: Files) -> None:
+        finishing.submit(stage, files, uri, run_id, f"job {job.num}")
 
     return submit
 
 
-def _later(run_id: str | None) -> Callable[[Callable[[Files], None], Files], None]:
+def _later(run_id: str | None) -> Callable[[Stage, Files], None]:
     """A light child's figures: drawn for the best child at the sweep's end (from this job's files by the helper
     when the job ran in the sweep's process: `finishing.defer`), for any other by `logitlab.runs`."""
 
-    def keep(finish: Callable[[Files], None], files: Files) -> None:
+    def keep(stage: Stage, files: Files) -> None:
         if run_id is not None and finishing.active():
-            finishing.defer(run_id, _stage_of(finish), files)
+            finishing.defer(run_id, stage, files)
 
     return keep
-
-
-def _stage_of(finish: Callable[[Files], None]) -> str:
-    from logitlab import pipeline
-
-    return next(stage.name for stage in pipeline.STAGES if stage.finish is finish)
 
 
 def _write_finished(job_dir: Path, values: tuple[float, ...]) -> None:
