@@ -359,3 +359,17 @@ def test_loading_a_folder_without_a_model_says_where_models_are(tmp_path: Path) 
     with pytest.raises(ModelFileError) as refused:
         ScoringPipeline.load(tmp_path / "elsewhere")
     assert "(no manifest.json); `dvc repro` saves it in models/ of the project" in str(refused.value)
+
+
+def test_a_kept_frame_is_read_once_until_its_file_is_written_again(tmp_path: Path) -> None:
+    """A sweep's jobs share the frames of the shared stages' outputs (`io.read_parquet_kept`); a file written
+    again (atomically: a new file) is read anew, and a missing one is the one-line error."""
+    path = tmp_path / "train.parquet"
+    io.write_parquet(path, pd.DataFrame({"x": [1.0, 2.0], TARGET: [0, 1]}))
+    first = io.read_parquet_kept(path)
+    assert io.read_parquet_kept(path) is first
+    io.write_parquet(path, pd.DataFrame({"x": [3.0], TARGET: [1]}))
+    again = io.read_parquet_kept(path)
+    assert again is not first and again["x"].tolist() == [3.0]
+    with pytest.raises(DataError, match="not found"):
+        io.read_parquet_kept(tmp_path / "missing.parquet")

@@ -122,14 +122,13 @@ def drain() -> int:
     return failed
 
 
-def close(wait: bool = True) -> None:
-    """The sweep is done with the helper (drained): let it exit, and wait (quick: `_quick_exit`) or not (it
-    exits while the sweep finishes; the interpreter's exit joins it)."""
+def close() -> None:
+    """The sweep is done with the helper (drained): let it exit, and wait, which is quick (`_quick_exit`)."""
     global _pool, _active
     _active = False
     _deferred.clear()
     if _pool is not None:
-        _pool.shutdown(wait=wait)
+        _pool.shutdown(wait=True)
         _pool = None
 
 

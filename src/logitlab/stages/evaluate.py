@@ -52,7 +52,7 @@ def execute(cfg: config.MlflowConfig, files: Files) -> dict[str, Any]:
     pipeline = ScoringPipeline.load(files.inputs["model"])
     paths = {name: files.inputs[name] for name in SPLITS}
     streamed = any(io.row_groups(path) > 1 for path in paths.values())
-    splits: Splits = paths if streamed else {name: io.read_parquet(path) for name, path in paths.items()}
+    splits: Splits = paths if streamed else {name: io.read_parquet_kept(path) for name, path in paths.items()}
     metrics, tables = run(pipeline, splits)
     cv_scores = io.read_json(files.inputs["cv"] / train.CV_SCORES_FILE)
     metrics.update({key: value for key, value in cv_scores.items() if key in config.CV_METRICS})

@@ -261,10 +261,11 @@ def _read_folds_of(folder: Path, version: tuple[int, int, int]) -> list[preproce
 
 
 def _model_input(path: Path) -> pd.DataFrame | ParquetChunks:
-    """A file of one row group in memory; a streamed file (several) as chunks the solvers read in turn."""
+    """A file of one row group in memory (kept for the next job of a sweep: `io.read_parquet_kept`); a streamed
+    file (several) as chunks the solvers read in turn."""
     from logitlab.model import ParquetChunks
 
-    return ParquetChunks(path, TARGET) if io.row_groups(path) > 1 else io.read_parquet(path)
+    return ParquetChunks(path, TARGET) if io.row_groups(path) > 1 else io.read_parquet_kept(path)
 
 
 def portable(model: LogisticRegression) -> None:

@@ -210,8 +210,8 @@ def _summarise(config: DictConfig) -> None:
     then end the parent with the summary (tracked) or count the jobs' files. The helper draws the best child's
     figures and the summary's plots meanwhile, when it runs (`finishing`)."""
     finishing.drain()
-    if STATE.parent is None:  # untracked: nothing more for the helper, which exits while the jobs are counted
-        finishing.close(wait=False)
+    if STATE.parent is None:  # untracked: nothing more for the helper
+        finishing.close()
     assert STATE.sections is not None  # on_multirun_start validated them, or stopped the sweep
     sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
@@ -243,7 +243,7 @@ def _summarise(config: DictConfig) -> None:
         out_dir = sweep_dir / "summary"
         summary.write(runs, sweep_cfg, out_dir)
         finishing.drain()  # the summary's plots, before the parent logs them
-        finishing.close(wait=False)  # the helper exits while the parent ends
+        finishing.close()
         finished = sweeps.finish_sweep(
             parent,
             runs,
