@@ -103,3 +103,62 @@ def test_float32_agrees_with_float64(problem):
     tol = summation_tolerance(np.float32, X.shape[0], coef.size) * 9
     assert value32 == pytest.approx(value64, rel=tol, abs=tol)
     np.testing.assert_allclose(grad32, grad64, rtol=tol, atol=tol)
+
+
+def _one_hot_design(dtype: type, n_samples: int = 4000, seed: int = 0) -> np.ndarray:
+    """Standardised numbers between one-hot blocks of three categorical columns (as preprocess writes a CSV's
+    text columns), F-ordered as a frame's values are."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(size=(n_samples, 12))
+    blocks = [np.eye(levels)[rng.integers(0, levels, n_samples)] for levels in (7, 3, 40)]
+    return np.asfortranarray(np.hstack([numbers[:, :5], blocks[0], numbers[:, 5:], *blocks[1:]]).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_hessian_of_one_hot_columns_from_their_sparse_block_is_the_dense_one(fit_intercept, dtype) -> None:
+    """`gradient_hessian` takes the indicator columns' sparse block (`Indicators`) on such a design; the
+    dense pass (the base class's) is the reference, to the rounding of a sum over the rows."""
+    from logitlab.model._indicators import Indicators
+    from logitlab.model._loss import _OnePassLoss
+
+    X = _one_hot_design(dtype)
+    rng = np.random.default_rng(1)
+    y = (rng.random(X.shape[0]) < 0.3).astype(dtype)
+    weights = np.full(X.shape[0], 1 / X.shape[0], dtype=dtype)
+    loss = BinaryLogisticLoss(fit_intercept, 0.01)
+    coef = (0.3 * rng.normal(size=loss.n_params(X.shape[1]))).astype(dtype)
+    grad, hessian = loss.gradient_hessian(coef, X, y, weights)
+    indicators = loss._last_indicators[1]
+    assert isinstance(indicators, Indicators) and indicators.binary.size == 50 and indicators.dense.size == 12
+    dense_grad, dense_hessian = _OnePassLoss.gradient_hessian(
+        BinaryLogisticLoss(fit_intercept, 0.01), coef, X, y, weights
+    )
+    tol = summation_tolerance(dtype, X.shape[0])
+    assert hessian.dtype == dense_hessian.dtype == dtype
+    np.testing.assert_allclose(hessian, dense_hessian, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad, dense_grad, rtol=tol, atol=tol)
+    assert loss.gradient_hessian(coef, X, y, weights)[1] is not hessian and loss._last_indicators[1] is indicators
+
+
+def test_a_dense_or_small_design_keeps_the_dense_hessian() -> None:
+    from logitlab.model._indicators import Indicators
+
+    rng = np.random.default_rng(0)
+    assert Indicators.of(rng.normal(size=(4000, 60))) is None  # no 0/1 columns
+    assert Indicators.of(_one_hot_design(np.float64, n_samples=200)) is None  # too small to gain
+    assert Indicators.of((rng.random((4000, 60)) < 0.5).astype(float)) is None  # 0/1 but half ones
+
+
+def test_a_newton_fit_on_one_hot_columns_reaches_the_dense_hessians_optimum(monkeypatch) -> None:
+    from logitlab.model import LogisticRegression, _indicators
+
+    X = _one_hot_design(np.float64)
+    rng = np.random.default_rng(2)
+    y = (rng.random(X.shape[0]) < 1 / (1 + np.exp(-(X[:, 0] + X[:, 6] - X[:, 20])))).astype(int)
+    sparse = LogisticRegression(solver="newton", C=10.0, tol=1e-10).fit(X, y)
+    monkeypatch.setattr(_indicators, "MIN_ENTRIES", X.size + 1)
+    dense = LogisticRegression(solver="newton", C=10.0, tol=1e-10).fit(X, y)
+    assert sparse.n_iter_ == dense.n_iter_
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-9)
+    np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)

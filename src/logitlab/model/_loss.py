@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from logitlab.model._indicators import Indicators
+
 FloatArray = np.ndarray
 # What a pass keeps for Hessian-vector products, each loss its own: the weighted p (1 - p) per sample (binary),
 # the probabilities and the weights (multinomial). Only the loss that made it reads it.
@@ -161,10 +163,30 @@ class BinaryLogisticLoss(_OnePassLoss):
         self.fit_intercept = fit_intercept
         self.l2_strength = l2_strength
         self._last_signs: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None
+        self._last_indicators: tuple[FloatArray, Indicators | None] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        """Without the kept signs (see `_signs`): a Dask task ships the loss, not the last arrays it saw."""
-        return {**self.__dict__, "_last_signs": None}
+        """Without the kept signs and indicators (see `_signs`, `gradient_hessian`): a Dask task ships the loss,
+        not the last arrays it saw."""
+        return {**self.__dict__, "_last_signs": None, "_last_indicators": None}
+
+    def gradient_hessian(
+        self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Gradient and the dense Hessian, for Newton's method. On a design of mostly one-hot columns the
+        Hessian comes from their sparse block (`Indicators`: ~5x quicker on a CSV's one-hot features), found
+        once per ``X`` and kept, matched by identity as `_signs` does."""
+        kept = self._last_indicators
+        if kept is None or kept[0] is not X:
+            kept = self._last_indicators = (X, Indicators.of(X) if isinstance(X, np.ndarray) else None)
+        indicators = kept[1]
+        if indicators is None:
+            return super().gradient_hessian(coef, X, y, weights)
+        dtype = np.result_type(X, coef)
+        curvature = np.empty(X.shape[0], dtype=dtype)
+        _, grad, _ = self._pass(coef, X, y, weights, want_loss=False, want_gradient=True, curvature_out=curvature)
+        hessian = indicators.hessian(curvature, self.fit_intercept, dtype)
+        return grad, self.penalise_hessian(hessian, X.shape[1])
 
     def n_params(self, n_features: int) -> int:
         return n_features + int(self.fit_intercept)

@@ -1,0 +1,80 @@
+"""Newton's Hessian on a design of mostly one-hot columns, from a sparse block.
+
+``H = X^T diag(c) X`` costs ``n p^2`` flops dense. A CSV's text columns become 0/1 indicator columns (the
+flights' 133 features are 109 indicators, 87 % zeros), and split into the dense columns ``D`` and the
+indicators ``B`` (sparse) the three blocks ``D^T c D`` (dense, small), ``B^T c D`` (``nnz x d``) and
+``B^T c B`` (a sparse product, ``n k^2`` for ``k`` indicators per row) cost a fraction of it: 19,200 x 133
+in ~3 ms instead of ~16 ms on one core. The split is found once per design matrix (a fit's Hessians all use
+the same ``X``: `BinaryLogisticLoss` keeps it, matched by identity) for ~7 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+
+# Worth splitting only when most columns are 0/1 and they are mostly zeros, on a matrix big enough for the
+# dense product to cost more than the split's fixed cost (~1 ms of scipy calls per Hessian).
+MIN_ENTRIES = 200_000
+MIN_INDICATOR_SHARE = 0.5
+MAX_INDICATOR_DENSITY = 0.25
+
+
+@dataclass(frozen=True)
+class Indicators:
+    """The columns of one design matrix split into dense ones and 0/1 ones held sparse."""
+
+    dense: np.ndarray  # column indices
+    binary: np.ndarray  # column indices
+    D: np.ndarray  # X[:, dense], C-ordered
+    B: scipy.sparse.csr_array  # X[:, binary]
+    B_T: scipy.sparse.csr_array  # its transpose, rows by column: the products below read it row by row
+    rows: np.ndarray  # the row of each stored entry of B
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> Indicators | None:
+        """The split of `X`, or None where the dense Hessian is as quick (few or dense indicator columns)."""
+        n_samples, n_features = X.shape
+        if X.size < MIN_ENTRIES or n_features < 4:
+            return None
+        is_binary = ((X == 0) | (X == 1)).all(axis=0)
+        binary = np.flatnonzero(is_binary)
+        if binary.size < MIN_INDICATOR_SHARE * n_features:
+            return None
+        # the ones, column by column: B's transpose in CSR form (scipy's dense-to-sparse is 5x slower)
+        ones = np.flatnonzero(X.T[binary] != 0)
+        if ones.size > MAX_INDICATOR_DENSITY * n_samples * binary.size:
+            return None
+        column, row = np.divmod(ones, n_samples)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(column, minlength=binary.size))])
+        data = np.ones(ones.size, dtype=X.dtype)
+        B_T = scipy.sparse.csr_array((data, row, indptr), shape=(binary.size, n_samples))
+        B = B_T.T.tocsr()
+        rows = np.repeat(np.arange(n_samples), np.diff(B.indptr))
+        dense = np.flatnonzero(~is_binary)
+        return cls(dense, binary, np.ascontiguousarray(X[:, dense]), B, B_T, rows)
+
+    def hessian(self, curvature: np.ndarray, fit_intercept: bool, dtype: np.dtype) -> np.ndarray:
+        """``[X, 1]^T diag(curvature) [X, 1]`` (the last row and column only with an intercept)."""
+        n_features = self.dense.size + self.binary.size
+        size = n_features + int(fit_intercept)
+        hessian = np.empty((size, size), dtype=dtype)
+        scaled_D = self.D * curvature[:, None]
+        scaled_B = scipy.sparse.csr_array(
+            (self.B.data * curvature[self.rows], self.B.indices, self.B.indptr), self.B.shape
+        )
+        dense, binary = self.dense, self.binary
+        hessian[np.ix_(dense, dense)] = self.D.T @ scaled_D
+        cross = self.B_T @ scaled_D  # binary x dense
+        hessian[np.ix_(binary, dense)] = cross
+        hessian[np.ix_(dense, binary)] = cross.T
+        hessian[np.ix_(binary, binary)] = (self.B_T @ scaled_B).toarray()
+        if fit_intercept:
+            column = np.empty(n_features, dtype=dtype)
+            column[dense] = scaled_D.sum(axis=0)
+            column[binary] = self.B_T @ curvature
+            hessian[:n_features, n_features] = hessian[n_features, :n_features] = column
+            hessian[n_features, n_features] = curvature.sum()
+        return hessian
