@@ -81,7 +81,9 @@ def finish_deferred(run_id: str, uri: str, label: str) -> Files | None:
     if not _active or run_id not in _deferred:
         return None
     stage, files = _deferred[run_id]
-    submit(stage, files, uri, run_id, label)
+    # not tagged `pending` (as `submit` does): a light child is finished without its figures, so a sweep stopped
+    # now keeps it, and the resumed sweep's end gives its best what it lacks
+    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, label=label)
     return files
 
 
