@@ -77,7 +77,7 @@ class TrackingCallback(Callback):
             launcher = str(config.hydra.launcher.get("_target_", ""))
             if cluster.is_slurm_launcher(launcher):
                 cluster.use_slurm_config(settings.project_root())
-            if getattr(get_class(launcher), "runs_jobs_here", False):
+            if _runs_jobs_here(launcher):
                 finishing.prepare()
             _claim(Path(config.hydra.sweep.dir))
             parent = _open_parent_patiently(config, STATE.sections)
@@ -105,6 +105,16 @@ class TrackingCallback(Callback):
                 raise
         finally:
             finishing.close()
+
+
+def _runs_jobs_here(launcher_target: str) -> bool:
+    """Whether the launcher runs the jobs in this process (ours: `runs_jobs_here`), so that the figure helper
+    can start with the sweep."""
+    try:
+        launcher = get_class(launcher_target)
+    except Exception:  # not importable: Hydra names it in its own error when it instantiates the launcher
+        return False
+    return bool(getattr(launcher, "runs_jobs_here", False))
 
 
 SWEEP_LOCK = ".sweep.lock"
