@@ -228,6 +228,39 @@ def test_data_set_too_small_for_the_split() -> None:
 
 
 # -------------------------------------------------------------------------------- feature-engineer
+@pytest.mark.parametrize("degree", [1, 2])
+def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path: Path, degree: int) -> None:
+    """Degree 1 (the default) leaves every table and fold as preprocess wrote it: feature-engineer's files are
+    then the same files (hard links), not copies written again; any real expansion writes its own."""
+    rng = np.random.default_rng(0)
+
+    def table(rows: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"x0": rng.normal(size=rows), "x1": rng.normal(size=rows), TARGET: rng.integers(0, 2, rows)}
+        )
+
+    interim = tmp_path / "interim"
+    for name in feature_engineer.SPLITS:
+        io.write_parquet(interim / f"{name}.parquet", table(20))
+    preprocess.write_folds(interim / "folds", [{"train": table(12), "val": table(4)} for _ in range(2)])
+    files = feature_engineer.STAGE.resolve(
+        {path: tmp_path / path.relative_to("data") for path in feature_engineer.STAGE.inputs.values()}, tmp_path
+    )
+    feature_engineer.execute(config.FeaturesConfig(degree=degree), files)
+    pairs = [(files.inputs[name], files.outputs[name]) for name in feature_engineer.SPLITS]
+    pairs += [
+        (preprocess.fold_file(files.inputs["folds"], i, part), preprocess.fold_file(files.outputs["folds"], i, part))
+        for i in range(2)
+        for part in preprocess.FOLD_PARTS
+    ]
+    for source, output in pairs:
+        assert output.samefile(source) is (degree == 1), output
+        columns = ["x0", "x1", TARGET] if degree == 1 else ["x0", "x1", "x0^2", "x0 x1", "x1^2", TARGET]
+        assert list(io.read_parquet(output).columns) == columns
+    assert preprocess.fold_count(files.outputs["folds"]) == 2
+    assert not list(tmp_path.rglob("*.tmp")), "no temporary file left"
+
+
 def test_polynomial_names_and_values() -> None:
     splits = {
         name: pd.DataFrame({"x0": [1.0, 2.0], "x1": [3.0, 4.0], TARGET: [0, 1]}) for name in ("train", "val", "test")

@@ -111,17 +111,22 @@ def _submit(function: Callable[..., None], *args: Any, label: str) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def drain() -> int:
-    """Wait for every submitted job; the number that failed (each logged with its reason)."""
-    failed = 0
+def drain(raise_failure: bool = False) -> int:
+    """Wait for every submitted job; the number that failed (each logged with its reason), or, with
+    `raise_failure`, the first failure raised once all are done: work the caller cannot do without (the
+    summary's plots: the sweep's summary fails as if it had drawn them itself)."""
+    failures: list[BaseException] = []
     while _pending:
         future, label = _pending.pop(0)
         try:
             future.result(timeout=FINISH_TIMEOUT_S)
         except (Exception, FutureTimeout) as err:  # a bug in drawing: the job's metrics and model still count
-            failed += 1
-            log.error("figures of %s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
-    return failed
+            failures.append(err)
+            if not raise_failure:
+                log.error("figures of %s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
+    if failures and raise_failure:
+        raise failures[0]
+    return len(failures)
 
 
 def close() -> None:
@@ -141,14 +146,21 @@ def _quick_exit() -> None:
 
 
 def stop() -> None:
-    """Interrupted: drop what has not started, end the helper."""
+    """Interrupted, or stopped before its jobs: drop what has not started and end the helper, waiting for it
+    here rather than at the interpreter's exit (which waits anyway, and whose own wake-up of a pool shut down
+    without waiting races the pool's closing: EBADF, a traceback after the one-line error). Before the jobs
+    the helper has only been importing: it is terminated; after, it finishes the figure it is drawing."""
     global _pool, _active
-    _active = False
+    jobs_started, _active = _active, False
     _pending.clear()
     _deferred.clear()
-    if _pool is not None:
-        _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = None
+    if _pool is None:
+        return
+    if not jobs_started:
+        for process in list(_pool._processes.values()):  # 3.14 has terminate_workers()
+            process.terminate()
+    _pool.shutdown(wait=True, cancel_futures=True)
+    _pool = None
 
 
 def _import_drawing() -> None:

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -98,6 +99,26 @@ def link_or_copy(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def link_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """`target` the same file as `source` (`link_or_copy`), put in place by a rename as `atomic_path` does (a
+    link's mode is its source's: no chmod, which would change both)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # as mkstemp names them
+    try:
+        link_or_copy(str(source), str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def link_folder(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """`target` a folder of links to `source`'s files, replaced whole as `replaced_folder` does."""
+    with replaced_folder(target) as tmp:
+        shutil.copytree(source, tmp, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

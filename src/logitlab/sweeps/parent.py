@@ -82,8 +82,10 @@ class TrackingCallback(Callback):
             _claim(Path(config.hydra.sweep.dir))
             parent = _open_parent_patiently(config, STATE.sections)
         except LogitlabError as err:  # stop before any job runs
+            finishing.stop()
             fail(str(err))
         except Exception as err:  # any other failure too: a tracked sweep never runs untracked
+            finishing.stop()
             if debug():
                 raise
             fail(f"sweep not started: its MLflow parent run could not be opened: {_reason(err)}")
@@ -252,7 +254,7 @@ def _summarise(config: DictConfig) -> None:
         runs = sweeps.summary_runs(parent)
         out_dir = sweep_dir / "summary"
         summary.write(runs, sweep_cfg, out_dir)
-        finishing.drain()  # the summary's plots, before the parent logs them
+        finishing.drain(raise_failure=True)  # the summary's plots, before the parent logs them
         finishing.close()
         finished = sweeps.finish_sweep(
             parent,
