@@ -23,6 +23,7 @@ from logitlab import config, finishing, io
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError, TrialPruned
 from logitlab.stage import Files, Stage
 from logitlab.tracking import sweeps
+from logitlab.tracking.store import interrupted
 
 if TYPE_CHECKING:
     from logitlab.sweeps.executor import JobConfig, JobResult
@@ -58,6 +59,8 @@ def run(params: Mapping[str, Any], job: Job) -> JobValue:
         _write_status(job.job_dir, {"status": "FAILED", "error": reason})
         if isinstance(err, TrackingLostError) and job.sweep_dir is not None:
             sweeps.mark_tracking_lost(job.sweep_dir, job.num, reason)
+        if not isinstance(err, KeyboardInterrupt) and interrupted(err):  # Ctrl-C inside an import (`interrupted`)
+            raise KeyboardInterrupt(reason) from err
         raise
     _write_finished(job.job_dir, values)
     return as_return(values)

@@ -16,7 +16,7 @@ from typing import Any
 from logitlab.cli import raise_interrupt
 from logitlab.config import one_line
 from logitlab.errors import TrackingError, TrackingLostError
-from logitlab.tracking.store import Tracker, one_attempt, outage, tracker_client, unreachable
+from logitlab.tracking.store import Tracker, interrupted, one_attempt, outage, tracker_client, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ def tracked_run(
             _end(run.info.run_id, "KILLED", "interrupted")
         raise
     except BaseException as err:
+        if interrupted(err):  # an interrupt another error carries: KILLED, and the interrupt goes on
+            with one_attempt():
+                _end(run.info.run_id, "KILLED", "interrupted")
+            raise KeyboardInterrupt(str(err)) from err
         ended = _end(run.info.run_id, "FAILED", _one_line(err))
         if unreachable(err):  # one line, not a traceback: an outage is not a bug
             raise _lost(tracker, f"during run {run.info.run_id}", err, back=ended) from err

@@ -206,6 +206,13 @@ def busy(err: BaseException) -> bool:
     return _cause(err, lambda seen: "database is locked" in str(seen)) is not None
 
 
+def interrupted(err: BaseException) -> bool:
+    """Was `err` an interrupt? Ctrl-C or SIGTERM (`cli.raise_interrupt`) that lands inside an extension module's
+    import or a C call can come back as another error raised from it (pybind11's `ImportError: initialization
+    failed` while scikit-learn imports scipy)."""
+    return _cause(err, lambda seen: isinstance(seen, KeyboardInterrupt)) is not None
+
+
 def _no_answer(err: BaseException) -> BaseException | None:
     from requests.exceptions import ConnectionError, RetryError, Timeout
 
