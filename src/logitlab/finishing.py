@@ -60,9 +60,10 @@ def active() -> bool:
     return _active
 
 
-def submit(stage: Stage, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
-    """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked)."""
-    if run_id is not None:
+def submit(stage: Stage, files: Files, uri: str | None, run_id: str | None, label: str, pending: bool = True) -> None:
+    """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked), which is
+    tagged `pending` until then (a resumed sweep runs a FINISHED job whose figures never came again)."""
+    if run_id is not None and pending:
         from logitlab.tracking.results import expect_late_artifacts
 
         expect_late_artifacts(run_id)
@@ -81,9 +82,9 @@ def finish_deferred(run_id: str, uri: str, label: str) -> Files | None:
     if not _active or run_id not in _deferred:
         return None
     stage, files = _deferred[run_id]
-    # not tagged `pending` (as `submit` does): a light child is finished without its figures, so a sweep stopped
-    # now keeps it, and the resumed sweep's end gives its best what it lacks
-    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, label=label)
+    # not `pending`: a light child is finished without its figures, so a sweep stopped now keeps it, and the
+    # resumed sweep's end gives its best what it lacks
+    submit(stage, files, uri, run_id, label, pending=False)
     return files
 
 

@@ -172,8 +172,15 @@ def read_parquet_kept(path: str | os.PathLike[str]) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
         return read_parquet(file)  # its one-line error
-    stat = file.stat()
-    return _read_version(file.resolve(), (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    return _read_version(file.resolve(), file_version(file))
+
+
+def file_version(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """What tells one version of a file from the next: every write here is a rename of a new file, so a file
+    written again has another inode (and time, and usually size). The key of a per-process cache of what a
+    file holds."""
+    stat = Path(path).stat()
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=KEPT_FRAMES)

@@ -70,6 +70,11 @@ def add_figures(run_id: str) -> bool:
     """Draw the run's figures from its logged tables and attach them; False if it had them already."""
     if has_figures(run_id):
         return False
+    _draw_figures(run_id)
+    return True
+
+
+def _draw_figures(run_id: str) -> None:
     with tempfile.TemporaryDirectory(prefix="logitlab-figures-") as tmp:
         local = _download(run_id, [*LOGGED_TABLES.values(), WEIGHTS, SAMPLES], Path(tmp))
         files = Files(
@@ -82,7 +87,6 @@ def add_figures(run_id: str) -> bool:
         )
         evaluate.draw_figures(files)
         results.attach_late_artifacts(run_id, [files.outputs["figures"]])
-    return True
 
 
 def add_model(run_id: str) -> bool:
@@ -125,10 +129,11 @@ def complete_best(parent: sweeps.Parent, sweep: config.SweepConfig, log_model: b
     if best is None:
         return None
     run_id = best.info.run_id
-    drawn = None if has_figures(run_id) else finishing.finish_deferred(run_id, tracker.uri, "the best job")
+    had_figures = has_figures(run_id)
+    drawn = None if had_figures else finishing.finish_deferred(run_id, tracker.uri, "the best job")
     try:
-        if drawn is None:
-            add_figures(run_id)
+        if not had_figures and drawn is None:
+            _draw_figures(run_id)
         if log_model:
             add_model(run_id)
     except LogitlabError as err:  # a child logged by an older logitlab (a resumed sweep): the summary goes on

@@ -251,8 +251,7 @@ def _read_folds(folder: Path) -> list[preprocess.Fold]:
     stages' cache never changes): reading 5 folds cost 0.9-2 s per job of a 10-C sweep on a 30k-row CSV, a
     third of the job. Only the last folder is kept, named by its path and its folds file (a folder written
     again is a new file)."""
-    stat = (folder / preprocess.FOLDS_FILE).stat()
-    return _read_folds_of(folder.resolve(), (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    return _read_folds_of(folder.resolve(), io.file_version(folder / preprocess.FOLDS_FILE))
 
 
 @functools.lru_cache(maxsize=1)

@@ -81,15 +81,13 @@ def tracked_run(
         yield run.info.run_id
         if previous_sigterm is not None and _sigterms_received:
             raise KeyboardInterrupt("SIGTERM")  # raised once already, but swallowed (see `_interrupt_run`)
-    except (KeyboardInterrupt, SystemExit):
-        with one_attempt():  # an interrupted command exits promptly, whatever the server does
-            _end(run.info.run_id, "KILLED", "interrupted")
-        raise
     except BaseException as err:
-        if interrupted(err):  # an interrupt another error carries: KILLED, and the interrupt goes on
-            with one_attempt():
+        if isinstance(err, SystemExit) or interrupted(err):
+            with one_attempt():  # an interrupted command exits promptly, whatever the server does
                 _end(run.info.run_id, "KILLED", "interrupted")
-            raise KeyboardInterrupt(str(err)) from err
+            if isinstance(err, KeyboardInterrupt | SystemExit):
+                raise
+            raise KeyboardInterrupt(str(err)) from err  # an interrupt another error carried goes on as one
         ended = _end(run.info.run_id, "FAILED", _one_line(err))
         if unreachable(err):  # one line, not a traceback: an outage is not a bug
             raise _lost(tracker, f"during run {run.info.run_id}", err, back=ended) from err
