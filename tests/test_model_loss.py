@@ -163,3 +163,23 @@ def test_a_newton_fit_on_one_hot_columns_reaches_the_dense_hessians_optimum(monk
     assert sparse.n_iter_ == dense.n_iter_
     np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-9)
     np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)
+
+
+def test_the_split_of_a_read_only_design_is_found_once_per_process() -> None:
+    """A sweep's jobs fit the same cached folds (read-only views of pandas blocks) at every C: their split is
+    found once (`_indicators.kept`); a writeable design, which may change between fits, is split every time,
+    and a design equal in shape and place but held by another array is another design."""
+    import pandas as pd
+
+    from logitlab.model import _indicators
+
+    frame = pd.DataFrame(_one_hot_design(np.float64), columns=[f"x{i}" for i in range(62)])
+    first, again = frame.to_numpy(), frame.to_numpy()
+    assert not first.flags.writeable and first is not again  # pandas' copy-on-write views
+    split = _indicators.kept(first)
+    assert split is not None and _indicators.kept(again) is split
+    writeable = _one_hot_design(np.float64)
+    assert _indicators.kept(writeable) is not _indicators.kept(writeable)
+    other = pd.DataFrame(_one_hot_design(np.float64, seed=1), columns=frame.columns).to_numpy()
+    assert _indicators.kept(other) is not split
+    np.testing.assert_array_equal(_indicators.kept(other).D, other[:, _indicators.kept(other).dense])

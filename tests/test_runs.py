@@ -100,6 +100,7 @@ def test_runs_model_logs_the_model_an_all_sweep_logs_once(sweeps: Sweeps) -> Non
         ("nope", {}, "run id 'nope': expected an MLflow run id (32 hex digits)"),
         ("0" * 32, {}, f"run id '{'0' * 32}': no such run in the tracking store sqlite:///"),
         ("0" * 32, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5153"}, "http://127.0.0.1:5153 is unreachable"),
+        ("conf", {}, "no figure_inputs.json; expected the folder of a job of an untracked sweep"),
     ],
 )
 def test_a_bad_run_id_or_an_unreachable_store_is_one_line(

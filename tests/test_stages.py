@@ -201,6 +201,36 @@ def test_preprocess_fits_on_train_only_imputes_encodes_and_drops_constants() -> 
     assert not any(frame.isna().any().any() for frame in splits.values())
 
 
+def test_a_saved_preprocessor_transforms_as_the_fitted_one() -> None:
+    """Its state goes through JSON with sorted keys (`io.write_json`), so its column sections come back in another
+    order than the output's: every value must still land in its own column, and the one-hot columns must be
+    the comparisons of the text with each category."""
+    import json
+
+    from logitlab.transforms import Preprocessor
+
+    rng = np.random.default_rng(3)
+    raw = pd.DataFrame(
+        {
+            "zeta": rng.normal(size=60),
+            "colour": rng.choice(["red", "green", "blue"], size=60),
+            "alpha": rng.normal(size=60) * 5 + 2,
+            "city": rng.choice(["oslo", "lima", None], size=60),
+        }
+    )
+    fitted = Preprocessor().fit(raw)
+    loaded = Preprocessor.from_dict(json.loads(json.dumps(fitted.to_dict(), sort_keys=True)))
+    assert list(loaded.numeric) != [c for c in fitted.output_columns if c in loaded.numeric]  # the order differs
+    expected, again = fitted.transform(raw), loaded.transform(raw)
+    pd.testing.assert_frame_equal(again, expected, check_exact=True)
+    assert list(expected.columns) == fitted.output_columns
+    np.testing.assert_allclose(expected["alpha"], (raw["alpha"] - raw["alpha"].mean()) / raw["alpha"].std(ddof=0))
+    for name, spec in fitted.categorical.items():
+        text = raw[name].fillna(spec["fill"])
+        for value in spec["categories"]:
+            np.testing.assert_array_equal(expected[f"{name}={value}"], (text == value).astype(float))
+
+
 def test_unseen_category_encodes_as_zeros() -> None:
     _, pre, _, _ = preprocess.run(frame_of(100), PRE, seed=1)
     rows = pre.transform(pd.DataFrame({"num": [0.0], "cat": ["purple"]}))
@@ -228,15 +258,18 @@ def test_data_set_too_small_for_the_split() -> None:
 
 
 # -------------------------------------------------------------------------------- feature-engineer
-@pytest.mark.parametrize("degree", [1, 2])
-def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path: Path, degree: int) -> None:
+@pytest.mark.parametrize(("degree", "dtype"), [(1, "float64"), (2, "float64"), (1, "int64")])
+def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path: Path, degree: int, dtype: str) -> None:
     """Degree 1 (the default) leaves every table and fold as preprocess wrote it: feature-engineer's files are
-    then the same files (hard links), not copies written again; any real expansion writes its own."""
+    then the same files (hard links), not copies written again; any real expansion writes its own, and so does
+    degree 1 on features that are not float64 (the expansion's output is)."""
     rng = np.random.default_rng(0)
+    linked = degree == 1 and dtype == "float64"
 
     def table(rows: int) -> pd.DataFrame:
+        features = rng.normal(size=(rows, 2)) * 10
         return pd.DataFrame(
-            {"x0": rng.normal(size=rows), "x1": rng.normal(size=rows), TARGET: rng.integers(0, 2, rows)}
+            {"x0": features[:, 0].astype(dtype), "x1": features[:, 1].astype(dtype), TARGET: rng.integers(0, 2, rows)}
         )
 
     interim = tmp_path / "interim"
@@ -254,9 +287,14 @@ def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path:
         for part in preprocess.FOLD_PARTS
     ]
     for source, output in pairs:
-        assert output.samefile(source) is (degree == 1), output
+        assert output.samefile(source) is linked, output
         columns = ["x0", "x1", TARGET] if degree == 1 else ["x0", "x1", "x0^2", "x0 x1", "x1^2", TARGET]
         assert list(io.read_parquet(output).columns) == columns
+    # what the folds hold is their expansion, linked or written
+    for index, fold in enumerate(preprocess.read_folds(files.inputs["folds"])):
+        for part, frame in feature_engineer.expand_fold(fold, config.FeaturesConfig(degree=degree)).items():
+            written = io.read_parquet(preprocess.fold_file(files.outputs["folds"], index, part))
+            pd.testing.assert_frame_equal(written, frame, check_exact=True)
     assert preprocess.fold_count(files.outputs["folds"]) == 2
     assert not list(tmp_path.rglob("*.tmp")), "no temporary file left"
 

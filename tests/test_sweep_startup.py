@@ -84,6 +84,24 @@ def test_an_untracked_sweep_starts_its_jobs_with_none_of_them(project: Path) -> 
     seen = probed_sweep(project, "mlflow=off")
     assert seen["loaded_at_job_start"][0] == []
     assert seen["children_after_sweep"] == []
+    assert "matplotlib" not in seen["loaded_after_sweep"], seen
+    # the helper drew the best job's figures (mlflow.child_artifacts: best) before it exited; the other job's
+    # are drawn on demand from the files its folder names
+    (sweep_dir,) = project.glob("multirun/*/*")
+    metric = {path.parent.name: json.loads(path.read_text())["metric"] for path in sorted(sweep_dir.glob("*/job.json"))}
+    best = max(metric, key=metric.__getitem__)  # the first of equals, as the sweep's summary picks
+    drawn = {path.parent.parent.parent.name for path in sweep_dir.glob("*/reports/figures/*.png")}
+    assert drawn == {best} and len(list(sweep_dir.glob(f"{best}/reports/figures/*.png"))) == 7
+    (other,) = {"0", "1"} - drawn
+    done = run([sys.executable, "-m", "logitlab.runs", "figures", str(sweep_dir / other)], project)
+    assert "figures added" in done.stderr
+    assert len(list(sweep_dir.glob(f"{other}/reports/figures/*.png"))) == 7
+
+
+@pytest.mark.slow
+def test_an_untracked_sweep_draws_every_jobs_figures_with_child_artifacts_all(project: Path) -> None:
+    seen = probed_sweep(project, "mlflow=off", "mlflow.child_artifacts=all")
+    assert seen["children_after_sweep"] == []
     figures = sorted(path.name for path in project.glob("multirun/*/*/*/reports/figures/*.png"))
     assert len(figures) == 2 * 7, figures  # the helper drew every job's figures before it exited
 

@@ -3,9 +3,9 @@
 A sweep whose jobs run in the launching process (the default `local` launcher) leaves the machine's second
 core idle; drawing a job's figures there, and attaching them to its MLflow run, takes them off the job's
 path. The sweep waits for the helper (`drain`) before it writes its summary, so every child has its figures
-by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line. A tracked
-sweep's children draw figures only with `mlflow.child_artifacts: all`; by default only the best child gets
-them, at the sweep's end (`runs.complete_best`), and an untracked sweep draws every job's here.
+by the time the sweep ends. Elsewhere (parallel launchers, `dvc repro`) finishing runs in line. A sweep's
+jobs draw figures only with `mlflow.child_artifacts: all`; by default only the best job gets them, at the
+sweep's end (`runs.complete_best`, `runs.complete_best_job` when untracked).
 
 The helper starts with the sweep (`prepare`) and imports what it will draw with while the sweep starts up, so
 that at the sweep's end the best child's figures (`defer`, then `finish_deferred`, from the job's own files)
@@ -35,7 +35,7 @@ FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
 _pool: ProcessPoolExecutor | None = None
 _pending: list[tuple[Future[None], str]] = []
 _active = False
-_deferred: dict[str, tuple[Stage, Files]] = {}  # run id -> the stage and files of a light child's finish
+_deferred: dict[str, tuple[Stage, Files]] = {}  # run id or job folder -> the stage and files of a light job's finish
 
 
 def prepare() -> None:
@@ -70,21 +70,22 @@ def submit(stage: Stage, files: Files, uri: str | None, run_id: str | None, labe
     _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, label=label)
 
 
-def defer(run_id: str, stage: Stage, files: Files) -> None:
-    """A light child's finish, not run: kept so that `finish_deferred` can run it from the job's own files if
-    the child turns out to be the best."""
-    _deferred[run_id] = (stage, files)
+def defer(key: str, stage: Stage, files: Files) -> None:
+    """A light job's finish, not run: kept under its run id (tracked) or job folder, so that `finish_deferred`
+    can run it from the job's own files if the job turns out to be the best."""
+    _deferred[key] = (stage, files)
 
 
-def finish_deferred(run_id: str, uri: str, label: str) -> Files | None:
-    """Submit the finish `defer` kept for `run_id` (its outputs attached to the run once made); its files, or
-    None if this process ran no such job (the figures are then made from what the run logged)."""
-    if not _active or run_id not in _deferred:
+def finish_deferred(key: str, uri: str | None, label: str) -> Files | None:
+    """Submit the finish `defer` kept for `key` (with a tracking `uri`, a run id: its outputs attached to the
+    run once made); its files, or None if this process ran no such job (the figures are then made from what
+    the run logged, or the job folder holds)."""
+    if not _active or key not in _deferred:
         return None
-    stage, files = _deferred[run_id]
+    stage, files = _deferred[key]
     # not `pending`: a light child is finished without its figures, so a sweep stopped now keeps it, and the
     # resumed sweep's end gives its best what it lacks
-    submit(stage, files, uri, run_id, label, pending=False)
+    submit(stage, files, uri, key if uri is not None else None, label, pending=False)
     return files
 
 

@@ -205,6 +205,13 @@ def row_groups(path: str | os.PathLike[str]) -> int:
     return _parquet_file(path).num_row_groups
 
 
+def column_types(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The file's columns and their arrow types (as text, e.g. "double"), from its footer alone; pandas' index
+    columns left out."""
+    schema = _parquet_file(path).schema_arrow
+    return {field.name: str(field.type) for field in schema if not field.name.startswith("__index_level_")}
+
+
 def head(path: str | os.PathLike[str], rows: int) -> pd.DataFrame:
     """The first `rows` rows, reading no more of the file than that."""
     batch = next(_parquet_file(path).iter_batches(batch_size=rows), None)

@@ -1,4 +1,5 @@
-"""What a light sweep child left out, added later: `python -m logitlab.runs figures|model <run id>`.
+"""What a light sweep child left out, added later: `python -m logitlab.runs figures|model <run id>`, or
+`python -m logitlab.runs figures <job folder>` for a job of an untracked sweep.
 
 A sweep's children log what people compare (params, metrics, loss curves, report tables, the dataset) and
 what it takes to make the rest later: the fitted scoring pipeline (`weights/`: model.npz + json, no pickle)
@@ -14,7 +15,7 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USAGE = "usage: python -m logitlab.runs figures|model <run id>"
+USAGE = "usage: python -m logitlab.runs figures|model <run id>, or figures <job folder of an untracked sweep>"
 WEIGHTS = "weights"  # the fitted scoring pipeline's files (train's models/)
 SAMPLES = "samples"
 INPUT_EXAMPLE = "input_example.parquet"  # a few raw rows: the logged model's signature and example
@@ -45,6 +46,8 @@ LOGGED_TABLES = {
     "coefficients": evaluate.STAGE.output("coefficients").name,
 }
 FIGURES = evaluate.STAGE.output("figures").name
+# In an untracked sweep's job folder: where evaluate read and wrote, so that its figures can be drawn later.
+FIGURE_INPUTS = "figure_inputs.json"
 
 
 # ------------------------------------------------------------------------------------- what a child logs
@@ -113,6 +116,65 @@ def _download(run_id: str, names: Sequence[str], dest: Path) -> Path:
     return dest
 
 
+# ------------------------------------------------------------------------------- an untracked sweep's jobs
+def keep_figure_inputs(job_dir: Path, files: Files) -> None:
+    """Name in the job's folder the files its figures are drawn from (paths in the project relative to it, so
+    that the project can move): the job's own tables and the shared stages' cached test split."""
+    root = config.project_root()
+
+    def named(paths: Mapping[str, Path]) -> dict[str, str]:
+        return {
+            name: str(path.relative_to(root) if path.is_relative_to(root) else path) for name, path in paths.items()
+        }
+
+    io.write_json(job_dir / FIGURE_INPUTS, {"inputs": named(files.inputs), "outputs": named(files.outputs)})
+
+
+def job_figures_drawn(job_dir: Path) -> bool:
+    return any(_job_files(job_dir).outputs["figures"].glob("*.png"))
+
+
+def add_job_figures(job_dir: Path) -> bool:
+    """Draw an untracked sweep job's figures into its folder; False if it had them already."""
+    if job_figures_drawn(job_dir):
+        return False
+    files = _job_files(job_dir)
+    read = [files.inputs[name] for name in ("model", "cost_history", "interim_test")]
+    gone = [path for path in [*read, *(files.outputs[name] for name in LOGGED_TABLES if name in files.outputs)]]
+    gone = [path for path in gone if not path.exists()]
+    if gone:
+        raise ConfigError(
+            f"job folder {job_dir}: {gone[0]} is gone (an upstream cache cleared?); run the job again to draw "
+            "its figures"
+        )
+    evaluate.draw_figures(files)
+    return True
+
+
+def complete_best_job(job_dir: Path) -> None:
+    """An untracked sweep's best job gets its figures: drawn by the figure helper from the files the job kept
+    (`finishing.defer`) when it ran in this process, else here."""
+    from logitlab import finishing
+
+    if finishing.finish_deferred(str(job_dir.resolve()), None, "the best job") is None:
+        add_job_figures(job_dir)
+
+
+def _job_files(job_dir: Path) -> Files:
+    path = job_dir / FIGURE_INPUTS
+    if not path.is_file():
+        raise ConfigError(
+            f"job folder {job_dir}: no {FIGURE_INPUTS}; expected the folder of a job of an untracked sweep "
+            "(multirun/<date>/<time>/<job number>)"
+        )
+    named = io.read_json(path)
+    root = config.project_root()
+    return Files(
+        inputs={name: root / value for name, value in named["inputs"].items()},
+        outputs={name: root / value for name, value in named["outputs"].items()},
+    )
+
+
 # ----------------------------------------------------------------------------------- a sweep's best child
 def complete_best(parent: sweeps.Parent, sweep: config.SweepConfig, log_model: bool) -> Run | None:
     """Give the sweep's best child its figures and model where it lacks them (its job drew none, or ran in
@@ -163,6 +225,10 @@ def _command(args: list[str]) -> None:
     if len(args) != 2 or args[0] not in ("figures", "model"):
         raise ConfigError(f"{USAGE} (got: {' '.join(args) or 'nothing'})")
     what, run_id = args
+    if what == "figures" and Path(run_id).is_dir():
+        added = add_job_figures(Path(run_id).resolve())
+        log.info("job folder %s: figures %s", run_id, "added" if added else "were there already, nothing added")
+        return
     if not config.RUN_ID.fullmatch(run_id):
         raise ConfigError(f"run id '{run_id}': expected an MLflow run id (32 hex digits)")
     uri = _store_uri()

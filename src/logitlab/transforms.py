@@ -108,7 +108,11 @@ class Preprocessor:
         missing = [c for c in self.input_columns if c not in frame.columns]
         if missing:
             raise DataError(f"column '{missing[0]}' is missing from the rows to score (expected {self.input_columns})")
-        out: dict[str, np.ndarray] = {}
+        # one row per output column, in `output_columns`' order: the frame's block as pandas holds it (one
+        # allocation, no consolidation of 100+ columns: a sweep's first job transforms the data and every fold).
+        # By name: a loaded state's sections are in its JSON's (sorted) order, not the output's.
+        position = {name: row for row, name in enumerate(self.output_columns)}
+        columns = np.zeros((len(self.output_columns), len(frame)), dtype=np.float64)
         for name, spec in self.numeric.items():
             try:
                 values = frame[name].astype(np.float64).to_numpy()
@@ -117,12 +121,14 @@ class Preprocessor:
             if np.isinf(values).any():
                 raise DataError(f"column '{name}' has infinite values")
             values = np.where(np.isnan(values), spec["fill"], values)
-            out[name] = (values - spec["shift"]) / spec["scale"]
+            columns[position[name]] = (values - spec["shift"]) / spec["scale"]
         for name, category in self.categorical.items():
             text = frame[name].astype(object).where(frame[name].notna(), category["fill"]).astype(str)
-            for value in category["categories"]:
-                out[f"{name}={value}"] = (text == value).to_numpy(np.float64)
-        return pd.DataFrame(out, index=frame.index, columns=self.output_columns)
+            rows = np.array([position[f"{name}={value}"] for value in category["categories"]], dtype=np.intp)
+            codes = pd.Index(category["categories"]).get_indexer(text)  # -1: unseen, all zeros
+            seen = np.flatnonzero(codes >= 0)
+            columns[rows[codes[seen]], seen] = 1.0
+        return pd.DataFrame(columns.T, index=frame.index, columns=self.output_columns, copy=False)
 
     def report(self) -> dict[str, Any]:
         """What was done to each column, for the stage's report."""

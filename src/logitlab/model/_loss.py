@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from logitlab.model import _indicators
 from logitlab.model._indicators import Indicators
 
 FloatArray = np.ndarray
@@ -175,10 +176,11 @@ class BinaryLogisticLoss(_OnePassLoss):
     ) -> tuple[FloatArray, FloatArray]:
         """Gradient and the dense Hessian, for Newton's method. On a design of mostly one-hot columns the
         Hessian comes from their sparse block (`Indicators`: ~5x quicker on a CSV's one-hot features), found
-        once per ``X`` and kept, matched by identity as `_signs` does."""
+        once per ``X`` and kept, matched by identity as `_signs` does (and across fits for a read-only ``X``:
+        `_indicators.kept`)."""
         kept = self._last_indicators
         if kept is None or kept[0] is not X:
-            kept = self._last_indicators = (X, Indicators.of(X) if isinstance(X, np.ndarray) else None)
+            kept = self._last_indicators = (X, _indicators.kept(X) if isinstance(X, np.ndarray) else None)
         indicators = kept[1]
         if indicators is None:
             return super().gradient_hessian(coef, X, y, weights)

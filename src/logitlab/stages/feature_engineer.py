@@ -99,11 +99,10 @@ def execute(cfg: config.FeaturesConfig, files: Files) -> None:
                 io.link_file(files.inputs[name], files.outputs[name])
             else:
                 io.write_parquet(files.outputs[name], frame)
-    folds = preprocess.read_folds(files.inputs["folds"])
-    expanded = [expand_fold(fold, cfg) for fold in folds]
-    if all(_unchanged(new[part], fold[part]) for new, fold in zip(expanded, folds, strict=True) for part in fold):
+    if _passes_through(cfg, preprocess.fold_files(files.inputs["folds"])):
         io.link_folder(files.inputs["folds"], files.outputs["folds"])
     else:
+        expanded = [expand_fold(fold, cfg) for fold in preprocess.read_folds(files.inputs["folds"])]
         preprocess.write_folds(files.outputs["folds"], expanded)
     io.write_json(files.outputs["state"], expander.to_dict())
     io.write_json(files.outputs["report"], report)
@@ -114,6 +113,21 @@ def _unchanged(expanded: pd.DataFrame, table: pd.DataFrame) -> bool:
     then a link to the input's, which holds the same bytes (one parquet write of each table and fold saved:
     ~40 ms each on a 30k-row CSV's features)."""
     return expanded.columns.equals(table.columns) and expanded.index.equals(table.index) and expanded.equals(table)
+
+
+def _passes_through(cfg: config.FeaturesConfig, tables: Iterable[Path]) -> bool:
+    """Whether the expansion gives every table back unchanged, known without reading their rows: it adds no
+    term (degree 1, the default, or no column included) and each table's features are float64 with the label
+    last, as `_expanded` orders them. The folds are then links to preprocess's (five folds' parquet reads,
+    expansions and comparisons saved: ~0.5 s of a CV sweep's first job on a 30k-row CSV's features)."""
+    if cfg.degree > 1 and cfg.include != []:
+        return False
+    for table in tables:
+        columns = io.column_types(table)
+        names = list(columns)
+        if not names or names[-1] != TARGET or any(columns[name] != "double" for name in names[:-1]):
+            return False
+    return True
 
 
 def expand_fold(fold: preprocess.Fold, cfg: config.FeaturesConfig) -> preprocess.Fold:

@@ -271,6 +271,10 @@ def execute(cfg: Settings, files: Files) -> None:
     io.write_json(files.outputs["report"], report)
 
 
+def fold_files(folder: Path) -> list[Path]:
+    return [fold_file(folder, i, part) for i in range(fold_count(folder)) for part in FOLD_PARTS]
+
+
 def read_folds(folder: Path) -> list[Fold]:
     return [
         {part: io.read_parquet(fold_file(folder, i, part)) for part in FOLD_PARTS} for i in range(fold_count(folder))

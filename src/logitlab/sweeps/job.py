@@ -141,10 +141,10 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
     for objective in job_config.sweep.metrics:
         _check_metric(objective, job_config.preprocess, job)
     mlflow_cfg = job_config.mlflow
-    # A tracked sweep's child: figures and model for the best only (`mlflow.child_artifacts`), made later
-    light = run_id is not None and job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
+    # A sweep's job: figures (and the model, tracked) for the best only (`mlflow.child_artifacts`), made later
+    light = job.sweep_dir is not None and mlflow_cfg.child_artifacts == "best"
     deferred = finishing.active()
-    finish = _later(run_id) if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
+    finish = _later(run_id, job) if light else _in_helper(uri, run_id, job) if deferred else executor.run_now
     try:
         with trials.reporting_to_trial(job.sweep_dir, job.num):
             result = executor.run_job(job_config, job.job_dir, finish=finish)
@@ -206,13 +206,18 @@ def _in_helper(uri: str | None, run_id: str | None, job: Job) -> Callable[[Stage
     return submit
 
 
-def _later(run_id: str | None) -> Callable[[Stage, Files], None]:
-    """A light child's figures: drawn for the best child at the sweep's end (from this job's files by the helper
-    when the job ran in the sweep's process: `finishing.defer`), for any other by `logitlab.runs`."""
+def _later(run_id: str | None, job: Job) -> Callable[[Stage, Files], None]:
+    """A light job's figures: drawn for the best job at the sweep's end (from this job's files by the helper
+    when the job ran in the sweep's process: `finishing.defer`), for any other by `logitlab.runs` (from what
+    its run logged, or, untracked, from the files its folder names)."""
 
     def keep(stage: Stage, files: Files) -> None:
-        if run_id is not None and finishing.active():
-            finishing.defer(run_id, stage, files)
+        if run_id is None:
+            from logitlab import runs
+
+            runs.keep_figure_inputs(job.job_dir, files)
+        if finishing.active():
+            finishing.defer(run_id or str(job.job_dir.resolve()), stage, files)
 
     return keep
 

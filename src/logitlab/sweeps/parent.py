@@ -217,17 +217,36 @@ def _continue_study(sweeper: DictConfig) -> None:
     log.info("Optuna study '%s': %d trials, %d left RUNNING now FAIL", study.study_name, len(study.trials), len(stale))
 
 
+def _complete_best_job(
+    sweep_dir: Path, jobs: list[dict[str, Any]], sweep_cfg: settings.SweepConfig, mlflow_cfg: settings.MlflowConfig
+) -> None:
+    """An untracked sweep's best job gets the figures its light jobs left out (`mlflow.child_artifacts: best`);
+    one it cannot draw is a warning: the sweep's results stand."""
+    best = sweep_job.best_of(jobs, sweep_cfg.direction)
+    if best is None or mlflow_cfg.child_artifacts != "best":
+        return
+    from logitlab import runs
+
+    try:
+        runs.complete_best_job(sweep_dir / best["job"])
+    except LogitlabError as err:
+        log.warning("the best job's figures: %s", err)
+
+
 def _summarise(config: DictConfig) -> None:
     """Wait for the helper's figures, give the best child what it lacks (figures, model) and the parent the same,
     then end the parent with the summary (tracked) or count the jobs' files. The helper draws the best child's
     figures and the summary's plots meanwhile, when it runs (`finishing`)."""
-    finishing.drain()
-    if STATE.parent is None:  # untracked: nothing more for the helper
-        finishing.close()
     assert STATE.sections is not None  # on_multirun_start validated them, or stopped the sweep
     sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
+    if STATE.parent is None:  # untracked: the best job's figures, then nothing more for the helper
+        _complete_best_job(sweep_dir, jobs, sweep_cfg, mlflow_cfg)
+        finishing.drain()
+        finishing.close()
+    else:
+        finishing.drain()
     failures = [job.get("error", "") for job in jobs if job["status"] not in ("FINISHED", "PRUNED")]
     pruned = sum(job["status"] == "PRUNED" for job in jobs)
     finished = len(jobs) - len(failures) - pruned
