@@ -130,19 +130,14 @@ def keep_figure_inputs(job_dir: Path, files: Files) -> None:
     io.write_json(job_dir / FIGURE_INPUTS, {"inputs": named(files.inputs), "outputs": named(files.outputs)})
 
 
-def job_figures_drawn(job_dir: Path) -> bool:
-    return any(_job_files(job_dir).outputs["figures"].glob("*.png"))
-
-
 def add_job_figures(job_dir: Path) -> bool:
     """Draw an untracked sweep job's figures into its folder; False if it had them already."""
-    if job_figures_drawn(job_dir):
-        return False
     files = _job_files(job_dir)
+    if any(files.outputs["figures"].glob("*.png")):
+        return False
     read = [files.inputs[name] for name in ("model", "cost_history", "interim_test")]
-    gone = [path for path in [*read, *(files.outputs[name] for name in LOGGED_TABLES if name in files.outputs)]]
-    gone = [path for path in gone if not path.exists()]
-    if gone:
+    read += [files.outputs[name] for name in LOGGED_TABLES if name in files.outputs]
+    if gone := [path for path in read if not path.exists()]:
         raise ConfigError(
             f"job folder {job_dir}: {gone[0]} is gone (an upstream cache cleared?); run the job again to draw "
             "its figures"
