@@ -94,6 +94,25 @@ def test_editing_a_stage_source_file_recomputes_that_stage_and_what_follows(root
     assert edited.metrics == first.metrics
 
 
+def test_the_shared_stages_made_ahead_are_the_jobs_and_a_bad_config_makes_none(root: Path) -> None:
+    """`warm_shared` (the figure helper's work while a tracked sweep opens its store) makes the entries the
+    job then finds, and nothing else; a config the job would refuse is left to the job, silently."""
+    params = config.compose(FAST, config_dir=CONF)
+    executor.warm_shared(params, root)
+    assert sorted(path.name for path in (root / ".cache" / "logitlab").iterdir() if path.name != "locks") == [
+        "feature-engineer",
+        "ingest",
+        "preprocess",
+    ]
+    assert not (root / "models").exists() and not (root / "reports").exists()
+    job = executor.run_job(executor.JobConfig.of(params), root / "job", root=root)
+    assert job.cache == {"ingest": "hit", "preprocess": "hit", "feature-engineer": "hit"}
+    elsewhere = root / "other"
+    elsewhere.mkdir()
+    executor.warm_shared({**params, "preprocess": {**params["preprocess"], "test_size": 1.5}}, elsewhere)
+    assert not (elsewhere / ".cache").exists()
+
+
 def test_a_param_recomputes_its_stage_and_what_follows_only(root: Path) -> None:
     executor.run_job(job_config(), root / "job0", root=root)
     assert executor.run_job(job_config("features.degree=2"), root / "job1", root=root).cache == {

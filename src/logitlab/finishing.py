@@ -38,10 +38,14 @@ _active = False
 _deferred: dict[str, tuple[Stage, Files]] = {}  # run id or job folder -> the stage and files of a light job's finish
 
 
-def prepare() -> None:
+def prepare(ahead: Callable[..., None] | None = None, *args: Any) -> None:
     """The sweep's jobs will run in this process: start the helper now, so that it imports what it draws with
-    while the sweep starts up (on the machine's other core)."""
+    while the sweep starts up (on the machine's other core), after `ahead(*args)` if given: work the first
+    job will need, done while this process opens the tracking store (a module-level function that reports
+    no failure: the job reports its own)."""
     if _pool is None:
+        if ahead is not None:
+            _submit(ahead, *args, label="the first job's shared stages")
         _submit(_import_drawing, label="the figure helper's start")
 
 

@@ -8,6 +8,7 @@ stage function streams when its input is streamed, so a sweep job streams exactl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -157,10 +158,12 @@ def run_job(
     job_dir: Path,
     root: Path | None = None,
     finish: Callable[[Stage, Files], None] = run_now,
+    shared_only: bool = False,
 ) -> JobResult:
     """Every stage of `STAGES` for one config: shared stages through the memo, the others into `job_dir`
     (the layout `dvc repro` leaves in the project: `models/`, `reports/`). `finish` runs each stage's
-    finishing work (figures); a sweep may hand it to another process."""
+    finishing work (figures); a sweep may hand it to another process. `shared_only`: the shared stages alone
+    (`warm_shared`)."""
     root = root or config.project_root()
     validated = job_config.stages
     memo = Memo(root)
@@ -170,6 +173,8 @@ def run_job(
     result: Any = None
     seconds: dict[str, float] = {}
     for stage in STAGES:
+        if shared_only and not stage.shared:
+            break
         cfg = validated[stage.name]
         inputs = {path: located.get(path, root / path) for path in stage.inputs.values()}
         if stage.shared:
@@ -187,6 +192,15 @@ def run_job(
         located.update({out.path: files[stage.name].outputs[name] for name, out in stage.outputs.items()})
     log.info("upstream cache: %s", ", ".join(f"{k}={v}" for k, v in memo.status.items()))
     return JobResult(result, files, dict(memo.status), seconds)
+
+
+def warm_shared(params: Mapping[str, Any], root: Path | None = None) -> None:
+    """The shared stages of a job with `params`, computed into the cache: the figure helper runs them for a
+    tracked sweep's first job while the sweep process imports MLflow and opens the store (~2.6 s), so that
+    the job finds them made (or waits on the entry's lock while they are). A failure is the job's to report:
+    here it is dropped."""
+    with contextlib.suppress(Exception):
+        run_job(JobConfig.of(params), Path(os.devnull), root, shared_only=True)
 
 
 def finish_outputs(job: JobResult) -> list[Path]:

@@ -78,7 +78,7 @@ class TrackingCallback(Callback):
             if cluster.is_slurm_launcher(launcher):
                 cluster.use_slurm_config(settings.project_root())
             if _runs_jobs_here(launcher):
-                finishing.prepare()
+                _prepare_helper(config, STATE.sections.mlflow)
             _claim(Path(config.hydra.sweep.dir))
             parent = _open_parent_patiently(config, STATE.sections)
         except LogitlabError as err:  # stop before any job runs
@@ -107,6 +107,29 @@ class TrackingCallback(Callback):
                 raise
         finally:
             finishing.close()
+
+
+def _prepare_helper(config: DictConfig, mlflow_cfg: settings.MlflowConfig) -> None:
+    """Start the figure helper; in a tracked sweep, first on the shared stages of the sweep's own config (its
+    jobs' unless the sweep varies an upstream key: then of none, and the jobs make theirs), which the first
+    job would otherwise make after this process has spent ~2.6 s importing MLflow and opening the store."""
+    if not mlflow_cfg.enabled:
+        finishing.prepare()
+        return
+    task = OmegaConf.masked_copy(config, [str(key) for key in config if key != "hydra"])
+    try:
+        params = OmegaConf.to_container(task, resolve=True)
+    except Exception:  # an interpolation the jobs' own config may resolve: they make their stages
+        finishing.prepare()
+        return
+    finishing.prepare(_warm_shared, params)
+
+
+def _warm_shared(params: dict[str, Any]) -> None:
+    """In the helper (sent by name: this process need not import the stages before its first job)."""
+    from logitlab.sweeps.executor import warm_shared
+
+    warm_shared(params)
 
 
 def _runs_jobs_here(launcher_target: str) -> bool:
