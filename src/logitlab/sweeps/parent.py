@@ -110,9 +110,10 @@ class TrackingCallback(Callback):
 
 
 def _prepare_helper(config: DictConfig, mlflow_cfg: settings.MlflowConfig) -> None:
-    """Start the figure helper; in a tracked sweep, first on the shared stages of the sweep's own config (its
-    jobs' unless the sweep varies an upstream key: then of none, and the jobs make theirs), which the first
-    job would otherwise make after this process has spent ~2.6 s importing MLflow and opening the store."""
+    """Start the figure helper; in a tracked sweep, first on the shared stages of the sweep's own config (the
+    jobs' own where the sweep varies no upstream key; else perhaps no job's, and the jobs make theirs), which
+    the first job would otherwise make after this process has spent ~2.6 s importing MLflow and opening the
+    store."""
     if not mlflow_cfg.enabled:
         finishing.prepare()
         return
