@@ -221,6 +221,17 @@ def test_served_champion_scores_raw_rows_like_the_pipeline(
 
 
 @pytest.mark.timeout(120)
+def test_the_champion_scores_integers_in_a_float_column(swept: Path, champion: dict[str, Any], tmp_path: Path) -> None:
+    """MLflow held each column to the type of the logged example's values: `pyfunc.predict` refused integers in
+    a float column (`Can not safely convert int64 to float64`). The model takes any number."""
+    from logitlab.scoring import ScoringPipeline
+
+    rows = pd.DataFrame({"x0": [1, 0, -1], "x1": [0, 1, 2]})
+    expected = ScoringPipeline.load(champion["job_dir"] / "models").predict_frame(rows)
+    scored = pyfunc_predict(swept, rows, tmp_path)
+    np.testing.assert_allclose(scored["probability"], expected["probability"], rtol=0, atol=TOL)
+
+
 def test_server_reports_which_model_it_serves(server: Any, champion: dict[str, Any]) -> None:
     log = server["log"].read_text()
     assert f"models:/{NAME}@champion (version {champion['version'].version})" in log
@@ -403,6 +414,7 @@ def multiclass_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     project = make_project(tmp_path_factory.mktemp("multiclass") / "project")
     X, y = load_iris(return_X_y=True, as_frame=True)
+    X["sepal length (mm)"] = (X.pop("sepal length (cm)") * 10).round().astype(int)  # an integer column
     X.assign(species=np.array(["setosa", "versicolor", "virginica"])[y]).to_csv(
         project / "data/raw/external/iris.csv", index=False
     )
@@ -424,6 +436,28 @@ def test_served_multiclass_champion_returns_the_label_and_a_probability_per_clas
     np.testing.assert_allclose(served.iloc[:, 1:].to_numpy(float), expected.iloc[:, 1:].to_numpy(), rtol=0, atol=TOL)
     assert served["label"].tolist() == expected["label"].tolist()
     assert (served["label"] == np.array(names)[np.arange(len(rows)) * 15 // 50]).mean() > 0.8
+
+
+@pytest.mark.timeout(300)
+def test_a_missing_value_in_an_integer_column_is_imputed_not_refused(multiclass_server: Any) -> None:
+    """The CSV's integer column was typed `long` from the logged example, and MLflow refused a request with a
+    missing value in it; the model imputes it as the pipeline does (the training median)."""
+    from logitlab.scoring import ScoringPipeline
+
+    rows = multiclass_server["rows"].iloc[::30].reset_index(drop=True).astype({"sepal length (mm)": float})
+    rows.loc[0, "sepal length (mm)"] = np.nan
+    payload = {
+        "dataframe_split": {
+            "columns": list(rows.columns),
+            "data": rows.astype(object).where(rows.notna(), None).to_numpy().tolist(),
+        }
+    }
+    response = requests.post(f"{multiclass_server['url']}/invocations", json=payload, timeout=60)
+    assert response.status_code == 200, response.text[:2000]
+    served = pd.DataFrame(response.json()["predictions"])
+    (job_dir,) = (multiclass_server["project"] / "multirun").glob("*/*/0")
+    expected = ScoringPipeline.load(job_dir / "models").predict_frame(rows)
+    np.testing.assert_allclose(served.iloc[:, 1:].to_numpy(float), expected.iloc[:, 1:].to_numpy(), rtol=0, atol=TOL)
 
 
 def test_the_workers_listening_socket_is_tcp_so_asyncio_turns_nagle_off() -> None:

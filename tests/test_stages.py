@@ -231,6 +231,26 @@ def test_a_saved_preprocessor_transforms_as_the_fitted_one() -> None:
             np.testing.assert_array_equal(expected[f"{name}={value}"], (text == value).astype(float))
 
 
+def test_the_logged_models_signature_takes_any_number_in_a_numeric_column() -> None:
+    """MLflow's schema check (the one its scoring server and `pyfunc.predict` apply) passes integers to a float
+    column and a missing value to an integer one: the model converts and imputes them itself. A text column
+    stays text, and every column is optional (a missing one reaches `predict`, which names it)."""
+    from mlflow.models.utils import _enforce_schema
+
+    from logitlab.pyfunc_model import signature
+
+    example = pd.DataFrame({"count": [1, 2, 3], "temp": [0.5, 1.5, 2.5], "city": ["oslo", "lima", "oslo"]})
+    inputs = signature(example, ["probability"]).inputs
+    assert [(spec.name, str(spec.type), spec.required) for spec in inputs] == [
+        ("count", "Any", False),
+        ("temp", "Any", False),
+        ("city", "DataType.string", False),
+    ]
+    request = pd.DataFrame({"count": [np.nan, 4.0], "temp": [2, 3], "city": ["lima", "oslo"]})
+    checked = _enforce_schema(request, inputs)
+    pd.testing.assert_frame_equal(checked, request)
+
+
 def test_unseen_category_encodes_as_zeros() -> None:
     _, pre, _, _ = preprocess.run(frame_of(100), PRE, seed=1)
     rows = pre.transform(pd.DataFrame({"num": [0.0], "cat": ["purple"]}))

@@ -155,7 +155,9 @@ def stop() -> None:
     """Interrupted, or stopped before its jobs: drop what has not started and end the helper, waiting for it
     here rather than at the interpreter's exit (which waits anyway, and whose own wake-up of a pool shut down
     without waiting races the pool's closing: EBADF, a traceback after the one-line error). Before the jobs
-    the helper has only been importing: it is terminated; after, it finishes the figure it is drawing."""
+    the helper has only been importing, or making the first job's shared stages (`prepare`): it is
+    terminated (a cache entry it was writing stays a temporary folder, never renamed into place); after, it
+    finishes the figure it is drawing."""
     global _pool, _active
     jobs_started, _active = _active, False
     _pending.clear()

@@ -9,6 +9,7 @@ the fitted steps and weights are JSON + npz artifacts, and the logitlab package 
 from __future__ import annotations
 
 import functools
+import warnings
 from importlib.metadata import version
 from typing import Any
 
@@ -19,6 +20,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import AnyType
 
 # What `predict` returns for every model: the positive class's probability and the original label value.
 OUTPUT_SCHEMA = Schema([ColSpec(DataType.double, "probability"), ColSpec(DataType.string, "label")])
@@ -65,13 +67,32 @@ class LogitlabModel(PythonModel):
         return self.pipeline.predict_frame(rows)
 
 
+NUMERIC_TYPES = (DataType.integer, DataType.long, DataType.float, DataType.double)
+
+
+def example_schema(example: pd.DataFrame) -> Schema:
+    """The columns of a few raw rows as MLflow infers them, without its hint that an integer column cannot
+    hold a missing value (printed for every CSV with integer columns; `signature` accepts any numeric value)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        return infer_signature(example).inputs
+
+
 def signature(example: pd.DataFrame, probability_columns: list[str]) -> ModelSignature:
     """The raw columns of the data set in, the label and the probability columns out (`OUTPUT_SCHEMA` for two
     classes): no need to score the example to find out.
 
     The columns are optional to MLflow's schema check, so that a missing one reaches `predict`, which names it
-    in one line (MLflow's own check answers with the schema and the whole request)."""
-    inputs = Schema([ColSpec(spec.type, spec.name, required=False) for spec in infer_signature(example).inputs])
+    in one line (MLflow's own check answers with the schema and the whole request). The numeric ones take any
+    value: MLflow holds a column to the type of the example's values, so an integer column refused a missing
+    value (which the model imputes) and a float column refused integers; `predict` converts each numeric
+    column itself and names one that does not convert."""
+    inputs = Schema(
+        [
+            ColSpec(AnyType() if spec.type in NUMERIC_TYPES else spec.type, spec.name, required=False)
+            for spec in example_schema(example)
+        ]
+    )
     if probability_columns == ["probability"]:
         return ModelSignature(inputs=inputs, outputs=OUTPUT_SCHEMA)
     outputs = Schema([ColSpec(DataType.string, "label"), *(ColSpec(DataType.double, c) for c in probability_columns)])

@@ -146,7 +146,8 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # made at import
     from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
+
+    from logitlab.pyfunc_model import example_schema
 
     class SplitDataset(MetaDataset):
         @property
@@ -159,7 +160,7 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
     active = mlflow.active_run()
     assert active is not None and active.info.run_id == run_id, "log_dataset logs to the active run"
     source = LocalArtifactDatasetSource(str(dataset.path))
-    schema = infer_signature(example).inputs
+    schema = example_schema(example)
     for attempt in range(2):
         try:
             mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
