@@ -310,7 +310,11 @@ def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path:
         assert output.samefile(source) is linked, output
         columns = ["x0", "x1", TARGET] if degree == 1 else ["x0", "x1", "x0^2", "x0 x1", "x1^2", TARGET]
         assert list(io.read_parquet(output).columns) == columns
-    # what the folds hold is their expansion, linked or written
+    # what the tables and folds hold is their expansion, linked or written
+    splits = {name: io.read_parquet(files.inputs[name]) for name in feature_engineer.SPLITS}
+    expanded, _, _ = feature_engineer.run(splits, config.FeaturesConfig(degree=degree))
+    for name, frame in expanded.items():
+        pd.testing.assert_frame_equal(io.read_parquet(files.outputs[name]), frame, check_exact=True)
     for index, fold in enumerate(preprocess.read_folds(files.inputs["folds"])):
         for part, frame in feature_engineer.expand_fold(fold, config.FeaturesConfig(degree=degree)).items():
             written = io.read_parquet(preprocess.fold_file(files.outputs["folds"], index, part))

@@ -241,12 +241,9 @@ def _continue_study(sweeper: DictConfig) -> None:
     log.info("Optuna study '%s': %d trials, %d left RUNNING now FAIL", study.study_name, len(study.trials), len(stale))
 
 
-def _complete_best_job(
-    sweep_dir: Path, jobs: list[dict[str, Any]], sweep_cfg: settings.SweepConfig, mlflow_cfg: settings.MlflowConfig
-) -> None:
+def _complete_best_job(sweep_dir: Path, best: dict[str, Any] | None, mlflow_cfg: settings.MlflowConfig) -> None:
     """An untracked sweep's best job gets the figures its light jobs left out (`mlflow.child_artifacts: best`);
     one it cannot draw is a warning: the sweep's results stand."""
-    best = sweep_job.best_of(jobs, sweep_cfg.direction)
     if best is None or mlflow_cfg.child_artifacts != "best":
         return
     from logitlab import runs
@@ -265,8 +262,9 @@ def _summarise(config: DictConfig) -> None:
     sweep_cfg, mlflow_cfg = STATE.sections.sweep, STATE.sections.mlflow
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
+    untracked = sweep_job.best_of(jobs, sweep_cfg.direction)
     if STATE.parent is None:  # untracked: the best job's figures, then nothing more for the helper
-        _complete_best_job(sweep_dir, jobs, sweep_cfg, mlflow_cfg)
+        _complete_best_job(sweep_dir, untracked, mlflow_cfg)
         finishing.drain()
         finishing.close()
     else:
@@ -276,7 +274,7 @@ def _summarise(config: DictConfig) -> None:
     finished = len(jobs) - len(failures) - pruned
     counted = STATE.counted = Counted(finished, len(failures), next(iter(failures), ""), pruned)
     best, best_metrics = "none", dict[str, Any]()
-    if untracked := sweep_job.best_of(jobs, sweep_cfg.direction):
+    if untracked:
         best = f"{untracked['metric']:.4f} (job {untracked['job']} in {config.hydra.sweep.dir})"
         best_metrics = sweep_job.job_metrics(sweep_dir / untracked["job"])
     from logitlab.tracking import sweeps
