@@ -39,9 +39,34 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# The signals `raise_interrupt` turned into KeyboardInterrupt since `remember_interrupts`.
+_interrupts: list[str] = []
+
+
 def raise_interrupt(signum: int, frame: object) -> None:
-    """A signal handler: SIGTERM ends the work as Ctrl-C does, so open runs end KILLED, not RUNNING."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    """A signal handler: SIGTERM ends the work as Ctrl-C does, so open runs end KILLED, not RUNNING. Remembered:
+    Python drops an exception raised while a weakref callback or `__del__` runs (SQLAlchemy's and MLflow's
+    clean-ups run that way, at any moment of a fit), so the work checks again where it ends
+    (`raise_if_interrupted`)."""
+    name = signal.Signals(signum).name
+    _interrupts.append(name)
+    raise KeyboardInterrupt(name)
+
+
+def remember_interrupts(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """From now on these signals raise KeyboardInterrupt through `raise_interrupt`; earlier ones forgotten. One
+    the process was started ignoring (SIGINT in a background job) stays ignored."""
+    _interrupts.clear()
+    for signum in signals:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, raise_interrupt)
+
+
+def raise_if_interrupted() -> None:
+    """Raise again an interrupt that a signal raised where Python dropped it: the work it stopped must not end
+    as if it had finished."""
+    if _interrupts:
+        raise KeyboardInterrupt(_interrupts[-1])
 
 
 def exit_interrupted() -> NoReturn:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logitlab import config, finishing, io
+from logitlab.cli import raise_if_interrupted
 from logitlab.errors import ConfigError, TrackingError, TrackingLostError, TrialPruned
 from logitlab.stage import Files, Stage
 from logitlab.tracking import sweeps
@@ -51,6 +52,7 @@ def run(params: Mapping[str, Any], job: Job) -> JobValue:
     metric; a pruned search has one objective) with job.json PRUNED."""
     try:
         values = _tracked(params, job)
+        raise_if_interrupted()  # one Python dropped (an untracked job; a tracked one's run checked already)
     except TrialPruned as pruned:
         _write_status(job.job_dir, {"status": "PRUNED", "step": pruned.step, "value": pruned.value})
         return math.nan

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from logitlab import cluster, finishing
 from logitlab import config as settings
-from logitlab.cli import debug, fail, raise_interrupt
+from logitlab.cli import debug, fail, remember_interrupts
 from logitlab.errors import ConfigError, LogitlabError
 from logitlab.sweeps import job as sweep_job
 from logitlab.sweeps.state import STATE, Counted, SweepSections
@@ -62,11 +61,11 @@ def _inside_project(key: str, path: str) -> None:
 class TrackingCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A single run (no -m) too: SIGTERM must end its MLflow run KILLED, as Ctrl-C does.
-        signal.signal(signal.SIGTERM, raise_interrupt)
+        remember_interrupts()
         _inside_project("hydra.run.dir", config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        signal.signal(signal.SIGTERM, raise_interrupt)
+        remember_interrupts()
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         STATE.clear()
         try:  # a metric name no job could rank by, or no cluster to submit to, stops the sweep here

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from logitlab.cli import raise_interrupt
+from logitlab.cli import raise_if_interrupted, remember_interrupts
 from logitlab.config import one_line
 from logitlab.errors import TrackingError, TrackingLostError
 from logitlab.tracking.store import Tracker, interrupted, one_attempt, outage, tracker_client, unreachable
@@ -75,12 +75,11 @@ def tracked_run(
         if unreachable(err):
             raise _lost(tracker, "when the run was to start", err) from err
         raise
-    previous_sigterm = _sigterm_interrupts()
+    previous = _interrupts_remembered()
     try:
         _log_params(run.info.run_id, params)
         yield run.info.run_id
-        if previous_sigterm is not None and _sigterms_received:
-            raise KeyboardInterrupt("SIGTERM")  # raised once already, but swallowed (see `_interrupt_run`)
+        raise_if_interrupted()  # raised once already, but dropped by Python (see `cli.raise_interrupt`)
     except BaseException as err:
         if isinstance(err, SystemExit) or interrupted(err):
             with one_attempt():  # an interrupted command exits promptly, whatever the server does
@@ -100,8 +99,8 @@ def tracked_run(
                 raise _lost(tracker, f"at the end of run {run.info.run_id}", err) from err
             raise
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
@@ -113,26 +112,20 @@ def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
     client.log_text(run_id, yaml.safe_dump(dict(params), sort_keys=False), "config.yaml")
 
 
-def _sigterm_interrupts() -> Any:
+def _interrupts_remembered() -> dict[int, Any]:
     """While a run is open, SIGTERM (a cancelled CI job, `kill`, a scheduler) raises KeyboardInterrupt as Ctrl-C
-    does, so the run ends KILLED instead of staying RUNNING. Only where no handler is set (the sweep sets its
-    own); returns the handler to restore, or None."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
-    _sigterms_received.clear()
-    return signal.signal(signal.SIGTERM, _interrupt_run)
-
-
-# SIGTERMs that reached `_interrupt_run` while the run `tracked_run` opened was open.
-_sigterms_received: list[int] = []
-
-
-def _interrupt_run(signum: int, frame: object) -> None:
-    """`raise_interrupt`, remembered: Python drops an exception raised while a weakref callback or `__del__` runs
-    (MLflow's artifact repositories let go of their thread pools that way), so `tracked_run` checks again before
-    it ends the run FINISHED."""
-    _sigterms_received.append(signum)
-    raise_interrupt(signum, frame)
+    does, so the run ends KILLED instead of staying RUNNING, and both are remembered (`cli.raise_interrupt`).
+    Only for a signal whose handler is Python's own (a sweep sets ours for the whole sweep; an ignored SIGINT,
+    as in a background job, stays ignored); returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    ours: dict[int, Any] = {
+        signum: default for signum, default in defaults.items() if signal.getsignal(signum) == default
+    }
+    if ours:
+        remember_interrupts(tuple(ours))
+    return ours
 
 
 def _end(run_id: str, status: str, reason: str) -> bool:
