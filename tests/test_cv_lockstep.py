@@ -18,17 +18,17 @@ from logitlab.errors import DivergenceError, TrialPruned
 from logitlab.model._lockstep import FoldsInLockstep
 from logitlab.model._monitor import EpochReporter, reporting
 from logitlab.sources import TARGET
-from logitlab.stages import preprocess, train
+from logitlab.stages import train
 
 # lbfgs to tol=1e-4 ends the folds at 10, 9 and 11 epochs: with a report every 2 epochs, fold 1 has ended by
 # the report at epoch 10, where it counts with its final held-out score.
 PARAMS = {"solver": "lbfgs", "tol": 1e-4, "max_iter": 100, "random_state": 0}
 
 
-def fold(seed: int, scale: float = 1.0) -> preprocess.Fold:
+def fold(seed: int, scale: float = 1.0) -> train.FoldArrays:
     X, y = make_classification(n_samples=200, n_features=5, random_state=seed)
     frame = pd.DataFrame(X * scale, columns=[f"x{i}" for i in range(5)]).assign(**{TARGET: y})
-    return {"train": frame.iloc[:150], "val": frame.iloc[150:]}
+    return train.FoldArrays.of({"train": frame.iloc[:150], "val": frame.iloc[150:]})
 
 
 FOLDS = [fold(0), fold(1), fold(2)]

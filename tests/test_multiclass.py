@@ -135,9 +135,9 @@ def test_fold_expansion_and_cross_validated_scores() -> None:
     expanded = feature_engineer.expand_fold(fold, config.FeaturesConfig(degree=2))
     assert list(expanded["val"].columns) == ["a", "b", "a^2", "a b", "b^2", TARGET]
     params = {"solver": "lbfgs", "tol": 1e-8, "random_state": 0}
-    scores, histories = train.cross_validate([expanded, expanded], params, n_classes=2)
+    scores, histories = train.cross_validate([train.FoldArrays.of(expanded)] * 2, params, n_classes=2)
     model = LogisticRegression(**params).fit(expanded["train"].drop(columns=[TARGET]), expanded["train"][TARGET])
-    assert scores[0] == reports.fold_scores(model, expanded["val"], 2) == scores[1]
+    assert scores[0] == reports.fold_scores(model, *reports.split_xy(expanded["val"]), 2) == scores[1]
     assert list(histories[0].columns) == ["epoch", "train_loss", "val_loss"] and histories[0]["val_loss"].notna().all()
     summary = reports.cv_summary(
         [{"accuracy": 0.5, "log_loss": 1.0, "roc_auc": 0.6}, {"accuracy": 0.7, "log_loss": 2.0, "roc_auc": 0.8}]

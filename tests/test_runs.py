@@ -118,3 +118,20 @@ def test_the_child_artifacts_key_takes_best_or_all(value: str) -> None:
         config.mlflow_config({"child_artifacts": value})
     assert str(err.value) == f"config key 'mlflow.child_artifacts': expected best|all, got {value!r}"
     assert config.mlflow_config({}).child_artifacts == "best"
+
+
+def test_a_sweeps_jobs_log_one_copy_of_their_samples(sweeps: Sweeps) -> None:
+    """The samples a child logs for later (a few raw rows, the test points) are the same for every job on the
+    same data: written once per sweep process, linked into the other jobs' folders, and logged by each child."""
+    client = MlflowClient(store_uri(sweeps.project))
+    for sweep_dir in sorted(sweeps.project.glob("multirun/*/*")):
+        first, *others = sorted(sweep_dir.glob("*/later/samples"))
+        assert others, sweep_dir
+        for other in others:
+            for name in ("input_example.parquet", "test_points.parquet"):
+                assert (other / name).stat().st_ino == (first / name).stat().st_ino, other / name
+    for run_id in sweeps.light.values():
+        assert [name for name, _ in _listing(client, run_id, "samples")] == [
+            "input_example.parquet",
+            "test_points.parquet",
+        ]

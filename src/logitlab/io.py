@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import glob
 import json
@@ -11,7 +12,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,20 @@ def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd", row_group_size=max(1, len(frame)))
 
 
+def write_parquets(frames: Mapping[Path, pd.DataFrame]) -> None:
+    """`write_parquet` for each file, two at a time: pyarrow encodes and writes outside the GIL, and a
+    cross-validated preprocess writes 13 files (0.41 s one after another, 0.26 s two at a time: a 30k-row
+    CSV's folds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="write-parquet")
+    try:
+        for written in [pool.submit(write_parquet, path, frame) for path, frame in frames.items()]:
+            written.result()
+    finally:  # a failed write or Ctrl-C: the files not begun are not written, the ones begun end (atomically)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
@@ -283,6 +298,42 @@ def chunk_writer(path: str | os.PathLike[str], label: str | None = None) -> Iter
             raise DataError(f"no rows to write to '{path}'")
 
 
+FLOAT_FORMAT = "%.10g"  # 10 digits: the last bits of a fit differ by CPU (`stages.train.portable`)
+
+
 def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """The frame without its index, floats at `FLOAT_FORMAT` and missing values empty: pandas' `to_csv`, whose
+    bytes these are (tests/test_io.py), formatted here for frames of numbers and strings. pandas' writer costs
+    ~2 ms a file whatever its size, and a sweep job writes twelve, most of a few rows."""
+    cells = _csv_cells(frame)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+        if cells is None:
+            frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+            return
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow([str(name) for name in frame.columns])
+            writer.writerows(zip(*cells, strict=True))
+
+
+def _csv_cells(frame: pd.DataFrame) -> list[list[str]] | None:
+    """Each column's cells as pandas writes them, or None for a column of another kind (pandas writes it)."""
+    import numpy as np
+    import pandas as pd
+
+    columns = []
+    for index in range(frame.shape[1]):
+        column = frame.iloc[:, index]
+        kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
+        if kind == "f":
+            columns.append(["" if value != value else FLOAT_FORMAT % value for value in column.tolist()])
+        elif kind is not None and kind in "iub":
+            columns.append([str(value) for value in column.tolist()])
+        elif kind == "O" or isinstance(column.dtype, pd.StringDtype):
+            values = column.tolist()
+            if not all(type(value) is str for value in values):  # missing values, or objects
+                return None
+            columns.append(values)
+        else:  # pandas' other kinds (nullable, categorical, dates)
+            return None
+    return columns

@@ -116,9 +116,8 @@ def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame], n_class
     return _finish(result, model)
 
 
-def fold_scores(model: LogisticRegression, held_out: pd.DataFrame, n_classes: int) -> dict[str, float]:
-    """`CV_SCORES` of a model fitted on a fold's training part, on its held-out part."""
-    X, y = split_xy(held_out)
+def fold_scores(model: LogisticRegression, X: Any, y: np.ndarray, n_classes: int) -> dict[str, float]:
+    """`CV_SCORES` of a model fitted on a fold's training part, on its held-out part (X, y)."""
     proba = probabilities(model, X, n_classes)
     return {
         "accuracy": float(np.mean(y == predicted(model, proba))),

@@ -93,11 +93,13 @@ def execute(cfg: config.FeaturesConfig, files: Files) -> None:
         expander, report = stream(files.inputs, files.outputs, cfg)
     else:
         out, expander, report = run({name: io.read_parquet(files.inputs[name]) for name in SPLITS}, cfg)
+        written = {}
         for name, frame in out.items():
             if _passes_through(cfg, [files.inputs[name]]):
                 io.link_file(files.inputs[name], files.outputs[name])
             else:
-                io.write_parquet(files.outputs[name], frame)
+                written[files.outputs[name]] = frame
+        io.write_parquets(written)
     if _passes_through(cfg, preprocess.fold_files(files.inputs["folds"])):
         io.link_folder(files.inputs["folds"], files.outputs["folds"])
     else:

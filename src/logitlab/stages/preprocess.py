@@ -264,8 +264,7 @@ def execute(cfg: Settings, files: Files) -> None:
         pre, report = stream(raw, files.outputs, cfg.preprocess, cfg.seed, labels)
     else:
         splits, pre, report, folds = run(io.read_parquet(raw), cfg.preprocess, cfg.seed, labels)
-        for name, frame in splits.items():
-            io.write_parquet(files.outputs[name], frame)
+        io.write_parquets({files.outputs[name]: frame for name, frame in splits.items()})
     write_folds(files.outputs["folds"], folds)
     io.write_json(files.outputs["state"], pre.to_dict())
     io.write_json(files.outputs["report"], report)
@@ -284,9 +283,9 @@ def read_folds(folder: Path) -> list[Fold]:
 def write_folds(folder: Path, folds: list[Fold]) -> None:
     """The folds folder, replaced whole (empty without cross-validation: no fold of an earlier run lingers)."""
     with io.replaced_folder(folder) as tmp:
-        for index, fold in enumerate(folds):
-            for part in FOLD_PARTS:
-                io.write_parquet(fold_file(tmp, index, part), fold[part])
+        io.write_parquets(
+            {fold_file(tmp, index, part): fold[part] for index, fold in enumerate(folds) for part in FOLD_PARTS}
+        )
         io.write_json(tmp / FOLDS_FILE, {"n_folds": len(folds)})
 
 
