@@ -113,6 +113,25 @@ def test_the_shared_stages_made_ahead_are_the_jobs_and_a_bad_config_makes_none(r
     assert not (elsewhere / ".cache").exists()
 
 
+def test_an_entry_a_killed_process_was_making_is_removed_when_the_entry_is_made(root: Path) -> None:
+    """A cache entry is made in a temporary folder renamed into place: one a killed process left (a terminated
+    warm-up, a SIGKILL) never becomes the entry, and goes when the entry is next made; a live writer's stays."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    memo = executor.Memo(root)
+    left = memo.entry("ingest", "k" * 20).with_name(f".{'k' * 20}.{gone.stdout.strip()}.abcd1234.tmp")
+    alive = left.with_name(f".{'k' * 20}.{os.getpid()}.efgh5678.tmp")
+    for folder in (left, alive):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "half.parquet").write_bytes(b"PAR1")
+    entry = memo.get_or_compute("ingest", "k" * 20, lambda tmp: (tmp / "made.txt").write_text("made"))
+    assert memo.status["ingest"] == "miss" and (entry / "made.txt").read_text() == "made"
+    assert not left.exists() and alive.exists()
+    assert sorted(path.name for path in entry.parent.iterdir()) == sorted([entry.name, alive.name])
+
+
 def test_a_param_recomputes_its_stage_and_what_follows_only(root: Path) -> None:
     executor.run_job(job_config(), root / "job0", root=root)
     assert executor.run_job(job_config("features.degree=2"), root / "job1", root=root).cache == {

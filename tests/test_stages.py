@@ -497,3 +497,18 @@ def test_reports_are_written_as_pandas_writes_them(tmp_path: Path) -> None:
         io.write_csv(tmp_path / "ours.csv", frame)
         frame.to_csv(tmp_path / "pandas.csv", index=False, float_format=io.FLOAT_FORMAT, lineterminator="\n")
         assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes(), name
+
+
+def test_a_files_first_rows_are_read_once_per_version(tmp_path: Path) -> None:
+    """`io.head` keeps what it read for the process (a sweep's jobs log the same rows): a file written again is
+    read again, and a caller changing the frame it got does not change what the next caller gets."""
+    path = tmp_path / "dataset.parquet"
+    io.write_parquet(path, pd.DataFrame({"x": [1.0, 2.0, 3.0], TARGET: ["a", "b", "a"]}))
+    first = io.head(path, 2)
+    assert first["x"].tolist() == [1.0, 2.0]
+    first.loc[0, "x"] = -1.0
+    assert io.head(path, 2)["x"].tolist() == [1.0, 2.0]
+    io.write_parquet(path, pd.DataFrame({"x": [7.0, 8.0, 9.0], TARGET: ["a", "b", "a"]}))
+    assert io.head(path, 2)["x"].tolist() == [7.0, 8.0]
+    with pytest.raises(DataError, match="not found"):
+        io.head(tmp_path / "missing.parquet", 2)

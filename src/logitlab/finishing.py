@@ -156,8 +156,8 @@ def stop() -> None:
     here rather than at the interpreter's exit (which waits anyway, and whose own wake-up of a pool shut down
     without waiting races the pool's closing: EBADF, a traceback after the one-line error). Before the jobs
     the helper has only been importing, or making the first job's shared stages (`prepare`): it is
-    terminated (a cache entry it was writing stays a temporary folder, never renamed into place); after, it
-    finishes the figure it is drawing."""
+    terminated (a cache entry it was writing stays a temporary folder, never renamed into place, and removed
+    when the entry is next made); after, it finishes the figure it is drawing."""
     global _pool, _active
     jobs_started, _active = _active, False
     _pending.clear()

@@ -49,8 +49,9 @@ def run(
     params: dict[str, Any],
     path_key: str | None = None,
 ) -> LogisticRegression:
-    """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`).
-    An empty validation split (cross-validation folded it into training) gives no validation loss.
+    """Fit on frames in memory, or on parquet files streamed row group by row group (labels in `target`), or on
+    a fold's arrays (`FoldArrays`, its held-out part the validation set; `val` None). An empty validation split
+    (cross-validation folded it into training) gives no validation loss.
     `path_key` (`warm_starts.problem_key`) names the problem on a regularisation path: the fit starts from
     its nearest solution and leaves its own."""
     with convergence_logged():

@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Any, cast
 
 from filelock import FileLock
 
-from logitlab import config
+from logitlab import config, io
 from logitlab.pipeline import STAGES, settings
 from logitlab.stage import Files, Stage
 
@@ -129,13 +127,10 @@ class Memo:
             if final.is_dir():
                 return final
             self.status[stage] = "miss"
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-            try:
+            # made in a temporary folder renamed into place; one a killed process left (a terminated
+            # warm-up, a SIGKILL) is removed here, as `io.atomic_path` removes a killed writer's file
+            with io.replaced_folder(final) as tmp:
                 compute(tmp)
-                os.rename(tmp, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
         return final
 
 
