@@ -491,6 +491,8 @@ def test_reports_are_written_as_pandas_writes_them(tmp_path: Path) -> None:
         "no rows": pd.DataFrame({"x": np.array([], dtype=float), "label": np.array([], dtype=object)}),
         "text with a missing value (pandas')": pd.DataFrame({"label": ["a", None], "x": [1.5, np.nan]}),
         "nullable integers (pandas')": pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}),
+        "rows of no column (pandas')": pd.DataFrame(index=range(3)),
+        "dates (pandas')": pd.DataFrame({"day": pd.to_datetime(["2020-01-01", "2020-01-02"])}),
     }
     for name, frame in frames.items():
         assert (io._csv_cells(frame) is None) == name.endswith("(pandas')"), name

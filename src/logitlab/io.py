@@ -335,6 +335,8 @@ def _csv_cells(frame: pd.DataFrame) -> list[list[str]] | None:
     import numpy as np
     import pandas as pd
 
+    if frame.shape[1] == 0:  # rows of nothing: pandas writes an empty line for each
+        return None
     columns = []
     for index in range(frame.shape[1]):
         column = frame.iloc[:, index]
