@@ -509,7 +509,9 @@ def test_a_files_first_rows_are_read_once_per_version(tmp_path: Path) -> None:
     first = io.head(path, 2)
     assert first["x"].tolist() == [1.0, 2.0]
     first.loc[0, "x"] = -1.0
+    hits = io._head_of.cache_info().hits
     assert io.head(path, 2)["x"].tolist() == [1.0, 2.0]
+    assert io._head_of.cache_info().hits == hits + 1  # not read again
     io.write_parquet(path, pd.DataFrame({"x": [7.0, 8.0, 9.0], TARGET: ["a", "b", "a"]}))
     assert io.head(path, 2)["x"].tolist() == [7.0, 8.0]
     with pytest.raises(DataError, match="not found"):
