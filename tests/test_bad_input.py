@@ -215,6 +215,41 @@ def test_a_busy_server_is_asked_again_before_it_is_called_unreachable(
             server.shutdown()
 
 
+class _CutOff(http.server.BaseHTTPRequestHandler):
+    """A tracking server killed while it answers: the headers promise a body that never comes."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5807")
+        self.end_headers()
+        self.wfile.write(b"{")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_dies_mid_answer_is_an_outage() -> None:
+    """CI saw it: the server killed while sending a response body is `Connection broken: IncompleteRead`
+    (requests' ChunkedEncodingError inside MLflow's error), which must count as the server gone (the sweep
+    stops in one line, resumable), not as a job's bug with a traceback."""
+    from mlflow.tracking import MlflowClient
+
+    from logitlab.tracking import store
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutOff) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with store.one_attempt(), pytest.raises(Exception) as raised:
+                MlflowClient(f"http://127.0.0.1:{server.server_address[1]}").get_run("0" * 32)
+        finally:
+            server.shutdown()
+    assert "IncompleteRead" in str(raised.value)
+    assert store.unreachable(raised.value), repr(raised.value)
+    assert store.outage(raised.value).startswith("ChunkedEncodingError after ")
+
+
 def test_unreachable_tracking_server_with_required_false_keeps_training(project: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     done = logitlab(["sweep", "model.max_iter=50", "mlflow.required=false"], project, env=env)

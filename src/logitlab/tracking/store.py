@@ -189,8 +189,8 @@ def run_url(tracker: Tracker, run_id: str) -> str | None:
 
 
 def unreachable(err: BaseException) -> bool:
-    """Did a tracking call fail because the server did not answer (refused, timed out, or kept answering 5xx
-    while its database was away) even after MLflow's HTTP retries?"""
+    """Did a tracking call fail because the server did not answer (refused, timed out, cut off in the middle
+    of an answer, or kept answering 5xx while its database was away) even after MLflow's HTTP retries?"""
     return _no_answer(err) is not None
 
 
@@ -214,9 +214,10 @@ def interrupted(err: BaseException) -> bool:
 
 
 def _no_answer(err: BaseException) -> BaseException | None:
-    from requests.exceptions import ConnectionError, RetryError, Timeout
+    # ChunkedEncodingError: "Connection broken: IncompleteRead", the server gone while it sent a body
+    from requests.exceptions import ChunkedEncodingError, ConnectionError, RetryError, Timeout
 
-    return _cause(err, lambda seen: isinstance(seen, ConnectionError | RetryError | Timeout))
+    return _cause(err, lambda seen: isinstance(seen, ConnectionError | RetryError | Timeout | ChunkedEncodingError))
 
 
 def _cause(err: BaseException, matches: Callable[[BaseException], bool]) -> BaseException | None:
