@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from logitlab.model import _solvers
 from logitlab.model._loss import BinaryLogisticLoss, expit
 
 from .tolerances import summation_tolerance
@@ -163,6 +164,34 @@ def test_a_newton_fit_on_one_hot_columns_reaches_the_dense_hessians_optimum(monk
     assert sparse.n_iter_ == dense.n_iter_
     np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-9)
     np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)
+
+
+def test_newton_on_one_hot_columns_takes_each_hessian_from_its_iterates_own_pass(monkeypatch) -> None:
+    """`Problem.hessian` forms the Hessian from the curvature the iterate's objective pass kept: one pass over X
+    per Newton iterate (a line search's trials aside), not two; the fit is the one a pass of its own gives, to
+    the bit (the same curvature, the same sums)."""
+    from logitlab.model import LogisticRegression
+
+    X = _one_hot_design(np.float64)
+    rng = np.random.default_rng(3)
+    y = (rng.random(X.shape[0]) < 1 / (1 + np.exp(-(X[:, 0] - X[:, 7] + X[:, 30])))).astype(int)
+    passes: list[str] = []
+    original = BinaryLogisticLoss._pass
+
+    def counted(self, *args, **kwargs):
+        passes.append("hessian" if kwargs.get("want_loss") is False else "objective")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BinaryLogisticLoss, "_pass", counted)
+    fused = LogisticRegression(solver="newton", C=10.0, tol=1e-10).fit(X, y)
+    assert passes.count("hessian") == 0 and fused.n_iter_ >= 3
+    passes.clear()
+    monkeypatch.setattr(_solvers.Problem, "hessian", lambda self, coef: self.gradient_hessian(coef)[1])
+    separate = LogisticRegression(solver="newton", C=10.0, tol=1e-10).fit(X, y)
+    assert passes.count("hessian") >= fused.n_iter_ - 1  # one pass of its own for each Hessian
+    assert separate.n_iter_ == fused.n_iter_
+    np.testing.assert_array_equal(fused.coef_, separate.coef_)
+    np.testing.assert_array_equal(fused.intercept_, separate.intercept_)
 
 
 def test_the_split_of_a_read_only_design_is_found_once_per_process() -> None:

@@ -337,7 +337,8 @@ class ChunkedProblem(Problem):
         weights = coef[: self.n_weights]
         return float(self._sum(coef, 0)[0]) + 0.5 * self.loss.l2_strength * float(weights @ weights)
 
-    def objective_gradient(self, coef: np.ndarray) -> tuple[float, np.ndarray]:
+    def objective_gradient(self, coef: np.ndarray, keep_curvature: bool = False) -> tuple[float, np.ndarray]:
+        """As in memory; no curvature is kept (`Problem.hessian` makes the Hessian in a pass of its own)."""
         terms = self._sum(coef, 1)
         weights = coef[: self.n_weights]
         l2 = self.loss.l2_strength
