@@ -256,3 +256,88 @@ def test_local_launcher_composes_what_hydra_composes(launcher: Launcher, overrid
         OmegaConf.set_readonly(cfg, False)
         cfg.hydra.runtime.cwd = os.getcwd()
     assert OmegaConf.to_container(ours, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
+
+
+def test_the_launcher_takes_the_composition_the_sweepers_check_made_once(launcher: Launcher) -> None:
+    """The basic sweeper composes every job of a batch to fail early, then drops it: the launcher takes that
+    composition instead of making it again, and only once (a job launched again gets a new one)."""
+    assert launcher.config is not None and launcher.hydra_context is not None
+    cached = launcher.hydra_context.config_loader
+    checked = cached.load_sweep_config(master_config=launcher.config, sweep_overrides=["model.C=3"])
+    assert cached.take_sweep_config(launcher.config, ["model.C=3"]) is checked
+    again = cached.take_sweep_config(launcher.config, ["model.C=3"])
+    assert again is not checked and again.model.C == 3
+    assert cached.take_sweep_config(launcher.config, ["model.C=4"]).model.C == 4  # never checked
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_job_runs_as_hydras_run_job_runs_it(launcher: Launcher, tmp_path: Path, fails: bool) -> None:
+    """`_run_job` copies the config once where Hydra's `run_job` copies it four times: the same `.hydra/` files,
+    the same config for the task (without the Hydra node, struct as Hydra's), the same Hydra config while it
+    runs, the same job return, and Hydra's config of the sweep restored after."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobStatus, run_job
+
+    from hydra_plugins.logitlab_launcher.launcher import _run_job
+
+    assert launcher.config is not None and launcher.hydra_context is not None
+    context = HydraContext(launcher.hydra_context.config_loader, Callbacks())
+    seen: dict[str, dict] = {}
+
+    def task(name: str):
+        def run(cfg):
+            hydra_cfg = HydraConfig.get()
+            seen[name] = {
+                "task": OmegaConf.to_container(cfg, resolve=False),
+                "struct": OmegaConf.is_struct(cfg),
+                "hydra": OmegaConf.to_container(hydra_cfg, resolve=False),
+                "folder": hydra_cfg.runtime.output_dir,
+            }
+            if fails:
+                raise ValueError("the task failed")
+            return cfg.model.C
+
+        return run
+
+    outcomes = {}
+    before = HydraConfig.instance().cfg
+    for name, runner in (("hydra", run_job), ("ours", None)):
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, ["model.C=7", "seed=2"])
+        OmegaConf.set_readonly(sweep_config.hydra, False)
+        sweep_config.hydra.sweep.dir = str(tmp_path / name)
+        sweep_config.hydra.job.id = sweep_config.hydra.job.num = 3
+        if runner is None:
+            outcomes[name] = _run_job(context, task(name), sweep_config)
+        else:
+            outcomes[name] = runner(
+                hydra_context=context,
+                task_function=task(name),
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        assert HydraConfig.instance().cfg is before
+    hydras, ours = outcomes["hydra"], outcomes["ours"]
+
+    def local(value):  # the job folders differ by name only
+        return yaml.safe_load(yaml.safe_dump(value).replace(str(tmp_path / "ours"), str(tmp_path / "hydra")))
+
+    assert seen["ours"]["folder"] == str(tmp_path / "ours" / "3")
+    assert local(seen["ours"]) == seen["hydra"] and seen["ours"]["struct"]
+    for file in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        text = (tmp_path / "ours" / "3" / ".hydra" / file).read_text()
+        assert (
+            text.replace(str(tmp_path / "ours"), str(tmp_path / "hydra"))
+            == (tmp_path / "hydra" / "3" / ".hydra" / file).read_text()
+        )
+    assert ours.status == hydras.status == (JobStatus.FAILED if fails else JobStatus.COMPLETED)
+    if fails:
+        assert type(ours._return_value) is type(hydras._return_value) is ValueError
+    else:
+        assert ours.return_value == hydras.return_value == 7
+    assert ours.overrides == hydras.overrides == ["model.C=7", "seed=2"]
+    assert ours.working_dir == hydras.working_dir == os.getcwd()
+    assert ours.task_name == hydras.task_name
+    assert OmegaConf.to_container(ours.cfg) == OmegaConf.to_container(hydras.cfg)
+    assert local(OmegaConf.to_container(ours.hydra_cfg)) == OmegaConf.to_container(hydras.hydra_cfg)
