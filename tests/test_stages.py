@@ -516,3 +516,44 @@ def test_a_files_first_rows_are_read_once_per_version(tmp_path: Path) -> None:
     assert io.head(path, 2)["x"].tolist() == [7.0, 8.0]
     with pytest.raises(DataError, match="not found"):
         io.head(tmp_path / "missing.parquet", 2)
+
+
+def test_a_frame_written_is_read_back_in_this_process_without_reading_its_file(tmp_path: Path, monkeypatch) -> None:
+    """`io.write_parquet` keeps a frame of numbers for this process's readers of its file (a hard link is the
+    same file): what they get equals what the file gives, to the dtype of the column names, with the index a
+    read makes; neither the writer nor a reader changing its frame changes the next reader's; a file written
+    again, and a frame a read could give back otherwise (text, categories, nullable or object names), are read."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 3)), columns=["a", "b", "c"], index=np.arange(100, 150))
+    frame[TARGET] = rng.integers(0, 2, 50)
+    frame["flag"], frame["small"] = frame["a"] > 0, frame[TARGET].astype(np.int8)
+    path, linked = tmp_path / "train.parquet", tmp_path / "linked" / "train.parquet"
+    io.write_parquet(path, frame)
+    io.link_file(path, linked)
+    from_file = pd.read_parquet(path)
+    reads = []
+    original = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda *args, **kwargs: reads.append(args) or original(*args, **kwargs))
+    for file in (path, linked):
+        kept = io.read_parquet(file)
+        pd.testing.assert_frame_equal(kept, from_file, check_exact=True, check_index_type=True, check_column_type=True)
+    assert reads == []
+    frame.loc[100, "a"] = 99.0  # the writer's frame, after writing
+    mine = io.read_parquet(path)
+    mine.loc[0, "b"], mine["d"] = -99.0, 1.0  # a reader's frame
+    pd.testing.assert_frame_equal(io.read_parquet(path), from_file, check_exact=True)
+    io.write_parquet(path, frame.iloc[:5])
+    assert io.read_parquet(path)["a"].iloc[0] == 99.0 and len(io.read_parquet(linked)) == 50
+    assert reads == []
+    others = {
+        "text": pd.DataFrame({"x": [1.0, 2.0], TARGET: ["a", "b"]}),
+        "category": pd.DataFrame({"x": pd.Categorical(["u", "v"]), TARGET: [0, 1]}),
+        "nullable": pd.DataFrame({"x": pd.array([1, None], dtype="Int64"), TARGET: [0, 1]}),
+        "object names": pd.DataFrame([[1.0, 0]], columns=pd.Index(["x", TARGET], dtype=object)),
+    }
+    for name, other in others.items():
+        io.write_parquet(tmp_path / f"{name}.parquet", other)
+        pd.testing.assert_frame_equal(
+            io.read_parquet(tmp_path / f"{name}.parquet"), original(tmp_path / f"{name}.parquet")
+        )
+    assert len(reads) == len(others)
