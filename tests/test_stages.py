@@ -281,8 +281,9 @@ def test_data_set_too_small_for_the_split() -> None:
 @pytest.mark.parametrize(("degree", "dtype"), [(1, "float64"), (2, "float64"), (1, "int64")])
 def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path: Path, degree: int, dtype: str) -> None:
     """Degree 1 (the default) leaves every table and fold as preprocess wrote it: feature-engineer's files are
-    then the same files (hard links), not copies written again; any real expansion writes its own, and so does
-    degree 1 on features that are not float64 (the expansion's output is)."""
+    then the same files (hard links), not copies written again, and the tables are hashed without expanding
+    them; any real expansion writes its own, and so does degree 1 on features that are not float64 (the
+    expansion's output is)."""
     rng = np.random.default_rng(0)
     linked = degree == 1 and dtype == "float64"
 
@@ -310,6 +311,10 @@ def test_an_expansion_that_adds_nothing_links_its_tables_to_the_inputs(tmp_path:
         assert output.samefile(source) is linked, output
         columns = ["x0", "x1", TARGET] if degree == 1 else ["x0", "x1", "x0^2", "x0 x1", "x1^2", TARGET]
         assert list(io.read_parquet(output).columns) == columns
+    # the tables left unexpanded are hashed as the expansion would give them back: the same data_hash
+    splits = {name: io.read_parquet(files.inputs[name]) for name in feature_engineer.SPLITS}
+    _, _, expanded = feature_engineer.run(splits, config.FeaturesConfig(degree=degree))
+    assert io.read_json(files.outputs["report"])["data_hash"] == expanded["data_hash"]
     # what the tables and folds hold is their expansion, linked or written
     splits = {name: io.read_parquet(files.inputs[name]) for name in feature_engineer.SPLITS}
     expanded, _, _ = feature_engineer.run(splits, config.FeaturesConfig(degree=degree))
