@@ -462,15 +462,20 @@ def test_loading_a_folder_without_a_model_says_where_models_are(tmp_path: Path) 
 
 
 def test_a_kept_frame_is_read_once_until_its_file_is_written_again(tmp_path: Path) -> None:
-    """A sweep's jobs share the frames of the shared stages' outputs (`io.read_parquet_kept`); a file written
-    again (atomically: a new file) is read anew, and a missing one is the one-line error."""
+    """A sweep's jobs share the frames of the shared stages' outputs (`io.read_parquet_kept`), and their row
+    group counts; a file written again (atomically: a new file) is read anew, and a missing one is the one-line
+    error."""
     path = tmp_path / "train.parquet"
     io.write_parquet(path, pd.DataFrame({"x": [1.0, 2.0], TARGET: [0, 1]}))
     first = io.read_parquet_kept(path)
     assert io.read_parquet_kept(path) is first
+    misses = io.row_groups.cache_info().misses
+    assert io.row_groups(path) == io.row_groups(path) == 1
+    assert io.row_groups.cache_info().misses == misses + 1  # its footer read once
     io.write_parquet(path, pd.DataFrame({"x": [3.0], TARGET: [1]}))
     again = io.read_parquet_kept(path)
     assert again is not first and again["x"].tolist() == [3.0]
+    assert io.row_groups(path) == 1 and io.row_groups.cache_info().misses == misses + 2
     with pytest.raises(DataError, match="not found"):
         io.read_parquet_kept(tmp_path / "missing.parquet")
 
@@ -562,3 +567,52 @@ def test_a_frame_written_is_read_back_in_this_process_without_reading_its_file(t
             io.read_parquet(tmp_path / f"{name}.parquet"), original(tmp_path / f"{name}.parquet")
         )
     assert len(reads) == len(others)
+
+
+def test_figures_drawn_on_two_processes_are_those_drawn_on_one(tmp_path: Path) -> None:
+    """`plots.save_all` under `drawn_on(2)` (the figure helper at an untracked sweep's end) draws every other
+    figure in a forked copy: the same bytes as one process draws; a figure the copy failed to save is made here
+    again, and an error here is raised here."""
+    import os
+
+    from logitlab import plots
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.55, 0.45]})
+
+    def figures(folder: Path) -> list:
+        return [
+            (
+                lambda i=i: plots.loss_curve(history.assign(train_loss=history["train_loss"] * (1 + i / 10))),
+                folder / f"{i}.png",
+            )
+            for i in range(5)
+        ]
+
+    plots.save_all(figures(tmp_path / "one"))
+    with plots.drawn_on(2):
+        plots.save_all(figures(tmp_path / "two"))
+    for i in range(5):
+        assert (tmp_path / "two" / f"{i}.png").read_bytes() == (tmp_path / "one" / f"{i}.png").read_bytes()
+    here = os.getpid()
+
+    def fails_in_the_copy():
+        if os.getpid() != here:
+            raise RuntimeError("the copy failed")
+        return plots.loss_curve(history)
+
+    with plots.drawn_on(2):
+        plots.save_all(
+            [(lambda: plots.loss_curve(history), tmp_path / "a.png"), (fails_in_the_copy, tmp_path / "b.png")]
+        )
+    assert (
+        (tmp_path / "b.png").read_bytes()
+        == (tmp_path / "a.png").read_bytes()
+        == (tmp_path / "one" / "0.png").read_bytes()
+    )
+
+    def fails():
+        raise RuntimeError("no figure")
+
+    with plots.drawn_on(2), pytest.raises(RuntimeError, match="no figure"):
+        plots.save_all([(fails, tmp_path / "c.png"), (lambda: plots.loss_curve(history), tmp_path / "d.png")])
+    assert (tmp_path / "d.png").read_bytes() == (tmp_path / "a.png").read_bytes() and not (tmp_path / "c.png").exists()

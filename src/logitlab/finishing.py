@@ -64,14 +64,23 @@ def active() -> bool:
     return _active
 
 
-def submit(stage: Stage, files: Files, uri: str | None, run_id: str | None, label: str, pending: bool = True) -> None:
-    """Run `stage`'s finish on `files` in the helper, then log its outputs to the run (when tracked), which is
-    tagged `pending` until then (a resumed sweep runs a FINISHED job whose figures never came again)."""
+def submit(
+    stage: Stage,
+    files: Files,
+    uri: str | None,
+    run_id: str | None,
+    label: str,
+    pending: bool = True,
+    processes: int = 1,
+) -> None:
+    """Run `stage`'s finish on `files` in the helper (drawing on `processes` processes: `plots.drawn_on`), then
+    log its outputs to the run (when tracked), which is tagged `pending` until then (a resumed sweep runs a
+    FINISHED job whose figures never came again)."""
     if run_id is not None and pending:
         from logitlab.tracking.results import expect_late_artifacts
 
         expect_late_artifacts(run_id)
-    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, label=label)
+    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, processes, label=label)
 
 
 def defer(key: str, stage: Stage, files: Files) -> None:
@@ -87,9 +96,11 @@ def finish_deferred(key: str, uri: str | None, label: str) -> Files | None:
     if not _active or key not in _deferred:
         return None
     stage, files = _deferred[key]
-    # not `pending`: a light child is finished without its figures, so a sweep stopped now keeps it, and the
-    # resumed sweep's end gives its best what it lacks
-    submit(stage, files, uri, key if uri is not None else None, label, pending=False)
+    # Not `pending`: a light child is finished without its figures, so a sweep stopped now keeps it, and the
+    # resumed sweep's end gives its best what it lacks. Untracked, this process only waits for these figures:
+    # the helper draws them on both cores (tracked, this process logs the best model meanwhile).
+    run_id = key if uri is not None else None
+    submit(stage, files, uri, run_id, label, pending=False, processes=1 if uri is not None else 2)
     return files
 
 
@@ -188,9 +199,17 @@ def _open_store(uri: str) -> None:
 
 
 def _finish(
-    finish: Callable[[Files], None], files: Files, outputs: list[Path], uri: str | None, run_id: str | None
+    finish: Callable[[Files], None],
+    files: Files,
+    outputs: list[Path],
+    uri: str | None,
+    run_id: str | None,
+    processes: int,
 ) -> None:
-    finish(files)
+    from logitlab import plots  # imported already (`_import_drawing`)
+
+    with plots.drawn_on(processes):
+        finish(files)
     if uri is None or run_id is None:
         return
     from logitlab.tracking.results import attach_late_artifacts

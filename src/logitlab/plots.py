@@ -7,8 +7,9 @@ sit at a set height (the same pixels, 11% less time), and PNG compression is fas
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -30,11 +31,53 @@ CHAR_WIDTH_IN = 0.075  # a tick label character at the default 10 pt, on average
 GRID_POINTS = 120  # per axis of the decision-boundary grid: smooth contours at the figure's 100 dpi
 
 
+_processes = 1  # how many processes `save_all` draws on (`drawn_on`)
+
+
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     plt.close(fig)  # figures made through pyplot (Optuna's views of a study) stay registered until closed
     return Path(path)
+
+
+@contextlib.contextmanager
+def drawn_on(processes: int) -> Iterator[None]:
+    """Within: `save_all` draws on `processes` processes (1 or 2). For a process whose machine has nothing else
+    to do meanwhile: the figure helper at an untracked sweep's end, which the sweep only waits for."""
+    global _processes
+    previous, _processes = _processes, processes
+    try:
+        yield
+    finally:
+        _processes = previous
+
+
+def save_all(figures: Sequence[tuple[Callable[[], Figure], Path]]) -> None:
+    """Make and save each figure: here, or (`drawn_on(2)`) every other one in a forked copy of this process
+    meanwhile, which has matplotlib imported and the figures' data read already: a job's seven take ~0.4 s
+    one after another. A figure the copy did not save is made here again, so its error is raised here."""
+    if _processes < 2 or len(figures) < 2 or not hasattr(os, "fork"):
+        for make, path in figures:
+            save(make(), path)
+        return
+    child = os.fork()
+    if child == 0:  # the copy: its own figures, then gone without running this process's exit handlers
+        saved = False
+        try:
+            for make, path in figures[1::2]:
+                save(make(), path)
+            saved = True
+        finally:
+            os._exit(0 if saved else 1)
+    try:
+        for make, path in figures[0::2]:
+            save(make(), path)
+    finally:
+        _, status = os.waitpid(child, 0)
+    if status != 0:
+        for make, path in figures[1::2]:
+            save(make(), path)
 
 
 def _figure(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -18,6 +18,9 @@ from logitlab.sources import TARGET, class_names
 from logitlab.stage import Files, Output, Stage
 from logitlab.stages import feature_engineer, ingest, preprocess, train
 from logitlab.tracking.results import DatasetRecord, RunRecord
+
+if TYPE_CHECKING:  # matplotlib is imported where figures are drawn (`draw_figures`), not by a sweep's jobs
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("logitlab.stages.evaluate")  # not __main__ when DVC runs it
 
@@ -84,30 +87,39 @@ def draw_figures(files: Files) -> None:
     multiclass = len(names) > 2
     per_class_roc = pd.read_csv(curves / "roc_ovr.csv") if multiclass else None
     auc = metrics.get("test_roc_auc", float("nan"))
-    plots.save(plots.loss_curve(pd.read_csv(files.inputs["cost_history"])), out / "loss_curve.png")
-    plots.save(plots.roc(curve["roc"], auc, per_class_roc), out / "roc.png")
-    plots.save(plots.precision_recall(curve["pr"], micro_average=multiclass), out / "precision_recall.png")
-    plots.save(plots.confusion(curve["confusion"], names), out / "confusion.png")
-    plots.save(plots.calibration(curve["calibration"], top_label=multiclass), out / "calibration.png")
-    plots.save(plots.coefficients(pd.read_csv(files.outputs["coefficients"])), out / "coefficients.png")
+    history, coefficients = pd.read_csv(files.inputs["cost_history"]), pd.read_csv(files.outputs["coefficients"])
     # Streamed data: the first chunk of the test split is plenty of points for the decision boundary.
     points = next(io.read_row_groups(files.inputs["interim_test"]))
-    if points.shape[1] == 3:  # two raw features and the label
-        title = f"Decision {'regions' if multiclass else 'boundary'} (degree {pipeline.expander.degree})"
-        features, y = points.drop(columns=[TARGET]), points[TARGET].to_numpy()
-        if multiclass:
-            predict = lambda grid: reports.probabilities(  # noqa: E731
-                pipeline.model, pipeline.expander.transform(grid), len(names)
-            ).argmax(axis=1)
-            figure = plots.decision_regions(features, y, predict, names, title)
-        else:
-            proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
-            figure = plots.decision_boundary(features, y, proba_of, title)
-        plots.save(figure, out / "decision_boundary.png")
-    else:
+    figures: list[tuple[Callable[[], Figure], Path]] = [
+        (lambda: plots.loss_curve(history), out / "loss_curve.png"),
+        (lambda: plots.roc(curve["roc"], auc, per_class_roc), out / "roc.png"),
+        (lambda: plots.precision_recall(curve["pr"], micro_average=multiclass), out / "precision_recall.png"),
+        (lambda: plots.confusion(curve["confusion"], names), out / "confusion.png"),
+        (lambda: plots.calibration(curve["calibration"], top_label=multiclass), out / "calibration.png"),
+        (lambda: plots.coefficients(coefficients), out / "coefficients.png"),
+        (lambda: _decision_boundary(pipeline, points, names), out / "decision_boundary.png"),
+    ]
+    plots.save_all(figures)
+
+
+def _decision_boundary(pipeline: ScoringPipeline, points: pd.DataFrame, names: list[str]) -> Figure:
+    """The model's decision boundary (or regions) over two raw features; a placeholder for other data."""
+    from logitlab import plots
+
+    if points.shape[1] != 3:  # two raw features and the label
         n_features = points.shape[1] - 1
         reason = f"Not drawn: the data has {n_features} raw features;\na decision boundary is drawn for 2."
-        plots.save(plots.placeholder("Decision boundary", reason), out / "decision_boundary.png")
+        return plots.placeholder("Decision boundary", reason)
+    multiclass = len(names) > 2
+    title = f"Decision {'regions' if multiclass else 'boundary'} (degree {pipeline.expander.degree})"
+    features, y = points.drop(columns=[TARGET]), points[TARGET].to_numpy()
+    if multiclass:
+        predict = lambda grid: reports.probabilities(  # noqa: E731
+            pipeline.model, pipeline.expander.transform(grid), len(names)
+        ).argmax(axis=1)
+        return plots.decision_regions(features, y, predict, names, title)
+    proba_of = lambda grid: pipeline.model.predict_proba(pipeline.expander.transform(grid))[:, 1]  # noqa: E731
+    return plots.decision_boundary(features, y, proba_of, title)
 
 
 def record(files: Files) -> RunRecord:
