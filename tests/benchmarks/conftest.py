@@ -35,13 +35,14 @@ def machine() -> dict[str, Any]:
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
-    blas = next(
-        (
-            f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
+    # every BLAS loaded, named by its wheel: numpy's (the model's products) and scipy's (its own linalg)
+    blas = (
+        " + ".join(
+            f"{i['internal_api']} {i['version']} ({Path(i['filepath']).parent.name}, {i['num_threads']} threads)"
             for i in threadpool_info()
             if i["user_api"] == "blas"
-        ),
-        "?",
+        )
+        or "?"
     )
     caches = cache_bytes()
     return {
