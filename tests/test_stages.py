@@ -593,6 +593,20 @@ def test_figures_drawn_on_two_processes_are_those_drawn_on_one(tmp_path: Path) -
         plots.save_all(figures(tmp_path / "two"))
     for i in range(5):
         assert (tmp_path / "two" / f"{i}.png").read_bytes() == (tmp_path / "one" / f"{i}.png").read_bytes()
+    drawers = tmp_path / "drawers.txt"
+
+    def drawn_by_whom():  # each process appends its pid: a file, as the copy's memory is its own
+        with drawers.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return plots.loss_curve(history)
+
+    plots.save_all([(drawn_by_whom, tmp_path / f"p{i}.png") for i in range(4)])
+    assert set(drawers.read_text().split()) == {str(os.getpid())}
+    drawers.unlink()
+    with plots.drawn_on(2):
+        plots.save_all([(drawn_by_whom, tmp_path / f"q{i}.png") for i in range(4)])
+    pids = drawers.read_text().split()
+    assert len(pids) == 4 and pids.count(str(os.getpid())) == 2 and len(set(pids)) == 2  # two each
     here = os.getpid()
 
     def fails_in_the_copy():

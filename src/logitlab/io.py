@@ -31,6 +31,7 @@ os.umask(_UMASK)
 _TMP_SUFFIX = re.compile(r"(\d+)\.[a-z0-9_]{8}\.(?:tmp|old)")
 KEPT_FRAMES = 4  # `read_parquet_kept`: a job's train, val and test, and one more
 T = TypeVar("T")
+FileVersion = tuple[int, int, int, int]  # device, inode, modification time, size (`file_version`)
 
 
 def _remove_orphans(target: Path) -> None:
@@ -159,20 +160,14 @@ def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd", row_group_size=max(1, len(frame)))
     as_read = _as_read(frame)
     if as_read is not None:
-        _keep_written(_identity(Path(path)), as_read)
+        _keep_written(file_version(path), as_read)
 
 
-# What `write_parquet` wrote in this process, by the file's identity (a hard link is the same file; every write
-# here is a new file put in place by a rename, so a file written again is another): the last few, within a
-# memory budget, for the readers that follow.
+# What `write_parquet` wrote in this process, by the file's version (`file_version`: a hard link is the same
+# file, and a file written again is another): the last few, within a memory budget, for the readers that follow.
 KEPT_WRITTEN, KEPT_WRITTEN_BYTES = 16, 1 << 29
-_written: OrderedDict[tuple[int, ...], pd.DataFrame] = OrderedDict()
+_written: OrderedDict[FileVersion, pd.DataFrame] = OrderedDict()
 _written_lock = threading.Lock()  # `write_parquets` writes from two threads
-
-
-def _identity(file: Path) -> tuple[int, ...]:
-    stat = file.stat()
-    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _as_read(frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -192,11 +187,11 @@ def _as_read(frame: pd.DataFrame) -> pd.DataFrame | None:
     return frame.reset_index(drop=True)  # a new frame (copy-on-write): the writer's later changes stay its own
 
 
-def _keep_written(identity: tuple[int, ...], frame: pd.DataFrame) -> None:
+def _keep_written(version: FileVersion, frame: pd.DataFrame) -> None:
     if _bytes(frame) > KEPT_WRITTEN_BYTES:
         return
     with _written_lock:
-        _written[identity] = frame
+        _written[version] = frame
         while len(_written) > KEPT_WRITTEN or sum(_bytes(kept) for kept in _written.values()) > KEPT_WRITTEN_BYTES:
             _written.popitem(last=False)
 
@@ -225,7 +220,7 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not file.is_file():
         raise DataError(f"'{file}' not found; run the stage that writes it (`dvc repro`)")
     with _written_lock:
-        written = _written.get(_identity(file))
+        written = _written.get(file_version(file))
     if written is not None:
         return written.copy(deep=False)  # the caller's own frame: what it changes, it changes in its copy
     import pandas as pd
@@ -236,12 +231,12 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise DataError(f"'{file}' is not a readable parquet file ({' '.join(str(err).split())})") from None
 
 
-def file_version(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+def file_version(path: str | os.PathLike[str]) -> FileVersion:
     """What tells one version of a file from the next: every write here is a rename of a new file, so a file
-    written again has another inode (and time, and usually size). The key of a per-process cache of what a
-    file holds."""
+    written again has another inode (and time, and usually size), while a hard link to it is the same file. The
+    key of the per-process caches of what a file holds."""
     stat = Path(path).stat()
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _per_version(maxsize: int) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -250,7 +245,7 @@ def _per_version(maxsize: int) -> Callable[[Callable[..., T]], Callable[..., T]]
 
     def decorate(function: Callable[..., T]) -> Callable[..., T]:
         @functools.lru_cache(maxsize=maxsize)
-        def kept(path: Path, version: tuple[int, int, int], *args: Any) -> T:
+        def kept(path: Path, version: FileVersion, *args: Any) -> T:
             return function(path, *args)
 
         @functools.wraps(function)

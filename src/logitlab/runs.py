@@ -72,7 +72,7 @@ def later_inputs(files: Files, input_example: pd.DataFrame, out: Path) -> list[P
 
 # The samples folder written in this process for the versions of a dataset and its test split: a sweep's jobs
 # that share them link its files (~30 ms a job of reading the test split and writing two parquet files).
-_samples_made: dict[tuple[tuple[int, int, int], tuple[int, int, int]], Path] = {}
+_samples_made: dict[tuple[io.FileVersion, io.FileVersion], Path] = {}
 
 
 # --------------------------------------------------------------------------------- adding to a run later

@@ -81,15 +81,15 @@ class CachingLoader:
             if line not in self.parsed:
                 (override,) = self.parser.parse_overrides([line])
                 self.parsed[line] = (override, self._is_plain_value(override))
-        parsed = [self.parsed[line][0] for line in sweep_overrides]
-        values = [self.parsed[line][0] for line in sweep_overrides if self.parsed[line][1]]
-        structural = tuple(str(o.input_line) for o in parsed if o not in values)
+        parsed = [self.parsed[line] for line in sweep_overrides]  # (override, whether a plain value)
+        values = [o for o, plain in parsed if plain]
+        structural = tuple(str(o.input_line) for o, plain in parsed if not plain)
         key = (id(master_config), structural)
         if key not in self.bases:
             self.bases[key] = self.loader.load_sweep_config(master_config, list(structural))
         cfg = copy.deepcopy(self.bases[key])
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        app = [o for o in parsed if not o.is_hydra_override()]
+        app = [o for o, _ in parsed if not o.is_hydra_override()]
         with open_dict(cfg.hydra):
             cfg.hydra.overrides.task = [str(o.input_line) for o in app]
             cfg.hydra.job.override_dirname = _overrides_dirname(app, cfg)

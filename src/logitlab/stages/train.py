@@ -285,7 +285,7 @@ def _read_folds(folder: Path) -> list[FoldArrays]:
 
 
 @functools.lru_cache(maxsize=1)
-def _read_folds_of(folder: Path, version: tuple[int, int, int]) -> list[FoldArrays]:
+def _read_folds_of(folder: Path, version: io.FileVersion) -> list[FoldArrays]:
     return [FoldArrays.of(fold) for fold in preprocess.read_folds(folder)]
 
 
