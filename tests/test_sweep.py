@@ -388,3 +388,42 @@ def test_optuna_maximises_the_cross_validated_accuracy_on_sonar(project: Path, s
     # Reading and splitting into folds happen once per sweep: only the first job misses the preprocess cache.
     misses = [json.loads(c.data.tags["upstream_cache"])["preprocess"] for c in finished]
     assert misses.count("miss") <= 1 and len(list((project / ".cache/logitlab/preprocess").iterdir())) == 1
+
+
+# What differs between two sweeps of the same jobs: ids, the cache's hits, where the model was logged from
+PER_SWEEP_TAGS = {"logitlab.sweep_id", "mlflow.parentRunId", "upstream_cache", "logitlab.model_id"}
+
+
+def test_on_a_local_store_the_helper_makes_each_jobs_run_as_a_worker_makes_its_own(project: Path) -> None:
+    """On a local store the figure helper makes the jobs' runs from what each job hands over (`sweeps.relay`); a
+    joblib worker makes its job's run in line. The same two jobs give the same children (params, metrics and
+    curves, tags, artifacts, dataset), and a relayed child's start and end are its job's."""
+    grid = ["model.learning_rate=0.05,0.2", *FAST]
+    relayed_dir, inline_dir = project / "multirun" / "relayed", project / "multirun" / "inline"
+    sweep(project, *grid, f"hydra.sweep.dir={relayed_dir}")
+    sweep(project, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *grid, f"hydra.sweep.dir={inline_dir}")
+    client, parents, children = runs_of(project, "synthetic")
+    assert len(parents) == 2 and len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    relayed_parent = json.loads((relayed_dir / "mlflow_parent.json").read_text())["run_id"]
+    made = {
+        (child.data.tags["mlflow.parentRunId"] == relayed_parent, child.data.params["model.learning_rate"]): child
+        for child in children
+    }
+    for rate in ("0.05", "0.2"):
+        relayed, inline = made[True, rate], made[False, rate]
+        pair = (relayed, inline)
+        assert relayed.data.params == inline.data.params
+        metrics = [{k: v for k, v in run.data.metrics.items() if k != "fit_time_s"} for run in pair]
+        assert metrics[0] == metrics[1]
+        curves = [[m.value for m in client.get_metric_history(run.info.run_id, "train_loss")] for run in pair]
+        assert curves[0] == curves[1] and len(curves[0]) == 300
+        tags = [{k: v for k, v in run.data.tags.items() if k not in PER_SWEEP_TAGS} for run in pair]
+        assert tags[0] == tags[1]
+        artifacts = [sorted(a.path for a in client.list_artifacts(run.info.run_id)) for run in pair]
+        assert artifacts[0] == artifacts[1]
+        datasets = [[(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs] for run in pair]
+        assert datasets[0] == datasets[1] and len(datasets[0]) == 1
+        job_dir = relayed_dir / relayed.data.tags["hydra_job_num"]
+        started = (job_dir / ".hydra" / "config.yaml").stat().st_mtime_ns // 1_000_000
+        reported = (job_dir / "reports" / "metrics.json").stat().st_mtime_ns // 1_000_000
+        assert started <= relayed.info.start_time <= reported <= relayed.info.end_time

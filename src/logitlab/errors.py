@@ -41,3 +41,7 @@ class TrialPruned(Exception):  # noqa: N818  (optuna's name for the same event)
         super().__init__(f"pruned at epoch {step} ({value:.6g})")
         self.step, self.value = step, value
         self.cost_history, self.val_history = cost_history, val_history
+
+    def __reduce__(self) -> tuple[type["TrialPruned"], tuple[int, float, list[float], list[float]]]:
+        """Rebuilt from its fields when it crosses to another process (the helper logs a pruned job's run)."""
+        return type(self), (self.step, self.value, self.cost_history, self.val_history)

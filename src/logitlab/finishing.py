@@ -11,6 +11,10 @@ The helper starts with the sweep (`prepare`) and imports what it will draw with 
 that at the sweep's end the best child's figures (`defer`, then `finish_deferred`, from the job's own files)
 and the summary's plots (`call`) are drawn there while this process logs the best model: the sweep process
 never imports matplotlib, and what a user waits for after the last job is the longer of the two.
+
+A tracked sweep on a local SQLite store also hands its tracking to the helper (`hand_over`, `sweeps.relay`): the
+parent run, each job's child run and the summary are made there, in the order handed over, so the jobs never
+wait for MLflow's import and the store (1.6-2.5 s).
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ import atexit
 import gc
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from logitlab.errors import TrackingError
 from logitlab.stage import Files, Stage
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,11 @@ FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
 _pool: ProcessPoolExecutor | None = None
 _pending: list[tuple[Future[None], str]] = []
 _active = False
+_handed_over = False  # this sweep's tracking runs in the helper (`hand_over`)
+_drawing_prepared = False
+_is_helper = False  # this process is the helper (`_in_helper`)
+# In the helper: finishes a forked copy draws (`_draw_behind`): its pid, the stage, files, store, run, label.
+_behind: list[tuple[int, Stage, Files, str | None, str | None, str]] = []
 _deferred: dict[str, tuple[Stage, Files]] = {}  # run id or job folder -> the stage and files of a light job's finish
 
 
@@ -43,7 +56,9 @@ def prepare(ahead: Callable[..., None] | None = None, *args: Any) -> None:
     while the sweep starts up (on the machine's other core), after `ahead(*args)` if given: work the first
     job will need, done while this process opens the tracking store (a module-level function that reports
     no failure: the job reports its own)."""
-    if _pool is None:
+    global _drawing_prepared
+    if not _drawing_prepared:
+        _drawing_prepared = True
         if ahead is not None:
             _submit(ahead, *args, label="the first job's shared stages")
         _submit(_import_drawing, label="the figure helper's start")
@@ -56,12 +71,34 @@ def start(uri: str | None) -> None:
     if not _active:
         _active = True
         prepare()
-        if uri is not None:
+        if uri is not None and not _handed_over:
             _submit(_open_store, uri, label="the figure helper's start")
 
 
 def active() -> bool:
     return _active
+
+
+def hand_over(function: Callable[..., Any], *args: Any, label: str) -> Future[Any]:
+    """Tracking work of this sweep (`sweeps.relay`), done in the helper after everything handed over before it;
+    from the first call on, `tracking()` is true, and the helper is waited for, not terminated, when the sweep
+    stops (`stop`), so that every run it was given ends."""
+    global _handed_over
+    _handed_over = True
+    try:
+        return _submit(function, *args, label=label)
+    except BrokenProcessPool as err:
+        raise TrackingError(f"the helper process that tracks this sweep stopped ({err})") from None
+
+
+def tracking() -> bool:
+    """Whether the helper does this sweep's tracking (`hand_over`)."""
+    return _handed_over
+
+
+def deferred() -> dict[str, tuple[Stage, Files]]:
+    """The finishes `defer` kept, by run id or job folder."""
+    return dict(_deferred)
 
 
 def submit(
@@ -80,7 +117,7 @@ def submit(
         from logitlab.tracking.results import expect_late_artifacts
 
         expect_late_artifacts(run_id)
-    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, processes, label=label)
+    _submit(_finish, stage.finish, files, stage.finished(files), uri, run_id, processes, label=f"figures of {label}")
 
 
 def defer(key: str, stage: Stage, files: Files) -> None:
@@ -93,15 +130,33 @@ def finish_deferred(key: str, uri: str | None, label: str) -> Files | None:
     """Submit the finish `defer` kept for `key` (with a tracking `uri`, a run id: its outputs attached to the
     run once made); its files, or None if this process ran no such job (the figures are then made from what
     the run logged, or the job folder holds)."""
-    if not _active or key not in _deferred:
+    if not (_active or _is_helper) or key not in _deferred:
         return None
     stage, files = _deferred[key]
+    run_id = key if uri is not None else None
+    if _is_helper:  # the helper's own sweep end (`sweeps.relay`): a forked copy draws, this process logs meanwhile
+        _draw_behind(stage, files, uri, run_id, label)
+        return files
     # Not `pending`: a light child is finished without its figures, so a sweep stopped now keeps it, and the
     # resumed sweep's end gives its best what it lacks. Untracked, this process only waits for these figures:
     # the helper draws them on both cores (tracked, this process logs the best model meanwhile).
-    run_id = key if uri is not None else None
     submit(stage, files, uri, run_id, label, pending=False, processes=1 if uri is not None else 2)
     return files
+
+
+def _draw_behind(stage: Stage, files: Files, uri: str | None, run_id: str | None, label: str) -> None:
+    """`stage`'s finish in a forked copy of this process (which has matplotlib and the model imported), attached
+    to the run by `drain` once the copy is done; a copy that failed is drawn again there, raising its error."""
+    assert stage.finish is not None
+    child = os.fork()
+    if child == 0:  # the copy: the figures, then gone without running this process's exit handlers
+        drawn = False
+        try:
+            stage.finish(files)
+            drawn = True
+        finally:
+            os._exit(0 if drawn else 1)
+    _behind.append((child, stage, files, uri, run_id, f"figures of {label}"))
 
 
 def call(function: Callable[..., None], *args: Any, label: str) -> None:
@@ -112,20 +167,22 @@ def call(function: Callable[..., None], *args: Any, label: str) -> None:
         function(*args)
 
 
-def _submit(function: Callable[..., None], *args: Any, label: str) -> None:
+def _submit(function: Callable[..., Any], *args: Any, label: str) -> Future[Any]:
     global _pool
     if _pool is None:
         context = multiprocessing.get_context("spawn")
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_quick_exit)
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_in_helper)
     # The helper starts in the first submit. Ctrl-C reaches the whole process group: the sweep handles it
     # (`stop`), and the helper, started with SIGINT blocked (a mask survives exec), finishes the figure it is
     # drawing and exits instead of printing a traceback, even when the signal lands while it boots. Here the
     # signal only waits until the mask is restored.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        _pending.append((_pool.submit(function, *args), label))
+        future = _pool.submit(function, *args)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    _pending.append((future, label))
+    return future
 
 
 def drain(raise_failure: bool = False) -> int:
@@ -133,6 +190,17 @@ def drain(raise_failure: bool = False) -> int:
     `raise_failure`, the first failure raised once all are done: work the caller cannot do without (the
     summary's plots: the sweep's summary fails as if it had drawn them itself)."""
     failures: list[BaseException] = []
+    while _behind:
+        child, stage, files, uri, run_id, label = _behind.pop(0)
+        _, status = os.waitpid(child, 0)
+        try:
+            if status != 0 and stage.finish is not None:
+                stage.finish(files)
+            _attach(stage.finished(files), uri, run_id)
+        except Exception as err:
+            failures.append(err)
+            if not raise_failure:
+                log.error("%s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
     while _pending:
         future, label = _pending.pop(0)
         try:
@@ -140,26 +208,38 @@ def drain(raise_failure: bool = False) -> int:
         except (Exception, FutureTimeout) as err:  # a bug in drawing: the job's metrics and model still count
             failures.append(err)
             if not raise_failure:
-                log.error("figures of %s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
+                log.error("%s failed: %s", label, " ".join(str(err).split()) or type(err).__name__)
     if failures and raise_failure:
         raise failures[0]
     return len(failures)
 
 
 def close() -> None:
-    """The sweep is done with the helper (drained): let it exit, and wait, which is quick (`_quick_exit`)."""
-    global _pool, _active
-    _active = False
-    _deferred.clear()
+    """The sweep is done with the helper (drained): let it exit, and wait, which is quick (`_in_helper`)."""
+    global _pool
+    _forget()
     if _pool is not None:
         _pool.shutdown(wait=True)
         _pool = None
 
 
-def _quick_exit() -> None:
-    """In the helper: at its exit, skip the interpreter's final collections over every object of matplotlib
-    and mlflow (0.5-1 s, which the sweep waited for); atexit handlers and closing files still happen."""
+def _forget() -> None:
+    global _active, _handed_over, _drawing_prepared
+    _active = _handed_over = _drawing_prepared = False
+    _deferred.clear()
+
+
+def _in_helper() -> None:
+    """The helper's start: at its exit, skip the interpreter's final collections over every object of
+    matplotlib and mlflow (0.5-1 s, which the sweep waited for; atexit handlers and closing files still
+    happen); what it logs (the runs it makes, `sweeps.relay`) printed as the sweep's own lines are."""
+    global _is_helper
+    _is_helper = True
     atexit.register(gc.freeze)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger("logitlab").addHandler(handler)
+    logging.getLogger("logitlab").setLevel(logging.INFO)
 
 
 def stop() -> None:
@@ -168,17 +248,18 @@ def stop() -> None:
     without waiting races the pool's closing: EBADF, a traceback after the one-line error). Before the jobs
     the helper has only been importing, or making the first job's shared stages (`prepare`): it is
     terminated (a cache entry it was writing stays a temporary folder, never renamed into place, and removed
-    when the entry is next made); after, it finishes the figure it is drawing."""
-    global _pool, _active
-    jobs_started, _active = _active, False
+    when the entry is next made); after, it finishes the figure it is drawing. A helper that does the sweep's
+    tracking (`hand_over`) does all it was handed first: the runs it was given end."""
+    global _pool
+    jobs_started, tracking = _active, _handed_over
     _pending.clear()
-    _deferred.clear()
+    _forget()
     if _pool is None:
         return
-    if not jobs_started:
+    if not jobs_started and not tracking:
         for process in list(_pool._processes.values()):  # 3.14 has terminate_workers()
             process.terminate()
-    _pool.shutdown(wait=True, cancel_futures=True)
+    _pool.shutdown(wait=True, cancel_futures=not tracking)
     _pool = None
 
 
@@ -210,6 +291,10 @@ def _finish(
 
     with plots.drawn_on(processes):
         finish(files)
+    _attach(outputs, uri, run_id)
+
+
+def _attach(outputs: list[Path], uri: str | None, run_id: str | None) -> None:
     if uri is None or run_id is None:
         return
     from logitlab.tracking.results import attach_late_artifacts

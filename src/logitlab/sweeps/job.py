@@ -10,6 +10,7 @@ for several objectives (what the Optuna sweeper tells its study).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,6 +29,7 @@ from logitlab.tracking.store import interrupted
 
 if TYPE_CHECKING:
     from logitlab.sweeps.executor import JobConfig, JobResult
+    from logitlab.sweeps.relay import JobRun
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ def _tracked(params: Mapping[str, Any], job: Job) -> tuple[float, ...]:
     from logitlab.sweeps.executor import JobConfig  # the stages validate: the job's imports, not the start-up's
 
     if job.sweep_dir is not None:
+        if finishing.tracking():  # the helper makes and ends the job's run (`sweeps.relay`)
+            return _relayed(params, job)
         parent = sweeps.read_parent(job.sweep_dir)
         if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
             return _value(_body(JobConfig.of(params), job, None, None))
@@ -98,6 +102,26 @@ def _tracked(params: Mapping[str, Any], job: Job) -> tuple[float, ...]:
         return _value(_body(job_config, job, None, None))
     with sweeps.job_run(None, connected, job.num, job.overrides, job_config.params) as run_id:
         return _value(_body(job_config, job, connected.uri, run_id))
+
+
+def _relayed(params: Mapping[str, Any], job: Job) -> tuple[float, ...]:
+    """A job whose run the helper makes from what the job hands over: its params when it starts, its results
+    and how it ended (FINISHED, FAILED or KILLED, with the reason) when it ends."""
+    from logitlab.sweeps import relay
+    from logitlab.sweeps.executor import JobConfig
+
+    run = relay.JobRun(job.num)
+    run.start(job.overrides, job.job_dir, _recorded(params))
+    try:
+        outcome = _body(JobConfig.of(params), job, None, None, run)
+    except BaseException as err:
+        killed = isinstance(err, KeyboardInterrupt | SystemExit) or interrupted(err)
+        reason = "interrupted" if killed else config.one_line(str(err)) or type(err).__name__
+        with contextlib.suppress(Exception):  # a helper gone: the error raised is the job's own
+            run.end("KILLED" if killed else "FAILED", reason)
+        raise
+    run.end("FINISHED")
+    return _value(outcome)
 
 
 def _value(outcome: tuple[float, ...] | TrialPruned) -> tuple[float, ...]:
@@ -134,9 +158,11 @@ def _recorded(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, "sweep": sweep}
 
 
-def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) -> tuple[float, ...] | TrialPruned:
+def _body(
+    job_config: JobConfig, job: Job, uri: str | None, run_id: str | None, relayed: JobRun | None = None
+) -> tuple[float, ...] | TrialPruned:
     """The job's value for each objective, or how its search's pruner stopped it (returned, so that its run ends
-    FINISHED)."""
+    FINISHED). What the run logs goes to run `run_id`, or, `relayed`, to the helper that makes the run."""
     from logitlab.sweeps import executor, trials
 
     metric = job_config.sweep.metric
@@ -152,12 +178,14 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
             result = executor.run_job(job_config, job.job_dir, finish=finish)
         job_metrics = {**result.metrics, **_job_only_metrics(result)}
     except TrialPruned as pruned:
-        if run_id is not None:
+        if relayed is not None:
+            relayed.log_pruned(pruned, metric, mlflow_cfg.history_points)
+        elif run_id is not None:
             from logitlab.tracking import results
 
             results.log_pruned(run_id, pruned, metric, mlflow_cfg.history_points)
         return pruned
-    if run_id is not None:
+    if run_id is not None or relayed is not None:
         from logitlab import runs
         from logitlab.tracking import results
 
@@ -171,7 +199,11 @@ def _body(job_config: JobConfig, job: Job, uri: str | None, run_id: str | None) 
             record = dataclasses.replace(record, artifacts=[*record.artifacts, *later])
         tags = {"upstream_cache": json.dumps(result.cache, sort_keys=True)}
         log_model = mlflow_cfg.log_model and not light
-        results.log_results(run_id, record, mlflow_cfg.history_points, log_model=log_model, tags=tags)
+        if relayed is not None:
+            relayed.log_results(record, mlflow_cfg.history_points, log_model, tags)
+        else:
+            assert run_id is not None
+            results.log_results(run_id, record, mlflow_cfg.history_points, log_model=log_model, tags=tags)
     missing = [objective for objective in job_config.sweep.metrics if objective not in job_metrics]
     if missing and job.sweep_dir is not None:  # a binary-only metric of multiclass data, or one it cannot give
         raise ConfigError(
@@ -241,6 +273,11 @@ def record_failure(sweep_dir: Path, num: int, overrides: list[str], reason: str)
     """A job that failed before it could run (Hydra could not compose its config): a FAILED child run when
     the sweep is tracked, and its job.json."""
     _write_status(sweep_dir / str(num), {"status": "FAILED", "error": reason})
+    if finishing.tracking():
+        from logitlab.sweeps import relay
+
+        relay.JobRun(num).not_composed(config.without_resume(overrides), reason)
+        return
     parent = sweeps.read_parent(sweep_dir)
     if parent is not None:
         sweeps.record_failed_job(parent, num, config.without_resume(overrides), reason)

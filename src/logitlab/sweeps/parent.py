@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from logitlab import cluster, finishing
 from logitlab import config as settings
 from logitlab.cli import debug, fail, remember_interrupts
-from logitlab.errors import ConfigError, LogitlabError
+from logitlab.errors import ConfigError, LogitlabError, TrackingError
 from logitlab.sweeps import job as sweep_job
+from logitlab.sweeps import relay
 from logitlab.sweeps.state import STATE, Counted, SweepSections
 
 if TYPE_CHECKING:
-    from logitlab.tracking.sweeps import Parent
+    from logitlab.tracking.sweeps import Parent, SweepSummary
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,26 @@ class TrackingCallback(Callback):
         remember_interrupts()
         _inside_project("hydra.sweep.dir", config.hydra.sweep.dir)
         STATE.clear()
+        from logitlab.tracking import store
+
         try:  # a metric name no job could rank by, or no cluster to submit to, stops the sweep here
-            STATE.sections = SweepSections(
+            sections = STATE.sections = SweepSections(
                 sweep=settings.sweep_config(_section(config, "sweep")),
                 mlflow=settings.mlflow_config(_section(config, "mlflow")),
             )
             launcher = str(config.hydra.launcher.get("_target_", ""))
             if cluster.is_slurm_launcher(launcher):
                 cluster.use_slurm_config(settings.project_root())
-            if _runs_jobs_here(launcher):
+            jobs_here = _runs_jobs_here(launcher)
+            relayed = jobs_here and relay.relays(STATE.sections.mlflow, STATE.sections.sweep.resume)
+            if jobs_here and not relayed:
                 _prepare_helper(config, STATE.sections.mlflow)
-            _claim(Path(config.hydra.sweep.dir))
-            parent = _open_parent_patiently(config, STATE.sections)
+            STATE.sweep_dir = Path(config.hydra.sweep.dir)
+            _claim(STATE.sweep_dir)
+            if relayed:  # the helper opens the store and the parent while the jobs start (`sweeps.relay`)
+                _hand_over_parent(config, STATE.sections)
+                return
+            parent = store.patiently(lambda: _open_parent(config, sections))
         except LogitlabError as err:  # stop before any job runs
             finishing.stop()
             fail(str(err))
@@ -106,6 +115,15 @@ class TrackingCallback(Callback):
                 raise
         finally:
             finishing.close()
+
+
+def _hand_over_parent(config: DictConfig, sections: SweepSections) -> None:
+    """The parent run made by the helper, first, then the helper's drawing imports (`finishing.prepare`)."""
+    overrides = settings.without_resume(config.hydra.overrides.task)
+    relay.start(sections.mlflow, Path(config.hydra.sweep.dir), overrides, swept_keys(config), not _is_grid(config))
+    finishing.prepare()
+    if sections.mlflow.log_model:
+        finishing.hand_over(relay.prepare_model_logging, label="the figure helper's start")
 
 
 def _prepare_helper(config: DictConfig, mlflow_cfg: settings.MlflowConfig) -> None:
@@ -166,28 +184,6 @@ def _claim(sweep_dir: Path) -> None:
 
 def _reason(err: BaseException) -> str:
     return settings.one_line(str(err)) or type(err).__name__
-
-
-# How long a sweep waits for a store that is busy (SQLite's `database is locked` while another process
-# writes, or holds a long read) before it stops: each attempt also waits out SQLite's own 5 s busy timeout.
-BUSY_STORE_WAIT_S = 30.0
-
-
-def _open_parent_patiently(config: DictConfig, sections: SweepSections) -> Parent | None:
-    """`_open_parent`, tried again while the store is only busy (bounded in time, with backoff)."""
-    from logitlab.tracking import store
-
-    deadline = time.monotonic() + BUSY_STORE_WAIT_S
-    delay = 0.5
-    while True:
-        try:
-            return _open_parent(config, sections)
-        except Exception as err:
-            if not store.busy(err) or time.monotonic() + delay > deadline:
-                raise
-            log.warning("tracking store busy (%s); trying again in %.1f s", _reason(err)[:200], delay)
-            time.sleep(delay)
-            delay = min(2 * delay, 8.0)
 
 
 def _open_parent(config: DictConfig, sections: SweepSections) -> Parent | None:
@@ -262,7 +258,11 @@ def _summarise(config: DictConfig) -> None:
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = sweep_job.outcomes(sweep_dir)
     untracked = sweep_job.best_of(jobs, sweep_cfg.direction)
-    if STATE.parent is None:  # untracked: the best job's figures, then nothing more for the helper
+    ended = _relayed_summary(sweep_cfg, mlflow_cfg, sweep_dir) if finishing.tracking() else None
+    if ended is not None:
+        finishing.drain()  # what failed of the jobs' tracking, logged
+        finishing.close()
+    elif STATE.parent is None:  # untracked: the best job's figures, then nothing more for the helper
         _complete_best_job(sweep_dir, untracked, mlflow_cfg)
         finishing.drain()
         finishing.close()
@@ -306,9 +306,10 @@ def _summarise(config: DictConfig) -> None:
             study_dir=sweep_dir / STUDY_FIGURES,
         )
         STATE.parent = None
-        if finished.best_value is not None:
-            best = f"{finished.best_value:.4f} (run {finished.best_run_id}); parent run {finished.parent_run_id}"
-            best_metrics = finished.best_metrics
+        ended = finished
+    if ended is not None and ended.best_value is not None:
+        best = f"{ended.best_value:.4f} (run {ended.best_run_id}); parent run {ended.parent_run_id}"
+        best_metrics = ended.best_metrics
     log.info(
         "sweep finished: %d jobs finished, %s%d failed; best %s = %s",
         counted.finished,
@@ -338,6 +339,29 @@ def _summarise(config: DictConfig) -> None:
         )
 
 
+def _relayed_summary(
+    sweep_cfg: settings.SweepConfig, mlflow_cfg: settings.MlflowConfig, sweep_dir: Path
+) -> SweepSummary | None:
+    """The summary the helper makes of the sweep it tracked (`relay.finish`); None when it was untracked (its
+    store optional and away)."""
+    search_metrics = {"busy_fraction": STATE.workers.busy_fraction} if STATE.workers else {}
+    args = (sweep_cfg, mlflow_cfg, sweep_dir, search_metrics, finishing.deferred(), sweep_dir / STUDY_FIGURES)
+    try:
+        summary: SweepSummary | None = finishing.hand_over(relay.finish, *args, label="the sweep's summary").result()
+        relay.raise_if_not_opened()
+    except BrokenProcessPool as err:  # the helper is gone: its parent, read from the sweep folder, ends here
+        from logitlab.tracking import sweeps
+
+        STATE.parent = sweeps.read_parent(sweep_dir)
+        raise TrackingError(f"the helper process that tracked this sweep stopped ({err})") from None
+    except TrackingError:
+        from logitlab.tracking import sweeps
+
+        STATE.parent = sweeps.read_parent(sweep_dir)
+        raise
+    return summary
+
+
 def _section(cfg: DictConfig, name: str) -> Any:
     return OmegaConf.to_container(cfg[name], resolve=True)
 
@@ -346,8 +370,30 @@ def end_open_sweep(status: str, reason: str) -> None:
     """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
     that escaped the jobs. One quick attempt: a command on its way out does not wait out an outage (what it
     could not end, `sweep.resume` ends)."""
+    if finishing.tracking():
+        _end_relayed(status, reason)
     finishing.stop()
     _end_parent_early(status, reason)
+
+
+# How long a stopped sweep waits for the helper to end its runs (`relay.end_early`), after what it was
+# handed before: a job's results, or the store being created (~2.5 s).
+RELAY_END_WAIT_S = 20.0
+
+
+def _end_relayed(status: str, reason: str) -> None:
+    """The helper ends the parent and its running children once it has done what it was handed; a helper that
+    is gone or stuck leaves it to this process (`_end_parent_early`, the parent read from the sweep folder)."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    try:
+        finishing.hand_over(relay.end_early, status, reason, label="the sweep's end").result(RELAY_END_WAIT_S)
+    except (Exception, FutureTimeout) as err:
+        log.warning("sweep %s: the helper did not end its runs (%s); ending them here", reason, _reason(err))
+        if STATE.sweep_dir is not None:
+            from logitlab.tracking import sweeps
+
+            STATE.parent = sweeps.read_parent(STATE.sweep_dir)
 
 
 def _end_parent_early(status: str, reason: str) -> None:

@@ -10,6 +10,7 @@ what the Optuna sweeper measured of its workers (the sweeper runs in this proces
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from logitlab import config
@@ -54,6 +55,7 @@ class WorkerTime:
 @dataclass
 class SweepState:
     sections: SweepSections | None = None
+    sweep_dir: Path | None = None
     parent: Parent | None = None  # opened by this process and not ended yet
     counted: Counted | None = None  # set once the jobs have all returned
     lost: str | None = None  # the tracking server stopped answering: what to tell, with how to resume

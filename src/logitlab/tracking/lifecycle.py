@@ -77,7 +77,7 @@ def tracked_run(
         raise
     previous = _interrupts_remembered()
     try:
-        _log_params(run.info.run_id, params)
+        log_params(run.info.run_id, params)
         yield run.info.run_id
         raise_if_interrupted()  # raised once already, but dropped by Python (see `cli.raise_interrupt`)
     except BaseException as err:
@@ -103,7 +103,7 @@ def tracked_run(
             signal.signal(signum, handler)
 
 
-def _log_params(run_id: str, params: Mapping[str, Any]) -> None:
+def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     import yaml
     from mlflow.entities import Param
 

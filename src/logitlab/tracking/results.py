@@ -64,7 +64,7 @@ def log_results(
     tags: Mapping[str, str] | None = None,
 ) -> None:
     """The pyfunc model, the dataset, then final metrics, per-epoch losses and tags in one `log_batch`, then the
-    artifacts. `run_id` is the active run (`mlflow.log_input` logs to it).
+    artifacts. The run need not be active: the helper logs a job's run after the job (`sweeps.relay`).
 
     The model goes first: logging a model copies the run's metrics onto it by reading back every metric's
     whole history, so with no metrics yet that is free, and the final metrics are linked to the model here
@@ -142,10 +142,11 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
     MLflow inserts a dataset new to the experiment without a lock, so parallel jobs (joblib, SLURM) logging it
     at once collide on its unique key; the losers try once more, when MLflow finds the winner's row and links
     it (SQLite: `UNIQUE constraint failed`, PostgreSQL behind a server: `... violates unique constraint`)."""
-    import mlflow
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # made at import
+    from mlflow.entities import DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     from logitlab.pyfunc_model import example_schema
 
@@ -157,13 +158,13 @@ def log_dataset(run_id: str, dataset: DatasetRecord, example: pd.DataFrame) -> N
         def to_dict(self) -> dict[str, str]:
             return {**super().to_dict(), "profile": json.dumps(self.profile)}
 
-    active = mlflow.active_run()
-    assert active is not None and active.info.run_id == run_id, "log_dataset logs to the active run"
     source = LocalArtifactDatasetSource(str(dataset.path))
-    schema = example_schema(example)
+    logged = SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=example_schema(example))
+    # what `mlflow.log_input(logged, "training")` logs, to `run_id` rather than the active run
+    training = DatasetInput(logged._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
     for attempt in range(2):
         try:
-            mlflow.log_input(SplitDataset(source, name=dataset.name, digest=dataset.digest, schema=schema), "training")
+            tracker_client().log_inputs(run_id, datasets=[training])
             return
         except MlflowException as err:
             if attempt or "unique constraint" not in str(err).lower():

@@ -10,12 +10,13 @@ import contextlib
 import functools
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from logitlab import config
 from logitlab.errors import TrackingError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ def _store_exists(uri: str) -> bool:
     return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
 
 
+def make_folder(uri: str) -> None:
+    """The folder of a local SQLite store: a path that cannot be one fails here, before MLflow is imported."""
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -135,8 +143,7 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     _quiet()
     _patient()
     _check_reachable(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(uri)
     mlflow.set_tracking_uri(uri)
     try:
         with _store_lock(root):
@@ -204,6 +211,26 @@ def outage(err: BaseException) -> str:
 def busy(err: BaseException) -> bool:
     """Did a local store refuse because another process held it (SQLite's `database is locked`)?"""
     return _cause(err, lambda seen: "database is locked" in str(seen)) is not None
+
+
+# How long a sweep waits for a store that is busy (SQLite's `database is locked` while another process
+# writes, or holds a long read) before it stops: each attempt also waits out SQLite's own 5 s busy timeout.
+BUSY_STORE_WAIT_S = 30.0
+
+
+def patiently(attempt: Callable[[], T]) -> T:
+    """`attempt()`, tried again while the store is only busy (bounded in time, with backoff)."""
+    deadline = time.monotonic() + BUSY_STORE_WAIT_S
+    delay = 0.5
+    while True:
+        try:
+            return attempt()
+        except Exception as err:
+            if not busy(err) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("tracking store busy (%s); trying again in %.1f s", config.one_line(str(err))[:200], delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 8.0)
 
 
 def interrupted(err: BaseException) -> bool:

@@ -106,7 +106,7 @@ def job_run(
     parent: Parent | None, tracker: Tracker, job_num: int, overrides: list[str], params: Mapping[str, Any]
 ) -> Iterator[str]:
     """One job's run: a child of the sweep's parent, or a top-level run for a single run (no -m)."""
-    tags = _job_tags(parent, job_num, overrides)
+    tags = job_tags(parent, job_num, overrides)
     name = run_name(parent, job_num, overrides)
     with tracked_run(tracker, name, tags, params, parent.run_id if parent else None) as run_id:
         yield run_id
@@ -121,7 +121,7 @@ def record_failed_job(
     started): a FAILED child with the reason."""
     client = parent.tracker().client()
     all_tags = {
-        **_job_tags(parent, job_num, overrides),
+        **job_tags(parent, job_num, overrides),
         "mlflow.parentRunId": parent.run_id,
         **_failure_tags("FAILED", reason),
         **(tags or {}),
@@ -158,7 +158,7 @@ def attach_job_logs(parent: Parent, logs: Mapping[str, list[Path]]) -> None:
                 client.log_artifact(newest[job_id], str(path), artifact_path="slurm")
 
 
-def _job_tags(parent: Parent | None, job_num: int, overrides: list[str]) -> dict[str, str]:
+def job_tags(parent: Parent | None, job_num: int, overrides: list[str]) -> dict[str, str]:
     tags = {
         **git_tags(),
         "logitlab.entry": "sweep" if parent else "single run",
@@ -273,11 +273,11 @@ def end_sweep_early(parent: Parent, status: str, reason: str) -> None:
     end_run(client, parent.run_id, status, reason)
 
 
-def end_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str, end_ms: int | None = None) -> None:
     from mlflow.entities import RunTag
 
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in _failure_tags(status, reason).items()])
-    client.set_terminated(run_id, status)
+    client.set_terminated(run_id, status, end_ms)
 
 
 def _failure_tags(status: str, reason: str) -> dict[str, str]:
