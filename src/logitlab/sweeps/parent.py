@@ -80,13 +80,13 @@ class TrackingCallback(Callback):
             if cluster.is_slurm_launcher(launcher):
                 cluster.use_slurm_config(settings.project_root())
             jobs_here = _runs_jobs_here(launcher)
-            relayed = jobs_here and relay.relays(STATE.sections.mlflow, STATE.sections.sweep.resume)
+            relayed = jobs_here and relay.relays(sections.mlflow, sections.sweep.resume)
             if jobs_here and not relayed:
-                _prepare_helper(config, STATE.sections.mlflow)
+                _prepare_helper(config, sections.mlflow)
             STATE.sweep_dir = Path(config.hydra.sweep.dir)
             _claim(STATE.sweep_dir)
             if relayed:  # the helper opens the store and the parent while the jobs start (`sweeps.relay`)
-                _hand_over_parent(config, STATE.sections)
+                _hand_over_parent(config, sections)
                 return
             parent = store.patiently(lambda: _open_parent(config, sections))
         except LogitlabError as err:  # stop before any job runs
@@ -349,15 +349,12 @@ def _relayed_summary(
     try:
         summary: SweepSummary | None = finishing.hand_over(relay.finish, *args, label="the sweep's summary").result()
         relay.raise_if_not_opened()
-    except BrokenProcessPool as err:  # the helper is gone: its parent, read from the sweep folder, ends here
+    except (BrokenProcessPool, TrackingError) as err:  # the parent the helper made, if any, ends FAILED here
         from logitlab.tracking import sweeps
 
         STATE.parent = sweeps.read_parent(sweep_dir)
-        raise TrackingError(f"the helper process that tracked this sweep stopped ({err})") from None
-    except TrackingError:
-        from logitlab.tracking import sweeps
-
-        STATE.parent = sweeps.read_parent(sweep_dir)
+        if isinstance(err, BrokenProcessPool):
+            raise TrackingError(f"the helper process that tracked this sweep stopped ({err})") from None
         raise
     return summary
 
