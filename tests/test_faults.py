@@ -419,6 +419,37 @@ def test_interrupted_sweep_ends_runs_killed_exits_promptly_and_reruns(
     assert "RUNNING" not in {status for _, status, _ in rows}
 
 
+@pytest.mark.slow
+def test_a_sweep_whose_tracking_helper_is_killed_ends_its_runs_failed_in_one_line(signal_project: Path) -> None:
+    """On a local store the figure helper tracks the sweep (`sweeps.relay`). Killed mid-sweep, it takes what it
+    was handed with it: the jobs after it fail with one line each, the sweep process ends the parent and the
+    running child FAILED itself (the parent read from the sweep folder), and the command exits 2 in one line."""
+    import psutil
+
+    project = signal_project
+    sweep_dir = project / "multirun" / "helper-killed"
+    log = project.parent / "helper-killed.log"
+    proc = start(project, ["-m", f"hydra.sweep.dir={sweep_dir}", "model.learning_rate=0.1,0.2,0.3", *SLOW_JOB], log)
+    parent_file = sweep_dir / "mlflow_parent.json"
+    wait_for(lambda: parent_file.is_file() or proc.poll() is not None, 120, "the sweep's parent run")
+    parent = json.loads(parent_file.read_text())["run_id"]
+    wait_for(
+        lambda: any(r[1] == "RUNNING" and r[2] == parent for r in runs_in_store(project)) or proc.poll() is not None,
+        120,
+        "a running job",
+    )
+    assert proc.poll() is None, log.read_text()
+    (helper,) = [p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    helper.kill()
+    proc.wait(timeout=300)
+    output = log.read_text()
+    assert proc.returncode == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "helper process" in errors[0], output[-3000:]
+    rows = [(run_id, status) for run_id, status, of in runs_in_store(project) if parent in (run_id, of)]
+    assert dict(rows)[parent] == "FAILED" and "RUNNING" not in dict(rows).values(), rows
+
+
 def interrupt_and_check_exit(proc: subprocess.Popen, how: str, log: Path, what: str) -> None:
     """Send the signal; the process must exit promptly, non-zero, and without a traceback."""
     took = interrupt(proc, how)
