@@ -242,24 +242,25 @@ def _in_helper() -> None:
     logging.getLogger("logitlab").setLevel(logging.INFO)
 
 
-def stop() -> None:
+def stop(terminate: bool = False) -> None:
     """Interrupted, or stopped before its jobs: drop what has not started and end the helper, waiting for it
     here rather than at the interpreter's exit (which waits anyway, and whose own wake-up of a pool shut down
     without waiting races the pool's closing: EBADF, a traceback after the one-line error). Before the jobs
     the helper has only been importing, or making the first job's shared stages (`prepare`): it is
     terminated (a cache entry it was writing stays a temporary folder, never renamed into place, and removed
     when the entry is next made); after, it finishes the figure it is drawing. A helper that does the sweep's
-    tracking (`hand_over`) does all it was handed first: the runs it was given end."""
+    tracking (`hand_over`) does all it was handed first, so that the runs it was given end, unless `terminate`
+    (it did not answer in time: the sweep process ends those runs itself)."""
     global _pool
     jobs_started, tracking = _active, _handed_over
     _pending.clear()
     _forget()
     if _pool is None:
         return
-    if not jobs_started and not tracking:
+    if terminate or not (jobs_started or tracking):
         for process in list(_pool._processes.values()):  # 3.14 has terminate_workers()
             process.terminate()
-    _pool.shutdown(wait=True, cancel_futures=not tracking)
+    _pool.shutdown(wait=True, cancel_futures=terminate or not tracking)
     _pool = None
 
 

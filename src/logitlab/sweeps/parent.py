@@ -367,9 +367,8 @@ def end_open_sweep(status: str, reason: str) -> None:
     """End the open sweep's parent and its RUNNING children: KILLED on SIGINT/SIGTERM, FAILED on an error
     that escaped the jobs. One quick attempt: a command on its way out does not wait out an outage (what it
     could not end, `sweep.resume` ends)."""
-    if finishing.tracking():
-        _end_relayed(status, reason)
-    finishing.stop()
+    stuck = finishing.tracking() and not _end_relayed(status, reason)
+    finishing.stop(terminate=stuck)
     _end_parent_early(status, reason)
 
 
@@ -378,9 +377,10 @@ def end_open_sweep(status: str, reason: str) -> None:
 RELAY_END_WAIT_S = 20.0
 
 
-def _end_relayed(status: str, reason: str) -> None:
-    """The helper ends the parent and its running children once it has done what it was handed; a helper that
-    is gone or stuck leaves it to this process (`_end_parent_early`, the parent read from the sweep folder)."""
+def _end_relayed(status: str, reason: str) -> bool:
+    """The helper ends the parent and its running children once it has done what it was handed (True); a helper
+    that is gone or stuck (a store locked by another process) leaves it to this process (`_end_parent_early`,
+    the parent read from the sweep folder), and is terminated rather than waited for."""
     from concurrent.futures import TimeoutError as FutureTimeout
 
     try:
@@ -391,6 +391,8 @@ def _end_relayed(status: str, reason: str) -> None:
             from logitlab.tracking import sweeps
 
             STATE.parent = sweeps.read_parent(STATE.sweep_dir)
+        return False
+    return True
 
 
 def _end_parent_early(status: str, reason: str) -> None:
