@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 FINISH_TIMEOUT_S = 600  # per job, while the sweep waits at its end
 
 _pool: ProcessPoolExecutor | None = None
-_pending: list[tuple[Future[None], str]] = []
+_pending: list[tuple[Future[Any], str]] = []  # what the helper was given, with what to call it in an error
 _active = False
 _handed_over = False  # this sweep's tracking runs in the helper (`hand_over`)
 _drawing_prepared = False
