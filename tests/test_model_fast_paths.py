@@ -33,11 +33,12 @@ def naive(loss, coef, X, y, weights):
     return value, grad, hessian
 
 
+@pytest.mark.parametrize("order", ["C", "F"])  # F: a pandas frame's block, whose row blocks are strided views
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("n_samples", [1, 63, 64, 300])
-def test_blocked_loss_gradient_hessian_equal_the_formulas(small_blocks, fit_intercept, n_samples):
+def test_blocked_loss_gradient_hessian_equal_the_formulas(small_blocks, fit_intercept, n_samples, order):
     rng = np.random.RandomState(n_samples)
-    X = rng.normal(size=(n_samples, 4))
+    X = np.asarray(rng.normal(size=(n_samples, 4)), order=order)
     y = (rng.uniform(size=n_samples) < 0.4).astype(float)
     weights = rng.uniform(0.1, 2.0, size=n_samples)
     weights /= weights.sum()

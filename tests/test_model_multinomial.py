@@ -247,6 +247,12 @@ def test_blocked_passes_equal_one_block(monkeypatch, problem):
     assert blocked_value == pytest.approx(value, rel=tol)
     np.testing.assert_allclose(blocked_grad, grad, rtol=tol, atol=tol)
     np.testing.assert_allclose(fresh.gradient_hessian(coef, X, y, weights)[1], hessian, rtol=tol, atol=tol)
+    by_columns = np.asfortranarray(X)  # a pandas frame's block: each block of rows a strided view
+    f_value, f_grad = MultinomialLoss(loss.n_classes, loss.fit_intercept, loss.l2_strength).loss_gradient(
+        coef, by_columns, y, weights
+    )
+    assert f_value == pytest.approx(value, rel=tol)
+    np.testing.assert_allclose(f_grad, grad, rtol=tol, atol=tol)
 
 
 def test_huge_scores_are_finite_and_silent():

@@ -630,3 +630,23 @@ def test_figures_drawn_on_two_processes_are_those_drawn_on_one(tmp_path: Path) -
     with plots.drawn_on(2), pytest.raises(RuntimeError, match="no figure"):
         plots.save_all([(fails, tmp_path / "c.png"), (lambda: plots.loss_curve(history), tmp_path / "d.png")])
     assert (tmp_path / "d.png").read_bytes() == (tmp_path / "a.png").read_bytes() and not (tmp_path / "c.png").exists()
+
+
+def test_the_train_stage_fits_a_small_split_on_one_blas_thread_and_restores_the_process_s() -> None:
+    """Whoever runs the stage (dvc repro, a sweep's job): the same thread count, so the same model bits."""
+    from threadpoolctl import threadpool_info
+
+    from logitlab.stages import train
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = blas_threads()
+    small = pd.DataFrame(np.zeros((1000, 20)), columns=[f"x{i}" for i in range(20)])
+    with train._blas_threads(small):
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+    rows = train.ONE_THREAD_BYTES // (8 * 20) + 1  # a split past the limit keeps the process's threads
+    large = pd.DataFrame(np.broadcast_to(np.zeros(20), (rows, 20)), copy=False)
+    with train._blas_threads(large):
+        assert blas_threads() == before

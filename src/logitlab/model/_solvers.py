@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
-from logitlab.model._loss import LogisticLoss, _single_threaded_blas
+from logitlab.model._loss import LogisticLoss, single_threaded_blas
 from logitlab.model._monitor import TrainingMonitor
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -461,7 +461,7 @@ def _newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
     p = 1500 0.1 s on one thread against 1.4-2.3 s.
     """
     hessian64, grad64 = hessian.astype(np.float64), grad.astype(np.float64)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         try:
             direction = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian64), -grad64)
         except np.linalg.LinAlgError:
