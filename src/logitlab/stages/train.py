@@ -347,7 +347,7 @@ def _blas_threads(train: pd.DataFrame | ParquetChunks) -> contextlib.AbstractCon
 
 
 def _fit_all(
-    params: dict[str, Any], files: Files, train: pd.DataFrame | ParquetChunks, labels: list[Any]
+    params: dict[str, Any], files: Files, train: pd.DataFrame | ParquetChunks, labels: dict[str, Any]
 ) -> LogisticRegression:
     """The folds' models (their scores and curves written to the `cv` folder), then the model on `train`."""
     with io.replaced_folder(files.outputs["cv"]) as cv:
