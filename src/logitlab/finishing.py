@@ -22,14 +22,17 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
+import math
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,19 @@ _is_helper = False  # this process is the helper (`_in_helper`)
 # In the helper: finishes a forked copy draws (`_draw_behind`): its pid, the stage, files, store, run, label.
 _behind: list[tuple[int, Stage, Files, str | None, str | None, str]] = []
 _deferred: dict[str, tuple[Stage, Files]] = {}  # run id or job folder -> the stage and files of a light job's finish
+
+
+@dataclass
+class _Ahead:
+    """An untracked sweep's best job so far, drawn while the jobs run (`draw_ahead`)."""
+
+    best: float | None = None  # its metric
+    wanted: str | None = None  # its job folder, to draw
+    drawn: str | None = None  # the job folder whose figures the helper drew or is drawing
+    drawing: Future[Any] | None = None
+
+
+_ahead = _Ahead()
 
 
 def prepare(ahead: Callable[..., None] | None = None, *args: Any) -> None:
@@ -126,10 +142,59 @@ def defer(key: str, stage: Stage, files: Files) -> None:
     _deferred[key] = (stage, files)
 
 
+def draw_ahead(key: str, metric: float, direction: str) -> None:
+    """An untracked sweep's light job (`defer`) that ended with `metric`: if it is the best so far, the helper,
+    idle while the jobs run, draws its figures now rather than at the sweep's end, where the sweep only waits
+    for them (0.45 s of a 10-job CV sweep's 5 s). One drawing at a time: a job that becomes the best meanwhile
+    is drawn once it ends, at the next job's end or the sweep's (`finish_deferred`), which also removes the
+    figures of a job that is no longer the best."""
+    if not _active or _handed_over or key not in _deferred or not math.isfinite(metric):
+        return
+    best = _ahead.best
+    if best is None or (metric > best if direction == "maximize" else metric < best):
+        _ahead.best, _ahead.wanted = metric, key
+    wanted = _ahead.wanted
+    if wanted is not None and wanted != _ahead.drawn and (_ahead.drawing is None or _ahead.drawing.done()):
+        _ahead.drawing = _draw_instead(wanted, f"figures of job {Path(wanted).name} (the best so far)")
+
+
+def _draw_instead(key: str | None, label: str) -> Future[Any] | None:
+    """The figures of job folder `key` (None: none) in the helper, after it removed those it drew ahead for
+    another; what it was given before runs first."""
+    if _ahead.drawn not in (None, key):
+        stage, files = _deferred[_ahead.drawn]
+        _submit(_remove, stage.finished(files), label=f"removing the figures of {Path(_ahead.drawn).name}")
+    _ahead.drawn = key
+    if key is None:
+        return None
+    stage, files = _deferred[key]
+    return _submit(_finish, stage.finish, files, stage.finished(files), None, None, 1, label=label)
+
+
+def settle_ahead(best: str | None) -> bool:
+    """The sweep's best job folder is `best` (None: it has none): whether its figures were drawn ahead (drawn,
+    or being drawn); the figures drawn ahead for another job are removed."""
+    if _ahead.drawn == best:
+        return best is not None
+    if _ahead.drawn is not None:
+        _draw_instead(None, "")
+    return False
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def finish_deferred(key: str, uri: str | None, label: str) -> Files | None:
     """Submit the finish `defer` kept for `key` (with a tracking `uri`, a run id: its outputs attached to the
     run once made); its files, or None if this process ran no such job (the figures are then made from what
     the run logged, or the job folder holds)."""
+    if settle_ahead(key):
+        return _deferred[key][1]  # drawn, or being drawn: `drain` waits for it
     if not (_active or _is_helper) or key not in _deferred:
         return None
     stage, files = _deferred[key]
@@ -224,9 +289,10 @@ def close() -> None:
 
 
 def _forget() -> None:
-    global _active, _handed_over, _drawing_prepared
+    global _active, _handed_over, _drawing_prepared, _ahead
     _active = _handed_over = _drawing_prepared = False
     _deferred.clear()
+    _ahead = _Ahead()
 
 
 def _in_helper() -> None:

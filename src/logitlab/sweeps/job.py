@@ -81,7 +81,11 @@ def _tracked(params: Mapping[str, Any], job: Job) -> tuple[float, ...]:
             return _relayed(params, job)
         parent = sweeps.read_parent(job.sweep_dir)
         if parent is None:  # the sweep is untracked (mlflow=off, or its store was optional and down)
-            return _value(_body(JobConfig.of(params), job, None, None))
+            job_config = JobConfig.of(params)
+            objectives = _value(_body(job_config, job, None, None))
+            if len(objectives) == 1:
+                finishing.draw_ahead(str(job.job_dir.resolve()), objectives[0], job_config.sweep.direction)
+            return objectives
         if lost := sweeps.tracking_lost(job.sweep_dir):
             raise TrackingError(f"not run: the tracking server stopped answering in job {lost['job']}")
         if (values := finished_before(parent, job.num, job.overrides)) is not None:

@@ -240,6 +240,7 @@ def _complete_best_job(sweep_dir: Path, best: dict[str, Any] | None, mlflow_cfg:
     """An untracked sweep's best job gets the figures its light jobs left out (`mlflow.child_artifacts: best`);
     one it cannot draw is a warning: the sweep's results stand."""
     if best is None or mlflow_cfg.child_artifacts != "best":
+        finishing.settle_ahead(None)
         return
     from logitlab import runs
 
