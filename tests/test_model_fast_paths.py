@@ -174,3 +174,25 @@ def test_a_strided_view_fits_exactly_like_its_contiguous_copy(classification):
     strided = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
     contiguous = LogisticRegression(solver="gd", learning_rate="auto", update="accelerated", max_iter=50, tol=0)
     np.testing.assert_array_equal(strided.fit(wide, y).coef_, contiguous.fit(np.ascontiguousarray(X), y).coef_)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([0, 1, 1, 0, 1], dtype=np.int64),
+        np.array([7, -3, 7, 2, -3, 2, 2], dtype=np.int32),
+        np.array([5, 3, 5], dtype=np.uint8),
+        np.array([0, 10**9, 0, 10**9], dtype=np.int64),  # a wide range: sorted, as np.unique does
+        np.array([2.5, -1.0, 2.5]),
+        np.array(["b", "a", "b"]),
+        np.array([True, False, True]),
+    ],
+    ids=["binary", "signed", "unsigned", "wide", "float", "text", "bool"],
+)
+def test_label_encoding_counts_narrow_integers_and_equals_numpy_unique(y):
+    from logitlab.model.estimator import _encoded_labels
+
+    classes, encoded = _encoded_labels(y)
+    expected_classes, expected_encoded = np.unique(y, return_inverse=True)
+    assert classes.dtype == expected_classes.dtype and np.array_equal(classes, expected_classes)
+    assert np.array_equal(encoded, expected_encoded)
