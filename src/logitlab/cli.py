@@ -57,9 +57,19 @@ def remember_interrupts(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTER
     """From now on these signals raise KeyboardInterrupt through `raise_interrupt`; earlier ones forgotten. One
     the process was started ignoring (SIGINT in a background job) stays ignored."""
     _interrupts.clear()
+    sys.unraisablehook = _unraisable
     for signum in signals:
         if signal.getsignal(signum) != signal.SIG_IGN:
             signal.signal(signum, raise_interrupt)
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Python's report of an exception it dropped (`Exception ignored in ...` and a traceback), except for an
+    interrupt `raise_interrupt` raised in a weakref callback or `__del__`: it is remembered and raised again
+    where the work ends (`raise_if_interrupted`), and the command ends in one line."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupts:
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def raise_if_interrupted() -> None:
