@@ -189,7 +189,7 @@ def _as_read(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 def _keep_written(version: FileVersion, frame: pd.DataFrame) -> None:
     """Sized once: pandas sums a frame's bytes column by column (~1 ms at 134 columns), and summing every kept
-    frame at each write cost a cross-validated preprocess's 13 writes ~0.1 s."""
+    frame at each write, in the writer threads and holding the GIL, cost a CV sweep's first job ~0.3 s."""
     size = _bytes(frame)
     if size > KEPT_WRITTEN_BYTES:
         return

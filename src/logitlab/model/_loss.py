@@ -111,7 +111,8 @@ def _blas_controller() -> ThreadpoolController:
 def single_threaded_blas() -> Any:
     """A context with BLAS on one thread, for the per-block ``A.T @ A`` of the Hessian: each call is small, and
     OpenBLAS would wake its threads for every one, which on a busy machine costs more than the work itself
-    (measured: 10x slower at 100 features; the same speed on one thread at 50)."""
+    (measured: 10x slower at 100 features; the same speed on one thread at 50). The train stage fits small
+    splits inside one (`stages.train._blas_threads`)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
