@@ -632,7 +632,7 @@ def test_figures_drawn_on_two_processes_are_those_drawn_on_one(tmp_path: Path) -
     assert (tmp_path / "d.png").read_bytes() == (tmp_path / "a.png").read_bytes() and not (tmp_path / "c.png").exists()
 
 
-def test_the_train_stage_fits_a_small_split_on_one_blas_thread_and_restores_the_process_s() -> None:
+def test_the_train_stage_fits_a_small_split_on_one_blas_thread_and_a_large_one_on_the_process_s() -> None:
     """Whoever runs the stage (dvc repro, a sweep's job): the same thread count, so the same model bits."""
     from threadpoolctl import threadpool_info
 
