@@ -143,6 +143,42 @@ def test_the_hessian_of_one_hot_columns_from_their_sparse_block_is_the_dense_one
     assert loss._last_indicators[1] is indicators, "the split is kept for the same X, not found again"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_a_pass_over_a_split_design_reads_its_blocks_and_equals_the_dense_pass(
+    fit_intercept, dtype, monkeypatch
+) -> None:
+    """Once a solver asked for the split (`indicators`, as Newton does), the loss's passes over that very X take
+    the dense columns and the sparse one-hot block (`Indicators.matvec`): loss, gradient and curvature equal the
+    dense pass's to the rounding of a sum over the rows. Another X, or a loss not asked, passes densely."""
+    from logitlab.model._indicators import Indicators
+
+    X = _one_hot_design(dtype)
+    rng = np.random.default_rng(4)
+    y = (rng.random(X.shape[0]) < 0.4).astype(dtype)
+    weights = np.full(X.shape[0], 1 / X.shape[0], dtype=dtype)
+    asked = BinaryLogisticLoss(fit_intercept, 0.01)
+    coef = (0.3 * rng.normal(size=asked.n_params(X.shape[1]))).astype(dtype)
+    assert asked.indicators(X) is not None
+    products: list[str] = []
+    for name in ("matvec", "add_rmatvec"):
+        original = getattr(Indicators, name)
+        monkeypatch.setattr(
+            Indicators, name, lambda self, *a, _o=original, _n=name: products.append(_n) or _o(self, *a)
+        )
+    split = asked.loss_gradient_curvature(coef, X, y, weights)
+    assert products == ["matvec", "add_rmatvec"]
+    dense = BinaryLogisticLoss(fit_intercept, 0.01).loss_gradient_curvature(coef, X, y, weights)
+    assert products == ["matvec", "add_rmatvec"], "a loss not asked for the split passes densely"
+    asked.loss_gradient_curvature(coef, X.copy(order="F"), y, weights)
+    assert len(products) == 2, "another X passes densely"
+    tol = summation_tolerance(dtype, X.shape[0]) * 9
+    assert split[0] == pytest.approx(dense[0], rel=tol, abs=tol)
+    for ours, theirs in zip(split[1:], dense[1:], strict=True):
+        assert ours.dtype == theirs.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol)
+
+
 def test_a_dense_or_small_design_keeps_the_dense_hessian() -> None:
     from logitlab.model._indicators import Indicators
 

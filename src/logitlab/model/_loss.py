@@ -193,6 +193,15 @@ class BinaryLogisticLoss(_OnePassLoss):
             kept = self._last_indicators = (X, _indicators.kept(X) if isinstance(X, np.ndarray) else None)
         return kept[1]
 
+    def _asked_indicators(self, X: FloatArray) -> Indicators | None:
+        """The split of this very ``X`` if a solver asked for it (`indicators`: Newton, whose every iterate's
+        Hessian comes from it, asks before its first pass): the passes read the two blocks, not the whole matrix
+        (`Indicators.matvec`). Other solvers never ask: a
+        mini-batch or a streamed chunk is a new array each time, for which finding the split costs more than
+        the pass."""
+        kept = self._last_indicators
+        return kept[1] if kept is not None and kept[0] is X else None
+
     def gradient_hessian(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
@@ -269,7 +278,8 @@ class BinaryLogisticLoss(_OnePassLoss):
         dtype = np.result_type(X, coef)
         coef_w, intercept = self.split(coef)
         neg_sign, signed_weights = self._signs(y, weights, dtype)
-        rows = block_rows(n_samples, n_features * X.itemsize)
+        split = self._asked_indicators(X)
+        rows = n_samples if split is not None else block_rows(n_samples, n_features * X.itemsize)
         buffers = np.empty((3, rows), dtype=dtype)
         design = np.empty((rows, coef.size), dtype=dtype) if want_hessian else None
         hessian = np.zeros((coef.size, coef.size), dtype=dtype) if want_hessian else None
@@ -284,7 +294,7 @@ class BinaryLogisticLoss(_OnePassLoss):
             X_b = X[block] if rows < n_samples else X
             size = X_b.shape[0]
             margin, log_term, scratch = buffers if size == rows else buffers[:, :size]
-            margin[...] = X_b @ coef_w  # not np.dot(out=): see `block_rows`
+            margin[...] = X_b @ coef_w if split is None else split.matvec(coef_w)  # not np.dot(out=): `block_rows`
             if self.fit_intercept:
                 margin += intercept
             margin *= neg_sign[block]  # t = -s * z: the loss is softplus(t)
@@ -304,7 +314,10 @@ class BinaryLogisticLoss(_OnePassLoss):
                 residual -= log_term
                 np.exp(residual, out=residual)  # sigmoid(t): the probability of the wrong class
                 residual *= signed_weights[block]  # weights * (p - y)
-                grad_w += residual @ X_b
+                if split is None:
+                    grad_w += residual @ X_b
+                else:
+                    split.add_rmatvec(residual, grad_w)
                 if self.fit_intercept:
                     grad[-1] += np.add.reduce(residual)
         return total, grad, hessian
