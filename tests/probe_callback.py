@@ -1,9 +1,11 @@
 """A test-only Hydra callback that records, as JSON in `out`, the libraries a real sweep's launching process has
-loaded as each of its jobs starts, in order (`+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback
+loaded as each of its jobs starts, in order, and how many objects it had frozen out of the cyclic collector's
+sight then (`+hydra.callbacks.probe._target_=tests.probe_callback.ProbeCallback
 +hydra.callbacks.probe.out=<file>`)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -18,7 +20,9 @@ class ProbeCallback(Callback):
     def __init__(self, out: str) -> None:
         self.out = Path(out)
         self.loaded: list[list[str]] = []
+        self.frozen: list[int] = []
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         self.loaded.append(sorted(name for name in HEAVY if name in sys.modules))
-        self.out.write_text(json.dumps(self.loaded))
+        self.frozen.append(gc.get_freeze_count())
+        self.out.write_text(json.dumps({"loaded": self.loaded, "frozen": self.frozen}))

@@ -38,8 +38,10 @@ def probed_sweep(project: Path, *overrides: str) -> dict:
     lines = done.stdout.splitlines()
     children = next(line for line in lines if line.startswith("CHILDREN "))
     loaded = next(line for line in lines if line.startswith("LOADED "))
+    probed = json.loads(out.read_text())
     return {
-        "loaded_at_job_start": json.loads(out.read_text()),
+        "loaded_at_job_start": probed["loaded"],
+        "frozen_at_job_start": probed["frozen"],
         "children_after_sweep": json.loads(children[9:]),
         "loaded_after_sweep": json.loads(loaded[7:]),
     }
@@ -57,6 +59,8 @@ def test_a_tracked_sweep_starts_its_jobs_with_none_of_them_and_ends_its_helper(p
     first, second = seen["loaded_at_job_start"]
     assert first == [], seen
     assert "sklearn" in second and {"matplotlib", "mlflow"}.isdisjoint(second), "tracking and figures are the helper's"
+    # what the first job left (its imports, the kept frames) frozen out of the collector's full walks
+    assert seen["frozen_at_job_start"][0] == 0 < seen["frozen_at_job_start"][1], seen
     assert seen["children_after_sweep"] == [], "the figure helper outlived the sweep"
     client = MlflowClient(store_uri(project))
     children = client.search_runs(
