@@ -272,6 +272,20 @@ def test_preprocess_refuses_unusable_columns_by_name(column: str, values, messag
         preprocess.run(raw, PRE, seed=1)
 
 
+@pytest.mark.parametrize("dtype", ["object", "string", "category"])
+def test_undeclared_missing_markers_are_named_by_their_share_of_rows(dtype: str) -> None:
+    """A text column is refused as numeric with markers when at least 90 % of its rows parse as numbers:
+    counted by rows, not by distinct values (here 3 distinct numbers against 2 distinct markers)."""
+    raw = frame_of(100)
+    raw["size"] = pd.Series(["1.5", "2", "3e2"] * 30 + ["?"] * 6 + ["n/a"] * 4, dtype=dtype)
+    if dtype == "category":
+        raw["size"] = raw["size"].cat.add_categories(["unused"])
+    with pytest.raises(DataError, match=re.escape("column 'size' is numeric but has non-numeric values ['?', 'n/a']")):
+        preprocess.run(raw, PRE, seed=1)
+    raw["size"] = pd.Series(["1.5", "2", "3e2"] * 29 + ["?"] * 13, dtype=dtype)  # 87 %: a text column
+    preprocess.run(raw, PRE, seed=1)
+
+
 def test_data_set_too_small_for_the_split() -> None:
     with pytest.raises(DataError, match="too small for the split"):
         preprocess.run(frame_of(5), PRE, seed=1)

@@ -112,10 +112,14 @@ def _refuse_unusable_values(raw: pd.DataFrame) -> None:
     if len(bad):
         raise DataError(f"column '{bad[0]}' has infinite values; replace or drop them (data.na_values, data.drop)")
     for name in features.columns.difference(numeric.columns):
-        text = features[name].dropna().astype(str)
-        parsed = pd.to_numeric(text, errors="coerce")
-        if len(text) and parsed.notna().mean() >= 0.9:
-            markers = sorted(set(text[parsed.isna()]))[:3]
+        # each distinct value parsed once, weighted by its count: the rows one by one took ~20 ms a column of 30k
+        counts = features[name].value_counts(dropna=True)
+        counts = counts[counts > 0]  # a categorical column counts its unused categories too
+        text = pd.Series(counts.index.astype(str))
+        parsed = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+        rows = counts.to_numpy()
+        if rows.sum() and rows[parsed].sum() / rows.sum() >= 0.9:
+            markers = sorted(set(text[~parsed]))[:3]
             raise DataError(
                 f"column '{name}' is numeric but has non-numeric values {markers}; "
                 f"declare them missing with data.na_values={markers}"
