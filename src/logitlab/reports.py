@@ -99,21 +99,27 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.where(denominator == 0, 0.0, numerator / safe)
 
 
-def evaluate(model: LogisticRegression, splits: dict[str, pd.DataFrame], n_classes: int) -> dict[str, float | int]:
+def evaluate(
+    model: LogisticRegression, splits: Mapping[str, pd.DataFrame], names: list[str]
+) -> tuple[dict[str, float | int], dict[str, pd.DataFrame]]:
     """Accuracy and log loss on every split (an empty one, the validation split under cross-validation, is
-    skipped); ranking and per-class metrics on val and test."""
+    skipped); ranking and per-class metrics on val and test; and the test split's tables (`_tables`), from the
+    same probabilities."""
     result: dict[str, float | int] = {}
+    test_tables: dict[str, pd.DataFrame] = {}
     for name, frame in splits.items():
         if frame.empty:
             continue
         X, y = split_xy(frame)
-        proba = probabilities(model, X, n_classes)
+        proba = probabilities(model, X, len(names))
         chosen = predicted(model, proba)
         result[f"{name}_accuracy"] = float(np.mean(y == chosen))
         result[f"{name}_log_loss"] = log_loss(y, proba)
         if name != "train":
             _ranking_metrics(result, name, y, proba, chosen)
-    return _finish(result, model)
+        if name == "test":
+            test_tables = _tables(y, proba, chosen, names)
+    return _finish(result, model), test_tables
 
 
 def fold_scores(model: LogisticRegression, X: Any, y: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -178,7 +184,7 @@ def _finish(result: dict[str, float | int], model: LogisticRegression) -> dict[s
 def evaluate_chunks(
     model: LogisticRegression, splits: Mapping[str, Callable[[], Iterable[pd.DataFrame]]], names: list[str]
 ) -> tuple[dict[str, float | int], dict[str, pd.DataFrame]]:
-    """`evaluate` and the test `tables` over splits scored chunk by chunk: accuracy and log loss are
+    """`evaluate` over splits scored chunk by chunk: accuracy and log loss are
     summed per chunk; the val/test labels and probabilities (K floats per row) are kept for the ranking
     metrics and curves. The ROC/PR curves are thinned to at most `CURVE_POINTS` points."""
     result: dict[str, float | int] = {}
@@ -225,19 +231,12 @@ def evenly_spaced(table: pd.DataFrame, points: int) -> pd.DataFrame:
     return table.iloc[np.unique(np.linspace(0, len(table) - 1, points).round().astype(np.intp))]
 
 
-def tables(model: LogisticRegression, test: pd.DataFrame, names: list[str]) -> dict[str, pd.DataFrame]:
-    """The test split's curve data for the plots (`roc`, `pr`, `calibration`, `confusion`; `roc_ovr` with
-    more than two classes) and the `per_class` precision/recall/F1 table."""
-    X, y = split_xy(test)
-    proba = probabilities(model, X, len(names))
-    return _tables(y, proba, predicted(model, proba), names)
-
-
 def _tables(y: np.ndarray, proba: np.ndarray, chosen: np.ndarray, names: list[str]) -> dict[str, pd.DataFrame]:
-    """Two classes: the curves of the positive probability. More: micro-averaged one-vs-rest ROC and PR
-    curves (every (row, class) pair one score; one curve each for DVC's plots), each class's own ROC curve
-    (`roc_ovr`, for the figure) and top-label calibration (the predicted class's probability against how
-    often it is right). The confusion rows carry the label names."""
+    """The test split's curve data for the plots (`roc`, `pr`, `calibration`, `confusion`; `roc_ovr` with more
+    than two classes) and the `per_class` precision/recall/F1 table. Two classes: the curves of the positive
+    probability. More: micro-averaged one-vs-rest ROC and PR curves (every (row, class) pair one score; one curve
+    each for DVC's plots), each class's own ROC curve (`roc_ovr`, for the figure) and top-label calibration (the
+    predicted class's probability against how often it is right). The confusion rows carry the label names."""
     from sklearn import metrics as skm
 
     if proba.shape[1] == 2:

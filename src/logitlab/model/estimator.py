@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 
 from logitlab.errors import LogitlabError
@@ -261,13 +261,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             )
         X, y = validate_data(self, X, y, dtype=dtype)
         X = _blas_ready(X)
-        check_classification_targets(y)
-        target_type = type_of_target(y, input_name="y", raise_unknown=True)
+        check_classification_targets(y)  # a 1-d y (validate_data) that passes is binary or multiclass
         classes, y_encoded = _encoded_labels(y)
-        if target_type not in ("binary", "multiclass"):
-            raise LogitlabError(
-                f"The type of the target is {target_type}; LogisticRegression takes one label per sample"
-            )
         if classes.size < 2:
             raise LogitlabError(
                 f"y has 1 class ({classes[0]!r}); LogisticRegression needs samples of at least two classes"

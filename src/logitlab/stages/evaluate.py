@@ -38,11 +38,7 @@ def run(pipeline: ScoringPipeline, splits: Splits) -> tuple[dict[str, Any], dict
         paths = cast(Mapping[str, Path], splits)
         chunks = {name: functools.partial(io.read_row_groups, path) for name, path in paths.items()}
         return reports.evaluate_chunks(pipeline.model, chunks, names)
-    frames = cast(Mapping[str, pd.DataFrame], splits)
-    return (
-        reports.evaluate(pipeline.model, dict(frames), len(names)),
-        reports.tables(pipeline.model, frames["test"], names),
-    )
+    return reports.evaluate(pipeline.model, cast(Mapping[str, pd.DataFrame], splits), names)
 
 
 def settings(params: Mapping[str, Any]) -> config.MlflowConfig:
