@@ -208,6 +208,21 @@ def test_the_scalar_metrics_are_sklearns(n_classes: int, case: str) -> None:
         }
     for key, value in expected.items():
         assert result[key] == pytest.approx(float(value), rel=1e-12, abs=1e-15), key
+    # the per-class table and the calibration curve: the same divisions of the same counts and sums, to the bit
+    table = reports.per_class(y, chosen, [f"class {k}" for k in labels])
+    theirs = skm.precision_recall_fscore_support(y, chosen, labels=labels, zero_division=0)
+    for column, their_column in zip(["precision", "recall", "f1", "support"], theirs, strict=True):
+        np.testing.assert_array_equal(table[column].to_numpy(), their_column, err_msg=column)
+    hit, confidence = (y, proba[:, 1]) if n_classes == 2 else ((chosen == y).astype(np.int64), proba.max(axis=1))
+    if np.unique(hit).size == 2:
+        from sklearn.calibration import calibration_curve
+
+        for ours, their in zip(
+            reports._calibration(hit, confidence, 10),
+            calibration_curve(hit, confidence, n_bins=10, strategy="quantile"),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(ours, their)
 
 
 def test_n_nonzero_coef_counts_every_classs_nonzero_weights_and_no_intercept() -> None:

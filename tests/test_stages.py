@@ -251,6 +251,17 @@ def test_the_logged_models_signature_takes_any_number_in_a_numeric_column() -> N
     pd.testing.assert_frame_equal(checked, request)
 
 
+def test_a_text_column_encodes_the_same_as_objects_or_as_pandas_strings() -> None:
+    """`Preprocessor.transform` fills and looks up a pandas string column as it is, and converts other kinds to
+    text first: the same one-hot rows either way, missing values as the fill and unseen values as zeros."""
+    _, pre, _, _ = preprocess.run(frame_of(100), PRE, seed=1)
+    rows = pd.DataFrame({"num": [0.0, 1.0, 2.0], "cat": ["red", None, "purple"]})
+    as_objects = pre.transform(rows.astype({"cat": object}))
+    as_strings = pre.transform(rows.astype({"cat": "string"}))
+    pd.testing.assert_frame_equal(as_objects, as_strings)
+    assert as_objects.filter(like="cat=").to_numpy().sum(axis=1).tolist() == [1.0, 1.0, 0.0]
+
+
 def test_unseen_category_encodes_as_zeros() -> None:
     _, pre, _, _ = preprocess.run(frame_of(100), PRE, seed=1)
     rows = pre.transform(pd.DataFrame({"num": [0.0], "cat": ["purple"]}))

@@ -265,11 +265,18 @@ def _tables(y: np.ndarray, proba: np.ndarray, chosen: np.ndarray, names: list[st
 
 
 def _calibration(hit: np.ndarray, confidence: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's `calibration_curve(hit, confidence, n_bins, strategy="quantile")` for 0/1 `hit`, the same
+    sums, without its checks (~1 ms a sweep job) or importing `sklearn.calibration` (~30 ms): the fraction of hits
+    and the mean confidence in each non-empty bin of equally many rows."""
     if np.unique(hit).size < 2:  # every prediction right (or wrong): one point at the mean confidence
         return np.array([float(hit.mean())]), np.array([float(confidence.mean())])
-    from sklearn.calibration import calibration_curve
-
-    return calibration_curve(hit, confidence, n_bins=n_bins, strategy="quantile")
+    bins = np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)
+    bin_of = np.searchsorted(bins[1:-1], confidence)
+    confidence_sums = np.bincount(bin_of, weights=confidence, minlength=n_bins)
+    hit_sums = np.bincount(bin_of, weights=hit == 1, minlength=n_bins)
+    rows = np.bincount(bin_of, minlength=n_bins)
+    filled = rows != 0
+    return hit_sums[filled] / rows[filled], confidence_sums[filled] / rows[filled]
 
 
 def _roc_per_class(y: np.ndarray, proba: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -284,14 +291,21 @@ def _roc_per_class(y: np.ndarray, proba: np.ndarray, names: list[str]) -> pd.Dat
 
 
 def per_class(y: np.ndarray, chosen: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Precision, recall, F1 and support of every class on the split (0 where a class has no rows)."""
-    from sklearn import metrics as skm
-
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y, chosen, labels=list(range(len(names))), zero_division=0
-    )
+    """Precision, recall, F1 and support of every class on the split (0 where a class has no rows): scikit-learn's
+    `precision_recall_fscore_support(zero_division=0)` over every class code, the same divisions of the same
+    counts, without its checks (~5 ms a sweep job)."""
+    k = len(names)
+    hits = np.bincount(y[y == chosen].astype(np.intp), minlength=k)
+    predicted_count = np.bincount(chosen.astype(np.intp), minlength=k)
+    true_count = np.bincount(y.astype(np.intp), minlength=k)
     return pd.DataFrame(
-        {"class": names, "precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+        {
+            "class": names,
+            "precision": _ratio(hits, predicted_count),
+            "recall": _ratio(hits, true_count),
+            "f1": _ratio(2 * hits, predicted_count + true_count),
+            "support": true_count.astype(np.int64),
+        }
     )
 
 
