@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from logitlab.model import _solvers
+from logitlab.model import _loss, _solvers
 from logitlab.model._loss import BinaryLogisticLoss, expit
 
 from .tolerances import summation_tolerance
@@ -150,7 +150,8 @@ def test_a_pass_over_a_split_design_reads_its_blocks_and_equals_the_dense_pass(
 ) -> None:
     """Once a solver asked for the split (`indicators`, as Newton does), the loss's passes over that very X take
     the dense columns and the sparse one-hot block (`Indicators.matvec`): loss, gradient and curvature equal the
-    dense pass's to the rounding of a sum over the rows. Another X, or a loss not asked, passes densely."""
+    dense pass's to the rounding of a sum over the rows. Another X, a loss not asked, or blocks that hold too many
+    of X's entries (`PASS_SHARE`), pass densely."""
     from logitlab.model._indicators import Indicators
 
     X = _one_hot_design(dtype)
@@ -172,6 +173,9 @@ def test_a_pass_over_a_split_design_reads_its_blocks_and_equals_the_dense_pass(
     assert products == ["matvec", "add_rmatvec"], "a loss not asked for the split passes densely"
     asked.loss_gradient_curvature(coef, X.copy(order="F"), y, weights)
     assert len(products) == 2, "another X passes densely"
+    monkeypatch.setattr(_loss, "PASS_SHARE", X.size // asked.indicators(X).entries() + 1)
+    asked.loss_gradient_curvature(coef, X, y, weights)
+    assert len(products) == 2, "blocks holding more than a PASS_SHARE-th of X's entries: a dense pass"
     tol = summation_tolerance(dtype, X.shape[0]) * 9
     assert split[0] == pytest.approx(dense[0], rel=tol, abs=tol)
     for ours, theirs in zip(split[1:], dense[1:], strict=True):

@@ -62,6 +62,10 @@ class Indicators:
         dense = np.flatnonzero(~is_binary)
         return cls(dense, binary, np.ascontiguousarray(X[:, dense]), B, B_T, rows)
 
+    def entries(self) -> int:
+        """The entries the two blocks hold: what a product with them reads (the dense columns' and the ones)."""
+        return self.D.size + self.B.nnz
+
     def matvec(self, weights: np.ndarray) -> np.ndarray:
         """``X @ weights`` from the two blocks: the dense columns and the sparse ones' few entries a row, not the
         whole matrix (a pass over a one-hot fold of 19,200 x 133 in 0.3 ms instead of 1.2 ms, AMD EPYC)."""

@@ -48,6 +48,8 @@ FALLBACK_CACHE_BYTES = {2: 1 << 20, 3: 16 << 20}
 L3_SHARE = 8
 MIN_BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 64
+# A pass reads a one-hot design's two blocks (`_asked_indicators`) when they hold at most 1/PASS_SHARE of its entries.
+PASS_SHARE = 4
 # Tests set this to force blocks of MIN_BLOCK_ROWS rows; None chooses from the cache sizes.
 BLOCK_BYTES: int | None = None
 
@@ -198,9 +200,12 @@ class BinaryLogisticLoss(_OnePassLoss):
         Hessian comes from it, asks before its first pass): the passes read the two blocks, not the whole matrix
         (`Indicators.matvec`). Other solvers never ask: a
         mini-batch or a streamed chunk is a new array each time, for which finding the split costs more than
-        the pass."""
+        the pass. Only where the two blocks hold at most a `PASS_SHARE`th of X's entries: a CSV's one-hot
+        features hold an eighth (19,200 x 133: 0.8 -> 0.4 ms a pass, and 0.17 -> 0.11 ms at 4,800 rows, in
+        cache), a design of denser indicators may not gain."""
         kept = self._last_indicators
-        return kept[1] if kept is not None and kept[0] is X else None
+        split = kept[1] if kept is not None and kept[0] is X else None
+        return split if split is not None and split.entries() * PASS_SHARE <= X.size else None
 
     def gradient_hessian(
         self, coef: FloatArray, X: FloatArray, y: FloatArray, weights: FloatArray
