@@ -70,6 +70,17 @@ def test_every_group_option_composes_and_validates(group: str, option: str) -> N
         assert actual == expected, f"{group}={option}: {key}"
 
 
+@pytest.mark.parametrize("overrides", [[], ["hydra/launcher=slurm"], ["hparams_search=lr_penalty"]])
+def test_no_config_sets_hydras_mode(overrides: list[str]) -> None:
+    """`python -m logitlab.sweep -m` answers Hydra's mode question without composing (`sweep`'s
+    `_mode_known_from_the_command_line`), which holds while no config of conf/ sets `hydra.mode`."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF.resolve()), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.mode is None
+
+
 def test_seed_seeds_the_split_and_the_model() -> None:
     validated = pipeline.settings(config.compose(["seed=7"], config_dir=CONF))
     assert validated["preprocess"].seed == 7 and validated["train"]["random_state"] == 7
