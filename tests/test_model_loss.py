@@ -115,6 +115,17 @@ def _one_hot_design(dtype: type, n_samples: int = 4000, seed: int = 0) -> np.nda
     return np.asfortranarray(np.hstack([numbers[:, :5], blocks[0], numbers[:, 5:], *blocks[1:]]).astype(dtype))
 
 
+def _one_hot_problem(dtype: type, fit_intercept: bool, seed: int, positive_share: float):
+    """A binary loss, a coefficient vector and the data of `_one_hot_design`, labels drawn at `positive_share`."""
+    X = _one_hot_design(dtype)
+    rng = np.random.default_rng(seed)
+    y = (rng.random(X.shape[0]) < positive_share).astype(dtype)
+    weights = np.full(X.shape[0], 1 / X.shape[0], dtype=dtype)
+    loss = BinaryLogisticLoss(fit_intercept, 0.01)
+    coef = (0.3 * rng.normal(size=loss.n_params(X.shape[1]))).astype(dtype)
+    return loss, coef, X, y, weights
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_the_hessian_of_one_hot_columns_from_their_sparse_block_is_the_dense_one(fit_intercept, dtype) -> None:
@@ -123,12 +134,7 @@ def test_the_hessian_of_one_hot_columns_from_their_sparse_block_is_the_dense_one
     from logitlab.model._indicators import Indicators
     from logitlab.model._loss import _OnePassLoss
 
-    X = _one_hot_design(dtype)
-    rng = np.random.default_rng(1)
-    y = (rng.random(X.shape[0]) < 0.3).astype(dtype)
-    weights = np.full(X.shape[0], 1 / X.shape[0], dtype=dtype)
-    loss = BinaryLogisticLoss(fit_intercept, 0.01)
-    coef = (0.3 * rng.normal(size=loss.n_params(X.shape[1]))).astype(dtype)
+    loss, coef, X, y, weights = _one_hot_problem(dtype, fit_intercept, seed=1, positive_share=0.3)
     grad, hessian = loss.gradient_hessian(coef, X, y, weights)
     indicators = loss._last_indicators[1]
     assert isinstance(indicators, Indicators) and indicators.binary.size == 50 and indicators.dense.size == 12
@@ -154,12 +160,7 @@ def test_a_pass_over_a_split_design_reads_its_blocks_and_equals_the_dense_pass(
     of X's entries (`PASS_SHARE`), pass densely."""
     from logitlab.model._indicators import Indicators
 
-    X = _one_hot_design(dtype)
-    rng = np.random.default_rng(4)
-    y = (rng.random(X.shape[0]) < 0.4).astype(dtype)
-    weights = np.full(X.shape[0], 1 / X.shape[0], dtype=dtype)
-    asked = BinaryLogisticLoss(fit_intercept, 0.01)
-    coef = (0.3 * rng.normal(size=asked.n_params(X.shape[1]))).astype(dtype)
+    asked, coef, X, y, weights = _one_hot_problem(dtype, fit_intercept, seed=4, positive_share=0.4)
     assert asked.indicators(X) is not None
     products: list[str] = []
     for name in ("matvec", "add_rmatvec"):
