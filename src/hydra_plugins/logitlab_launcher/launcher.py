@@ -228,7 +228,7 @@ def _freeze_once() -> None:
     sweep's state, the shared stages' frames kept for the later jobs) out of the cyclic collector's sight
     (`gc.freeze`), so that a full collection walks only what later jobs make. Measured in a 10-job CV sweep:
     full collections 0.24-0.30 s -> 0.07-0.09 s. Once per process: an object frozen that later becomes part of
-    unreachable cycle stays in memory, which is bounded by what the first job left alive."""
+    an unreachable cycle stays in memory, which is bounded by what the first job left alive."""
     global _frozen
     if not _frozen:  # a flag: gc.get_freeze_count() walks the frozen objects (~10 ms)
         _frozen = True

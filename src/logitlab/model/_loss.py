@@ -198,11 +198,10 @@ class BinaryLogisticLoss(_OnePassLoss):
     def _asked_indicators(self, X: FloatArray) -> Indicators | None:
         """The split of this very ``X`` if a solver asked for it (`indicators`: Newton, whose every iterate's
         Hessian comes from it, asks before its first pass): the passes read the two blocks, not the whole matrix
-        (`Indicators.matvec`). Other solvers never ask: a
-        mini-batch or a streamed chunk is a new array each time, for which finding the split costs more than
-        the pass. Only where the two blocks hold at most a `PASS_SHARE`th of X's entries: a CSV's one-hot
-        features hold an eighth (19,200 x 133: 0.8 -> 0.4 ms a pass, and 0.17 -> 0.11 ms at 4,800 rows, in
-        cache), a design of denser indicators may not gain."""
+        (`Indicators.matvec`). Other solvers never ask: a mini-batch or a streamed chunk is a new array each
+        time, for which finding the split costs more than the pass. Only where the two blocks hold at most a
+        `PASS_SHARE`th of X's entries: a CSV's one-hot features hold an eighth (19,200 x 133: 0.8 -> 0.4 ms a
+        pass, and 0.17 -> 0.11 ms at 4,800 rows, in cache); a design of denser indicators may not gain."""
         kept = self._last_indicators
         split = kept[1] if kept is not None and kept[0] is X else None
         return split if split is not None and split.entries() * PASS_SHARE <= X.size else None
