@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -675,3 +676,35 @@ def test_the_train_stage_fits_a_small_split_on_one_blas_thread_and_a_large_one_o
     large = pd.DataFrame(np.broadcast_to(np.zeros(20), (rows, 20)), copy=False)
     with train._blas_threads(large):
         assert blas_threads() == before
+
+
+def test_a_jobs_folds_fitted_on_two_threads_are_the_folds_fitted_one_after_another() -> None:
+    """`train._fit_threads`: a small split's cross-validation runs on two threads (each fit on one BLAS thread);
+    each fit depends on its fold, start and seed only, so the scores and curves are the sequential ones, bit
+    for bit, here on a one-hot design whose Newton steps take the indicators' path (`_indicators.kept`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from logitlab.model import _indicators
+    from logitlab.model._loss import single_threaded_blas
+    from logitlab.stages import train
+
+    rng = np.random.default_rng(0)
+    n, levels = 4500, (20, 30, 25)
+    one_hot = [np.eye(k)[rng.integers(0, k, n)] for k in levels]
+    X = np.hstack([rng.normal(size=(n, 4)), *one_hot])
+    y = (X[:, 0] + one_hot[0][:, :5].sum(axis=1) + rng.normal(size=n) > 0.5).astype(np.int64)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]).assign(**{TARGET: y})
+    held_out = np.arange(n) % 3
+    folds = [train.FoldArrays.of({"train": frame[held_out != k], "val": frame[held_out == k]}) for k in range(3)]
+    assert all(_indicators.kept(fold.X) is not None for fold in folds)  # split into dense and one-hot blocks
+    params = train.model_params({"solver": "newton", "C": 10.0, "tol": 1e-8}, 0)
+    with single_threaded_blas():
+        sequential = train.cross_validate(folds, params, 2)
+        with ThreadPoolExecutor(2) as pool:
+            threaded = train.cross_validate(folds, params, 2, pool=pool)
+    assert threaded[0] == sequential[0]
+    for history, expected in zip(threaded[1], sequential[1], strict=True):
+        pd.testing.assert_frame_equal(history, expected, check_exact=True)
+    small = frame.drop(columns=[TARGET])
+    assert train._fit_threads(small, folds) == min(2, len(os.sched_getaffinity(0)))
+    assert train._fit_threads(small, []) == 1  # no folds: the refit alone

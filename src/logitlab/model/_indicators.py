@@ -11,6 +11,7 @@ read-only one (`kept`): a sweep's jobs fit the same cached folds at every C.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class Indicators:
 
 
 _kept: OrderedDict[tuple[object, ...], tuple[weakref.ref[np.ndarray], Indicators | None]] = OrderedDict()
+_kept_lock = threading.Lock()  # a cross-validated job fits its folds on two threads (`stages.train._fit_threads`)
 
 
 def kept(X: np.ndarray) -> Indicators | None:
@@ -114,12 +116,14 @@ def kept(X: np.ndarray) -> Indicators | None:
     while isinstance(owner.base, np.ndarray):
         owner = owner.base
     key = (id(owner), X.__array_interface__["data"][0], X.shape, X.strides, X.dtype.str)
-    found = _kept.get(key)
-    if found is not None and found[0]() is owner:
-        _kept.move_to_end(key)
-        return found[1]
-    split = Indicators.of(X)
-    _kept[key] = (weakref.ref(owner), split)
-    while len(_kept) > KEPT:
-        _kept.popitem(last=False)
+    with _kept_lock:
+        found = _kept.get(key)
+        if found is not None and found[0]() is owner:
+            _kept.move_to_end(key)
+            return found[1]
+    split = Indicators.of(X)  # outside the lock: the other thread's design is split meanwhile
+    with _kept_lock:
+        _kept[key] = (weakref.ref(owner), split)
+        while len(_kept) > KEPT:
+            _kept.popitem(last=False)
     return split

@@ -14,9 +14,11 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -128,22 +130,33 @@ def convergence_logged() -> Iterator[None]:
 
 
 def cross_validate(
-    folds: list[FoldArrays], params: dict[str, Any], n_classes: int, path_keys: list[str | None] | None = None
+    folds: list[FoldArrays],
+    params: dict[str, Any],
+    n_classes: int,
+    path_keys: list[str | None] | None = None,
+    pool: Executor | None = None,
 ) -> tuple[list[dict[str, float]], list[pd.DataFrame]]:
     """Each fold's model fitted on its training part (its held-out part gives the validation loss per epoch):
     the held-out scores (`config.CV_SCORES`) and the loss curves, fold by fold. `path_keys`: each fold's
     problem on a regularisation path (`run`). In a pruned search (a reporter set: `sweeps.trials`) the folds
-    are fitted side by side and the trial gets their mean (`_in_lockstep`); otherwise one after another."""
+    are fitted side by side and the trial gets their mean (`_in_lockstep`); otherwise on `pool`'s threads, or
+    one after another. Each fit depends on its fold, start and seed only: the same models either way."""
     path_keys = path_keys or [None] * len(folds)
     reporter = current_reporter()
     if reporter is not None:
         return _in_lockstep(folds, params, n_classes, path_keys, reporter)
-    scores, histories = [], []
-    for fold, path_key in zip(folds, path_keys, strict=True):
-        model = run(fold, None, params, path_key)
-        scores.append(reports.fold_scores(model, fold.X_val, fold.y_val, n_classes))
-        histories.append(cost_history(model))
-    return scores, histories
+    starts = [_warm_start(path_key, params) for path_key in path_keys]
+
+    def fit_fold(index: int) -> tuple[dict[str, float], LogisticRegression]:
+        fold = folds[index]
+        model = _fitted(fold, None, params, starts[index])
+        return reports.fold_scores(model, fold.X_val, fold.y_val, n_classes), model
+
+    with convergence_logged():
+        fitted = list(pool.map(fit_fold, range(len(folds))) if pool else map(fit_fold, range(len(folds))))
+    for (_, model), path_key in zip(fitted, path_keys, strict=True):
+        warm_starts.remember(path_key, model.C, model.coef_, model.intercept_)
+    return [scores for scores, _ in fitted], [cost_history(model) for _, model in fitted]
 
 
 # The held-out score a fold that ended stands for in the fold mean, by what the trial reports per epoch.
@@ -333,35 +346,54 @@ def execute(params: dict[str, Any], files: Files) -> None:
 
 def _blas_threads(train: pd.DataFrame | ParquetChunks) -> contextlib.AbstractContextManager[Any]:
     """One BLAS thread for the fits of a training split of up to `ONE_THREAD_BYTES`, whoever runs the stage. In
-    a sweep the machine's other core is busy with the figure helper, and OpenBLAS's second thread waits for it
-    on every call: a tracked 10-C cross-validated sweep of a 30k-row CSV took 8.6 s with two threads and 7.0 s
-    with one on a 2-core AMD EPYC, while on an idle machine one thread costs a Newton fit of 24,000 x 133 7 %
-    (68 to 73 ms). By size alone, never by who runs the fits: OpenBLAS sums ``X.T @ r`` in an order that
-    depends on its thread count, and a sweep's job must write `dvc repro`'s model, bit for bit. Larger splits,
-    and streamed ones, keep the process's threads: there the second core's share of a pass is worth its wait."""
-    if isinstance(train, pd.DataFrame) and train.shape[0] * train.shape[1] * 8 <= ONE_THREAD_BYTES:
+    a sweep the machine's other core is busy with the figure helper or another fit (`_fit_threads`), and
+    OpenBLAS's second thread waits for it on every call: a tracked 10-C cross-validated sweep of a 30k-row CSV
+    took 8.6 s with two threads and 7.0 s with one on a 2-core AMD EPYC, while on an idle machine one thread
+    costs a Newton fit of 24,000 x 133 7 % (68 to 73 ms). By size alone, never by who runs the fits: OpenBLAS
+    sums ``X.T @ r`` in an order that depends on its thread count, and a sweep's job must write `dvc repro`'s
+    model, bit for bit. Larger splits, and streamed ones, keep the process's threads: there the second core's
+    share of a pass is worth its wait."""
+    if _small(train):
         from logitlab.model._loss import single_threaded_blas
 
         return single_threaded_blas()
     return contextlib.nullcontext()
 
 
+def _small(train: pd.DataFrame | ParquetChunks) -> bool:
+    return isinstance(train, pd.DataFrame) and train.shape[0] * train.shape[1] * 8 <= ONE_THREAD_BYTES
+
+
+def _fit_threads(train: pd.DataFrame | ParquetChunks, folds: list[FoldArrays]) -> int:
+    """Two threads for a cross-validated job's fits where each runs on one BLAS thread (`_blas_threads`): numpy
+    and scipy let go of the GIL in a fit's passes and Hessians, so two fits share the machine's two cores. One
+    elsewhere: a large split's BLAS calls use the cores already."""
+    return min(2, len(os.sched_getaffinity(0))) if folds and _small(train) else 1
+
+
 def _fit_all(
     params: dict[str, Any], files: Files, train: pd.DataFrame | ParquetChunks, labels: dict[str, Any]
 ) -> LogisticRegression:
-    """The folds' models (their scores and curves written to the `cv` folder), then the model on `train`."""
-    with io.replaced_folder(files.outputs["cv"]) as cv:
-        folds = _read_folds(files.inputs["folds"])
-        fold_keys = [
-            warm_starts.problem_key(preprocess.fold_file(files.inputs["folds"], index, "train"), params)
-            for index in range(len(folds))
-        ]
-        scores, histories = cross_validate(folds, params, len(class_names(labels)), fold_keys)
-        for index, history in enumerate(histories):
-            io.write_csv(cv / f"fold-{index}-cost_history.csv", history)
-        io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **(reports.cv_summary(scores) if scores else {})})
+    """The folds' models (their scores and curves written to the `cv` folder) and the model on `train`, on
+    the machine's two cores where the fits are small (`_fit_threads`): the refit first, beside the folds."""
     path_key = warm_starts.problem_key(files.inputs["train"], params)
-    return run(train, _model_input(files.inputs["val"]), params, path_key)
+    refit = functools.partial(_fitted, train, _model_input(files.inputs["val"]), params, _warm_start(path_key, params))
+    folds = _read_folds(files.inputs["folds"])
+    threads = _fit_threads(train, folds)
+    with convergence_logged(), ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        model_fitted = pool.submit(refit) if pool is not None else None
+        with io.replaced_folder(files.outputs["cv"]) as cv:
+            fold_keys = [
+                warm_starts.problem_key(preprocess.fold_file(files.inputs["folds"], index, "train"), params)
+                for index in range(len(folds))
+            ]
+            scores, histories = cross_validate(folds, params, len(class_names(labels)), fold_keys, pool)
+            for index, history in enumerate(histories):
+                io.write_csv(cv / f"fold-{index}-cost_history.csv", history)
+            io.write_json(cv / CV_SCORES_FILE, {"folds": scores, **(reports.cv_summary(scores) if scores else {})})
+        model = model_fitted.result() if model_fitted is not None else refit()
+    warm_starts.remember(path_key, model.C, model.coef_, model.intercept_)
+    return model
 
 
 STAGE = Stage(
