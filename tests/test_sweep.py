@@ -243,16 +243,17 @@ def test_a_fit_that_did_not_converge_is_a_log_line_a_tag_and_one_summary_line(pr
 
 
 def test_an_untracked_sweep_names_its_best_job_and_draws_its_figures_alone(project: Path) -> None:
-    """The best so far is drawn while the jobs run (`finishing.draw_ahead`): a job the next one beats loses its
-    figures again, so that only the best job's folder has them."""
-    Cs = "model.C=1,0.01,0.001"  # on moons the strongest penalty scores best: each job beats the one before
+    """The best so far, once a job has not beaten it, is drawn while the jobs run (`finishing.draw_ahead`); a
+    job that a later one beats loses its figures again, so that only the best job's folder has them."""
+    Cs = "model.C=1,0.01,0.001"  # on moons the strongest penalty scores best
     done = sweep(project, "mlflow=off", "data=moons", Cs, "hydra.sweep.dir=multirun/off", *FAST)
     (line,) = [line for line in (done.stdout + done.stderr).splitlines() if "sweep finished:" in line]
     best = re.search(r"best val_accuracy = ([0-9.]+) \(job (\d+) in ", line)
     assert best, line
     jobs = {job["job"]: job["metric"] for job in sweep_job.outcomes(project / "multirun/off")}
     assert float(best[1]) == pytest.approx(max(jobs.values()), abs=1e-4) and jobs[best[2]] == max(jobs.values())
-    assert jobs["0"] < jobs["1"] < jobs["2"], jobs  # so the figures were drawn ahead for jobs 0 and 1
+    # run in increasing C (`path_order`): job 2 first, the best throughout, drawn once job 1 did not beat it
+    assert jobs["0"] < jobs["1"] < jobs["2"], jobs
     drawn = {
         job: sorted(p.name for p in (project / "multirun/off" / job).glob("reports/figures/*.png")) for job in jobs
     }
