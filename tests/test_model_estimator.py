@@ -176,6 +176,26 @@ def test_dataframe_feature_names_are_kept_and_checked(cancer):
         model.predict(frame[["a", "b", "c"]].to_numpy())
 
 
+def test_a_frame_of_floats_fits_and_scores_as_its_array_and_other_frames_as_scikit_learn_checks_them(cancer):
+    """`estimator._validated`: a float frame is checked by names and count, then as its array (the same model and
+    scores, bit for bit, and scikit-learn's errors); a frame with another kind of column takes scikit-learn's
+    own checks."""
+    X, y = cancer
+    frame = pd.DataFrame(X[:, :5], columns=list("abcde")).astype({"e": np.float32})
+    from_frame = LogisticRegression(solver="newton").fit(frame, y)
+    from_array = LogisticRegression(solver="newton").fit(frame.to_numpy(), y)
+    np.testing.assert_array_equal(from_frame.coef_, from_array.coef_)
+    np.testing.assert_array_equal(from_frame.predict_proba(frame), from_array.predict_proba(frame.to_numpy()))
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        from_frame.predict(frame.assign(a=np.where(np.arange(len(frame)) == 3, np.nan, frame["a"])))
+    with pytest.raises(ValueError, match="Feature names unseen at fit time"):
+        from_frame.predict(frame.rename(columns={"e": "f"}))
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        from_frame.predict(frame.assign(e="x"))
+    nullable = frame.astype({"a": "Float64"})  # pandas' nullable floats: scikit-learn's own conversion
+    np.testing.assert_array_equal(from_frame.predict_proba(nullable), from_frame.predict_proba(frame))
+
+
 def test_no_numpy_warnings_even_on_extreme_inputs():
     X = np.array([[1e4], [-1e4], [3e4], [-2e4]])
     y = np.array([1, 0, 1, 0])

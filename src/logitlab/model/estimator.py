@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from numbers import Real
 from typing import Any
@@ -16,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, check_X_y, validate_data
 
 from logitlab.errors import LogitlabError
 from logitlab.model import _chunked, _params, _persistence
@@ -67,6 +68,26 @@ def _encoded_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             present = np.bincount(shifted, minlength=span) > 0
             return (np.flatnonzero(present) + low).astype(y.dtype), (np.cumsum(present) - 1)[shifted]
     return np.unique(y, return_inverse=True)
+
+
+def _validated(estimator: BaseEstimator, X: Any, y: Any = None, *, reset: bool, dtype: np.dtype) -> Any:
+    """`validate_data` (X, or X and y when y is given): a frame of float columns is checked by its names and count
+    (`skip_check_array`), then as its array. scikit-learn checks a frame's columns one by one, ~3.5 ms at 117
+    columns, where the values' checks on the array take ~0.1 ms: a cross-validated sweep job fits one frame and
+    scores two. Other frames (text, nullable or sparse columns) take scikit-learn's own path."""
+    pandas = sys.modules.get("pandas")  # not imported: X is no frame
+    frame = pandas is not None and isinstance(X, pandas.DataFrame)
+    if not frame or not all(isinstance(kind, np.dtype) and kind.kind == "f" for kind in X.dtypes):
+        return (
+            validate_data(estimator, X, reset=reset, dtype=dtype)
+            if y is None
+            else validate_data(estimator, X, y, reset=reset, dtype=dtype)
+        )
+    validate_data(estimator, X, reset=reset, skip_check_array=True)
+    values = X.to_numpy()
+    if y is None:
+        return check_array(values, dtype=dtype, estimator=estimator, input_name="X")
+    return check_X_y(values, y, dtype=dtype, estimator=estimator)
 
 
 def _blas_ready(X: np.ndarray) -> np.ndarray:
@@ -259,7 +280,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 "LogisticRegression requires y to be passed, but the target y is None "
                 "(only a ParquetChunks X carries its labels)"
             )
-        X, y = validate_data(self, X, y, dtype=dtype)
+        X, y = _validated(self, X, y, reset=True, dtype=dtype)
         X = _blas_ready(X)
         check_classification_targets(y)  # a 1-d y (validate_data) that passes is binary or multiclass
         classes, y_encoded = _encoded_labels(y)
@@ -539,7 +560,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Raw scores ``X @ coef_.T + intercept_``: shape (n_samples,) for two classes, (n_samples, K) for more."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self.coef_.dtype)
+        X = _validated(self, X, reset=False, dtype=self.coef_.dtype)
         if self.coef_.shape[0] == 1:
             return X @ self.coef_[0] + self.intercept_[0]
         return X @ self.coef_.T + self.intercept_
