@@ -523,7 +523,13 @@ def test_reports_are_written_as_pandas_writes_them(tmp_path: Path) -> None:
                 "a, b": np.full(48, 2.0 / 3.0),
             }
         ),
+        "numbers and plain text (rows joined)": pd.DataFrame(
+            {"actual": ["late", "not late", ""] * 16, "p": floats, "n": np.arange(48)}
+        ),
+        "a header to quote": pd.DataFrame({"x": floats[:3], 'say "hi"': floats[3:6]}),
+        "a carriage return": pd.DataFrame({"label": ["a\rb", "c"], "x": [1.0, 2.0]}),
         "one empty text column": pd.DataFrame({"label": ["", ""]}),
+        "one text column": pd.DataFrame({"label": ["", "a"]}),
         "no rows": pd.DataFrame({"x": np.array([], dtype=float), "label": np.array([], dtype=object)}),
         "text with a missing value (pandas')": pd.DataFrame({"label": ["a", None], "x": [1.5, np.nan]}),
         "nullable integers (pandas')": pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}),
@@ -531,7 +537,9 @@ def test_reports_are_written_as_pandas_writes_them(tmp_path: Path) -> None:
         "dates (pandas')": pd.DataFrame({"day": pd.to_datetime(["2020-01-01", "2020-01-02"])}),
     }
     for name, frame in frames.items():
-        assert (io._csv_cells(frame) is None) == name.endswith("(pandas')"), name
+        cells = io._csv_cells(frame)
+        assert (cells is None) == name.endswith("(pandas')"), name
+        assert cells is None or cells.unquoted == (name not in ("numbers and text", "a carriage return")), name
         io.write_csv(tmp_path / "ours.csv", frame)
         frame.to_csv(tmp_path / "pandas.csv", index=False, float_format=io.FLOAT_FORMAT, lineterminator="\n")
         assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes(), name
