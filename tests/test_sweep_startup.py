@@ -42,6 +42,7 @@ def probed_sweep(project: Path, *overrides: str) -> dict:
     return {
         "loaded_at_job_start": probed["loaded"],
         "frozen_at_job_start": probed["frozen"],
+        "huge_pages_at_last_job_start": probed["huge_pages"],
         "children_after_sweep": json.loads(children[9:]),
         "loaded_after_sweep": json.loads(loaded[7:]),
     }
@@ -49,7 +50,8 @@ def probed_sweep(project: Path, *overrides: str) -> dict:
 
 def test_importing_the_sweep_imports_no_maths_plotting_tables_or_tracking() -> None:
     code = "import json, sys, logitlab.sweep; print(json.dumps([m for m in sys.argv[1:] if m in sys.modules]))"
-    done = subprocess.run([sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, check=True)
+    # nor numpy, whose huge-page switch the sweep sets before numpy reads it (`sweep._small_pages_for_numpy`)
+    done = subprocess.run([sys.executable, "-c", code, *HEAVY, "numpy"], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
 
 
@@ -85,6 +87,7 @@ def test_a_tracked_sweep_starts_its_jobs_with_none_of_them_and_ends_its_helper(p
 def test_an_untracked_sweep_starts_its_jobs_with_none_of_them(project: Path) -> None:
     seen = probed_sweep(project, "mlflow=off")
     assert seen["loaded_at_job_start"][0] == []
+    assert seen["huge_pages_at_last_job_start"] is False  # numpy imported after the sweep turned them off
     assert seen["children_after_sweep"] == []
     assert "matplotlib" not in seen["loaded_after_sweep"], seen
     # the helper drew the best job's figures (mlflow.child_artifacts: best) before it exited; the other job's
