@@ -136,6 +136,45 @@ def make_folder(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _new_local_store(db: Path) -> None:
+    """A new local SQLite store as a copy of an empty one (`_empty_store`), which MLflow opens as a store of its
+    own: the schema at its head, and the Default experiment added on opening, with this store's artifact root and
+    time. MLflow makes a new store by running each of its schema's migrations: 0.85 s every time (AMD EPYC), on
+    the tracked sweep's critical path (the helper's); the copy takes ~1 ms. Without a usable empty store (a user
+    cache that cannot be written), MLflow makes the store itself."""
+    import shutil
+    import sqlite3
+
+    from logitlab import io
+
+    try:
+        empty = _empty_store()
+        with io.atomic_path(db) as tmp:
+            shutil.copyfile(empty, tmp)
+    except (OSError, sqlite3.Error) as err:
+        log.debug("no empty MLflow store to copy (%s): MLflow makes %s", err, db)
+
+
+def _empty_store() -> Path:
+    """MLflow's empty store for its installed version, made once per user (`$XDG_CACHE_HOME/logitlab`): a store
+    MLflow made, less the Default experiment (MLflow adds it to each copy it opens)."""
+    import sqlite3
+
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from logitlab import io
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "logitlab"
+    empty = folder / f"mlflow-{mlflow.__version__}-empty-store.db"
+    if not empty.is_file():
+        with io.atomic_path(empty) as tmp:
+            SqlAlchemyStore(f"sqlite:///{tmp}", str(folder / "no-artifacts")).engine.dispose()
+            with contextlib.closing(sqlite3.connect(tmp)) as made, made:
+                made.execute("DELETE FROM experiments WHERE experiment_id = 0")
+    return empty
+
+
 def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -147,6 +186,8 @@ def _connect(uri: str, experiment_name: str, root: Path) -> Tracker:
     mlflow.set_tracking_uri(uri)
     try:
         with _store_lock(root):
+            if uri.startswith("sqlite:///") and not (db := Path(uri.removeprefix("sqlite:///"))).exists():
+                _new_local_store(db)
             client = mlflow.tracking.MlflowClient(uri)
             experiment = client.get_experiment_by_name(experiment_name)
             if experiment is None:
