@@ -83,14 +83,14 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _counts(y: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per label present in `y` or `chosen` (scikit-learn's default labels): true positives, predicted and
-    true counts."""
-    labels = np.union1d(y, chosen)
-    tp = np.array([np.count_nonzero((y == k) & (chosen == k)) for k in labels])
-    predicted_count = np.array([np.count_nonzero(chosen == k) for k in labels])
-    true_count = np.array([np.count_nonzero(y == k) for k in labels])
-    return tp, predicted_count, true_count
+def _counts(y: np.ndarray, chosen: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class code: hits (true positives), predicted and true counts."""
+    hits = np.bincount(y[y == chosen].astype(np.intp), minlength=n_classes)
+    return (
+        hits,
+        np.bincount(chosen.astype(np.intp), minlength=n_classes),
+        np.bincount(y.astype(np.intp), minlength=n_classes),
+    )
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -148,10 +148,11 @@ def _ranking_metrics(
     result[f"{name}_roc_auc"] = roc_auc(y, proba)
     if name != "test":
         return
-    tp, predicted_count, true_count = _counts(y, chosen)
-    f1 = _ratio(2 * tp, predicted_count + true_count)
+    tp, predicted_count, true_count = _counts(y, chosen, proba.shape[1])
+    present = predicted_count + true_count > 0  # scikit-learn's default labels: those in y or the predictions
+    f1 = _ratio(2 * tp[present], predicted_count[present] + true_count[present])
     result["test_f1_macro"] = float(f1.mean())
-    result["test_f1_weighted"] = float(np.average(f1, weights=true_count))
+    result["test_f1_weighted"] = float(np.average(f1, weights=true_count[present]))
     if proba.shape[1] == 2:
         tp1 = int(np.count_nonzero((y == 1) & (chosen == 1)))
         fp, fn = int(np.count_nonzero((y == 0) & (chosen == 1))), int(np.count_nonzero((y == 1) & (chosen == 0)))
@@ -294,10 +295,7 @@ def per_class(y: np.ndarray, chosen: np.ndarray, names: list[str]) -> pd.DataFra
     """Precision, recall, F1 and support of every class on the split (0 where a class has no rows): scikit-learn's
     `precision_recall_fscore_support(zero_division=0)` over every class code, the same divisions of the same
     counts, without its checks (~5 ms a sweep job)."""
-    k = len(names)
-    hits = np.bincount(y[y == chosen].astype(np.intp), minlength=k)
-    predicted_count = np.bincount(chosen.astype(np.intp), minlength=k)
-    true_count = np.bincount(y.astype(np.intp), minlength=k)
+    hits, predicted_count, true_count = _counts(y, chosen, len(names))
     return pd.DataFrame(
         {
             "class": names,
