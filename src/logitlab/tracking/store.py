@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from logitlab import config
+from logitlab import config, io
 from logitlab.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -145,8 +145,6 @@ def _new_local_store(db: Path) -> None:
     import shutil
     import sqlite3
 
-    from logitlab import io
-
     try:
         empty = _empty_store()
         with io.atomic_path(db) as tmp:
@@ -162,8 +160,6 @@ def _empty_store() -> Path:
 
     import mlflow
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    from logitlab import io
 
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "logitlab"
     empty = folder / f"mlflow-{mlflow.__version__}-empty-store.db"
